@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.market import services
+from apps.market.models import Symbol
+
+
+@admin.register(Symbol)
+class SymbolAdmin(admin.ModelAdmin):
+    list_display = [
+        "ticker",
+        "name",
+        "exchange",
+        "sector",
+        "active",
+        "start_price",
+        "volatility",
+        "jump_rate",
+        "anomaly_threshold",
+        "updated_at",
+    ]
+    list_filter = ["active", "exchange", "sector"]
+    search_fields = ["ticker", "name", "sector"]
+    ordering = ["ticker"]
+    readonly_fields = ["created_at", "updated_at"]
+    actions = ["activate", "deactivate"]
+    fieldsets = [
+        (None, {"fields": ["ticker", "name", "exchange", "sector", "active"]}),
+        ("Simulator", {"fields": ["start_price", "drift", "volatility", "jump_rate"]}),
+        ("Indicators", {"fields": ["anomaly_threshold"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Symbol | None = None):
+        # The ticker is the primary key that ticks and bars point at: fixed once created.
+        return [*self.readonly_fields, "ticker"] if obj else self.readonly_fields
+
+    @admin.action(description="Activate selected symbols", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
+        changed = services.symbols_set_active(
+            tickers=list(queryset.values_list("ticker", flat=True)), active=True
+        )
+        self.message_user(request, f"{changed} symbol(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected symbols", permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
+        changed = services.symbols_set_active(
+            tickers=list(queryset.values_list("ticker", flat=True)), active=False
+        )
+        self.message_user(request, f"{changed} symbol(s) deactivated.", messages.SUCCESS)

@@ -1,0 +1,117 @@
+"""The market simulator: geometric Brownian motion with jumps, vectorised over symbols.
+
+Randomness is counter-based (a hash of seed, ticker and time slot), not a stateful
+generator: the tick of a symbol at a slot is a pure function of the previous price, the
+symbol's parameters, the seed and the slot. That makes the simulator deterministic for a
+seed, lets any worker continue from the last stored price after a restart, and makes a
+replayed slot produce exactly the ticks it produced the first time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from apps.market.constants import (
+    JUMP_SIGMAS_MAX,
+    JUMP_SIGMAS_MIN,
+    SECONDS_PER_YEAR,
+    TRADE_SIZE_LOG_SIGMA,
+    TRADE_SIZE_MAX,
+    TRADE_SIZE_MEDIAN,
+)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_DRAWS_PER_SLOT = 8  # independent uniforms per symbol and slot
+
+
+@dataclass(frozen=True)
+class SimulatorParams:
+    """The simulator's view of a symbol (a plain value, so it runs without Django)."""
+
+    ticker: str
+    drift: float
+    volatility: float
+    jump_rate: float  # expected jumps per day
+
+
+@lru_cache(maxsize=65536)
+def _ticker_key(ticker: str) -> int:
+    return int.from_bytes(hashlib.blake2b(ticker.encode(), digest_size=8).digest(), "little")
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniforms(keys: np.ndarray, slot: int) -> np.ndarray:
+    """(symbols, draws) uniforms in (0, 1), a pure function of the keys and the slot."""
+    counters = np.uint64(slot * _DRAWS_PER_SLOT) + np.arange(_DRAWS_PER_SLOT, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        bits = _splitmix64(_splitmix64(keys[:, None] ^ _splitmix64(counters)[None, :]))
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+def _normal(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+
+
+def symbol_keys(tickers: list[str], seed: int) -> np.ndarray:
+    seed_key = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    keys = np.fromiter((_ticker_key(t) for t in tickers), dtype=np.uint64, count=len(tickers))
+    return keys ^ seed_key
+
+
+def step(
+    *,
+    params: list[SimulatorParams],
+    last_prices: np.ndarray,
+    slot: int,
+    seed: int,
+    interval: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Advance every symbol by one slot of `interval` seconds; returns (prices, sizes)."""
+    n = len(params)
+    if n == 0:
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    drift = np.fromiter((p.drift for p in params), dtype=np.float64, count=n)
+    vol = np.fromiter((p.volatility for p in params), dtype=np.float64, count=n)
+    jump_rate = np.fromiter((p.jump_rate for p in params), dtype=np.float64, count=n)
+    u = _uniforms(symbol_keys([p.ticker for p in params], seed), slot)
+
+    dt = interval / SECONDS_PER_YEAR
+    tick_sigma = vol * math.sqrt(dt)
+    log_return = (drift - 0.5 * vol * vol) * dt + tick_sigma * _normal(u[:, 0], u[:, 1])
+
+    jump_probability = -np.expm1(-jump_rate * interval / 86400.0)
+    jumps = u[:, 2] < jump_probability
+    if jumps.any():
+        sign = np.where(u[:, 3] < 0.5, -1.0, 1.0)
+        size = JUMP_SIGMAS_MIN + (JUMP_SIGMAS_MAX - JUMP_SIGMAS_MIN) * u[:, 4]
+        log_return = log_return + np.where(jumps, sign * size * tick_sigma, 0.0)
+
+    prices = np.asarray(last_prices, dtype=np.float64) * np.exp(log_return)
+    trade_sizes = np.exp(
+        math.log(TRADE_SIZE_MEDIAN) + TRADE_SIZE_LOG_SIGMA * _normal(u[:, 5], u[:, 6])
+    )
+    # Most prints are round lots; about a third are odd lots.
+    round_lot = u[:, 7] < 0.65
+    trade_sizes = np.where(
+        round_lot, np.maximum(100.0, np.round(trade_sizes / 100.0) * 100.0), trade_sizes
+    )
+    sizes = np.clip(np.rint(trade_sizes), 1, TRADE_SIZE_MAX).astype(np.int64)
+    return prices, sizes
+
+
+def slot_of(epoch_seconds: float, interval: float) -> int:
+    """The index of the schedule slot a wall-clock time falls into."""
+    return math.floor(epoch_seconds / interval + 1e-9)

@@ -1,0 +1,128 @@
+"""pipeline.ingest: ticks stored once, 1-minute bars rolled up exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.db import IntegrityError
+
+from apps.market.models import Bar, Tick
+from apps.market.pipeline import BatchError, TickBatch, ingest
+
+T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def bars(symbol: str) -> list[tuple]:
+    return list(
+        Bar.objects.filter(symbol_id=symbol, interval="1m")
+        .order_by("ts")
+        .values_list("ts", "open", "high", "low", "close", "volume", "trades")
+    )
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_ticks_roll_into_hand_checked_minute_bars(market):
+    ingest(
+        TickBatch.from_rows(
+            [
+                ("AAPL", at(0), 100.0, 10),
+                ("AAPL", at(20), 105.0, 20),
+                ("AAPL", at(40), 95.0, 30),
+                ("AAPL", at(59.5), 101.0, 40),
+                ("AAPL", at(60), 102.0, 50),
+                ("AAPL", at(150), 99.0, 60),
+            ]
+        )
+    )
+    assert bars("AAPL") == [
+        (at(0), 100.0, 105.0, 95.0, 101.0, 100, 4),
+        (at(60), 102.0, 102.0, 102.0, 102.0, 50, 1),
+        (at(120), 99.0, 99.0, 99.0, 99.0, 60, 1),
+    ]
+
+
+def test_a_minute_spread_over_several_batches_makes_one_bar(market):
+    ingest(TickBatch.from_rows([("MSFT", at(1), 50.0, 1), ("MSFT", at(2), 52.0, 2)]))
+    ingest(TickBatch.from_rows([("MSFT", at(3), 49.0, 3)]))
+    ingest(TickBatch.from_rows([("MSFT", at(4), 51.0, 4)]))
+    assert bars("MSFT") == [(at(0), 50.0, 52.0, 49.0, 51.0, 10, 4)]
+
+
+def test_replaying_a_batch_changes_nothing(market):
+    batch = TickBatch.from_rows(
+        [
+            (s.ticker, at(i * 0.5), 100.0 + i + j, 100)
+            for i in range(4)
+            for j, s in enumerate(market)
+        ]
+    )
+    first = ingest(batch)
+    snapshot = (list(Tick.objects.values_list()), list(Bar.objects.values_list()))
+    again = ingest(batch)
+    assert first.stored == 20
+    assert again.stored == 0
+    assert (list(Tick.objects.values_list()), list(Bar.objects.values_list())) == snapshot
+
+
+def test_a_partly_stored_batch_adds_only_the_missing_ticks_to_the_bars(market):
+    ingest(TickBatch.from_rows([("AAPL", at(0), 100.0, 10)]))
+    result = ingest(TickBatch.from_rows([("AAPL", at(0), 100.0, 10), ("AAPL", at(1), 110.0, 5)]))
+    assert result.stored == 1
+    assert result.ts == [at(1)]
+    assert bars("AAPL") == [(at(0), 100.0, 110.0, 100.0, 110.0, 15, 2)]
+
+
+def test_rows_out_of_time_order_are_applied_in_time_order(market):
+    ingest(TickBatch.from_rows([("AAPL", at(30), 3.0, 1), ("AAPL", at(10), 1.0, 1)]))
+    assert bars("AAPL") == [(at(0), 1.0, 3.0, 1.0, 3.0, 2, 2)]
+
+
+def test_a_tick_repeated_inside_one_batch_is_stored_once(market):
+    result = ingest(TickBatch.from_rows([("AAPL", at(5), 3.0, 1), ("AAPL", at(5), 3.0, 1)]))
+    assert result.stored == 1
+    assert bars("AAPL")[0][5:] == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (("AAPL", at(0), float("nan"), 1), "price"),
+        (("AAPL", at(0), -1.0, 1), "price"),
+        (("AAPL", at(0), 0.0, 1), "price"),
+        (("AAPL", at(0), 10.0, 0), "size"),
+        (("AAPL", datetime(2026, 1, 1), 10.0, 1), "timezone"),  # noqa: DTZ001
+    ],
+)
+def test_a_bad_row_rejects_the_whole_batch(market, row, message):
+    good = ("MSFT", at(0), 10.0, 1)
+    with pytest.raises(BatchError, match=message):
+        ingest(TickBatch.from_rows([good, row]))
+    assert not Tick.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_symbol_stores_nothing_of_its_batch(market):
+    with pytest.raises(IntegrityError):
+        ingest(TickBatch.from_rows([("MSFT", at(0), 10.0, 1), ("NOPE", at(0), 10.0, 1)]))
+    assert not Tick.objects.exists()
+    assert not Bar.objects.exists()
+
+
+def test_result_lists_the_new_ticks_in_time_order(market):
+    prices = np.array([1.0, 2.0, 3.0])
+    batch = TickBatch(symbols=["TSLA", "AAPL", "TSLA"], ts=[at(1), at(0), at(0)],
+                      prices=prices, sizes=np.array([1, 1, 1]))  # fmt: skip
+    result = ingest(batch)
+    assert list(zip(result.symbols, result.ts, result.prices, strict=True)) == [
+        ("AAPL", at(0), 2.0),
+        ("TSLA", at(0), 3.0),
+        ("TSLA", at(1), 1.0),
+    ]

@@ -1,0 +1,87 @@
+"""The simulator's statistics, determinism and continuation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from apps.market.constants import SECONDS_PER_YEAR
+from apps.market.simulator import SimulatorParams, slot_of, step
+
+
+def _paths(*, n_paths: int, n_steps: int, interval: float, seed: int, **params) -> np.ndarray:
+    """Log returns, shape (steps, paths), of independent symbols with the same parameters."""
+    symbols = [SimulatorParams(f"P{i:04d}", **params) for i in range(n_paths)]
+    prices = np.full(n_paths, 100.0)
+    returns = np.empty((n_steps, n_paths))
+    for slot in range(n_steps):
+        new, _ = step(params=symbols, last_prices=prices, slot=slot, seed=seed, interval=interval)
+        returns[slot] = np.log(new / prices)
+        prices = new
+    return returns
+
+
+@pytest.mark.parametrize(("drift", "volatility"), [(0.08, 0.25), (-0.05, 0.6)])
+def test_drift_and_volatility_match_the_parameters(drift, volatility):
+    # 500 symbols x 2,000 daily steps = 2,740 simulated years: the drift estimate's standard
+    # error is volatility / sqrt(2740), about 0.005 at 25 % and 0.011 at 60 % volatility.
+    interval = 86_400.0
+    returns = _paths(
+        n_paths=500, n_steps=2000, interval=interval, seed=7,
+        drift=drift, volatility=volatility, jump_rate=0.0,
+    )  # fmt: skip
+    dt = interval / SECONDS_PER_YEAR
+    measured_volatility = returns.std() / math.sqrt(dt)
+    measured_drift = returns.mean() / dt + 0.5 * measured_volatility**2
+    assert measured_volatility == pytest.approx(volatility, rel=0.01)
+    assert measured_drift == pytest.approx(drift, abs=4 * volatility / math.sqrt(returns.size * dt))
+
+
+def test_returns_are_normal_without_jumps_and_fat_tailed_with_them():
+    plain = _paths(n_paths=200, n_steps=500, interval=0.5, seed=3,
+                   drift=0.0, volatility=0.3, jump_rate=0.0)  # fmt: skip
+    jumpy = _paths(n_paths=200, n_steps=500, interval=0.5, seed=3,
+                   drift=0.0, volatility=0.3, jump_rate=2000.0)  # fmt: skip
+    sigma = 0.3 * math.sqrt(0.5 / SECONDS_PER_YEAR)
+    assert np.abs(plain).max() < 6 * sigma  # 100,000 normal draws stay inside 6 sigma
+    big_moves = np.abs(jumpy) > 5 * sigma
+    # 2,000 jumps a day at 0.5 s ticks is a jump probability of about 1.15 % per tick.
+    expected = 100_000 * -math.expm1(-2000.0 * 0.5 / 86_400)
+    assert big_moves.sum() == pytest.approx(expected, rel=0.15)
+
+
+def test_same_seed_same_market_other_seed_other_market():
+    params = [SimulatorParams("AAPL", 0.08, 0.25, 12.0), SimulatorParams("TSLA", 0.1, 0.55, 24.0)]
+    last = np.array([228.5, 248.9])
+    a = step(params=params, last_prices=last, slot=1000, seed=42, interval=0.5)
+    b = step(params=params, last_prices=last, slot=1000, seed=42, interval=0.5)
+    c = step(params=params, last_prices=last, slot=1000, seed=43, interval=0.5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_a_symbols_tick_does_not_depend_on_the_other_symbols_in_the_batch():
+    aapl = SimulatorParams("AAPL", 0.08, 0.25, 12.0)
+    alone, _ = step(params=[aapl], last_prices=np.array([100.0]), slot=5, seed=1, interval=0.5)
+    crowd = [SimulatorParams(f"X{i}", 0.0, 0.3, 0.0) for i in range(10)] + [aapl]
+    together, _ = step(params=crowd, last_prices=np.full(11, 100.0), slot=5, seed=1, interval=0.5)
+    assert together[-1] == alone[0]
+
+
+def test_trade_sizes_are_positive_integers_mostly_round_lots():
+    params = [SimulatorParams(f"S{i}", 0.0, 0.3, 0.0) for i in range(2000)]
+    _, sizes = step(params=params, last_prices=np.full(2000, 50.0), slot=9, seed=5, interval=0.5)
+    assert sizes.dtype.kind == "i"
+    assert sizes.min() >= 1
+    round_lots = (sizes % 100 == 0).mean()
+    assert 0.55 < round_lots < 0.8
+    assert 50 <= np.median(sizes) <= 200
+
+
+def test_slots_follow_the_wall_clock_grid():
+    assert slot_of(1_700_000_000.0, 0.5) == 3_400_000_000
+    assert slot_of(1_700_000_000.49, 0.5) == 3_400_000_000
+    assert slot_of(1_700_000_000.5, 0.5) == 3_400_000_001

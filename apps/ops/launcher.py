@@ -1,0 +1,232 @@
+"""The local launcher behind `make run` and `make test`.
+
+    python -m apps.ops.launcher run             the whole stack until Ctrl-C
+    python -m apps.ops.launcher test [ARGS]     pytest ARGS against real services
+    python -m apps.ops.launcher manage ARGS     manage.py ARGS against the running stack
+
+With DATABASE_URL / REDIS_URL unset it starts embedded PostgreSQL and Redis (apps.ops.embedded)
+and stops them again on every way out: normal exit, Ctrl-C, SIGTERM or an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from apps.ops.embedded import EmbeddedPostgres, EmbeddedRedis, _die_with_parent
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+# Where embedded services keep their data (a test points a second stack elsewhere).
+VAR_DIR = Path(os.environ.get("MARKETFLUX_VAR_DIR") or BASE_DIR / "var").resolve()
+RUN_ENV_FILE = VAR_DIR / "launcher.env"  # URLs of the running stack, for `manage`
+PYTHON = sys.executable
+ASGI_APP = "marketflux_site.asgi:application"
+CELERY = [PYTHON, "-m", "celery", "-A", "marketflux_site"]
+BEAT_FILE = str(VAR_DIR / "celerybeat-schedule")
+
+log = logging.getLogger("launcher")
+
+
+class _Stop(Exception):
+    """Raised by the signal handler so every `finally` runs on SIGTERM as on Ctrl-C."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def services(data_root: Path, *, durable: bool) -> Iterator[dict[str, str]]:
+    """Make sure DATABASE_URL and REDIS_URL point at running servers, for the block."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    env: dict[str, str] = {}
+    try:
+        if not os.environ.get("DATABASE_URL"):
+            database = "marketflux" if durable else "marketflux_test"
+            pg = EmbeddedPostgres(data_root / "postgres", durable=durable, database=database)
+            log.info("starting embedded PostgreSQL in %s", pg.data_dir)
+            started.append(pg)
+            env["DATABASE_URL"] = pg.start()
+        if not os.environ.get("REDIS_URL"):
+            rd = EmbeddedRedis(data_root / "redis", durable=durable)
+            log.info("starting embedded Redis in %s", rd.data_dir)
+            started.append(rd)
+            env["REDIS_URL"] = rd.start()
+        os.environ.update(env)
+        yield env
+    finally:
+        for server in reversed(started):
+            log.info("stopping embedded %s", type(server).__name__.removeprefix("Embedded"))
+            server.stop()
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=BASE_DIR, check=True)
+
+
+@dataclass
+class Child:
+    """A supervised process of the stack."""
+
+    name: str
+    args: list[str]
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=BASE_DIR,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops children in order
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        log.info("started %s (pid %s)", self.name, self.proc.pid)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def supervise(children: list[Child], *, poll: float = 0.5) -> None:
+    """Keep every child running, restarting a dead one with exponential backoff."""
+    for child in children:
+        child.start()
+    while True:
+        now = time.monotonic()
+        for child in children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.start()
+                continue
+            code = child.proc.poll() if child.proc else None
+            if code is None:
+                continue
+            # A child that ran a while counts as healthy again: back off from scratch.
+            child.failures = 1 if now - child.started_at > 60 else child.failures + 1
+            delay = min(30.0, 2.0 ** (child.failures - 1))
+            child.restart_at = now + delay
+            log.warning(
+                "%s exited with code %s; restarting in %.0f s (failure %d in a row)",
+                child.name,
+                code,
+                delay,
+                child.failures,
+            )
+        time.sleep(poll)
+
+
+def run() -> int:
+    """`make run`: services, migrations, seed, then Daphne + Celery worker + beat."""
+    port = os.environ.get("PORT", "8000")
+    VAR_DIR.mkdir(exist_ok=True)
+    children: list[Child] = []
+    try:
+        with services(VAR_DIR, durable=True) as started:
+            RUN_ENV_FILE.write_text(
+                "".join(f"{k}={os.environ[k]}\n" for k in ("DATABASE_URL", "REDIS_URL"))
+            )
+            _manage("migrate", "--noinput")
+            _manage("seed_symbols")
+            _manage("ensure_dev_admin")
+            children = [
+                Child("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, ASGI_APP]),
+                Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
+                Child("beat", [*CELERY, "beat", "--loglevel", "INFO", "--schedule", BEAT_FILE]),
+            ]
+            site = f"http://127.0.0.1:{port}"
+            embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
+            print(
+                f"\nMarketFlux is starting:\n"
+                f"  site    {site}/\n  admin   {site}/admin/\n  health  {site}/health\n"
+                f"  embedded services: {embedded}; data in {VAR_DIR}\n"
+                f"  admin login: see the ensure_dev_admin line above, or run `make superuser`\n"
+                f"  Ctrl-C stops everything.\n",
+                flush=True,
+            )
+            supervise(children)
+    except (_Stop, KeyboardInterrupt) as why:
+        log.info("stopping (%s)", why or "Ctrl-C")
+    finally:
+        for child in reversed(children):
+            child.stop()
+        RUN_ENV_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def test(pytest_args: list[str]) -> int:
+    """`make test`: pytest against real PostgreSQL and Redis (embedded unless URLs are set)."""
+    VAR_DIR.mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="test-", dir=VAR_DIR))
+    if os.environ.get("REDIS_URL"):
+        # A Redis you gave us may hold your data: the tests flush their own database only.
+        os.environ["REDIS_URL"] = _with_redis_db(os.environ["REDIS_URL"], TEST_REDIS_DB)
+    try:
+        with services(scratch, durable=False):
+            proc = subprocess.Popen([PYTHON, "-m", "pytest", *pytest_args], cwd=BASE_DIR)
+            try:
+                return proc.wait()
+            except (_Stop, KeyboardInterrupt):
+                proc.terminate()
+                proc.wait(30)
+                return 130
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+TEST_REDIS_DB = 15
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def manage(args: list[str]) -> int:
+    """manage.py against the stack `make run` started (its embedded URLs), or the env's."""
+    if RUN_ENV_FILE.exists():
+        for line in RUN_ENV_FILE.read_text().splitlines():
+            key, _, value = line.partition("=")
+            os.environ.setdefault(key, value)
+    return subprocess.call([PYTHON, "manage.py", *args], cwd=BASE_DIR)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher: %(message)s")
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGHUP, _raise_stop)
+    if not argv or argv[0] not in {"run", "test", "manage"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        return run()
+    if command == "test":
+        return test(rest)
+    return manage(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""Fixtures shared by every test: real Redis, real Celery processes, the default market."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def redis_client(settings) -> Iterator[redis_lib.Redis]:
+    """The real Redis of the test run, emptied before and after the test."""
+    from apps.ops.redis_client import redis_client as app_client
+
+    client = app_client()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def market(db) -> list:
+    """The default five symbols, as `seed_symbols` creates them."""
+    from apps.market.models import Symbol
+    from apps.market.services import symbols_seed
+
+    symbols_seed()
+    return list(Symbol.objects.order_by("ticker"))
+
+
+@pytest.fixture
+def reset_simulator_cache() -> Iterator[None]:
+    """Forget the prices this process remembers, as a restarted worker would."""
+    from apps.market import services
+
+    services._last_seen.clear()
+    yield
+    services._last_seen.clear()
+
+
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> object:
+    """Poll until `predicate` returns something truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def database_url_of_test_db() -> str:
+    """DATABASE_URL of the database pytest-django created, for processes we start."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Processes:
+    """Real processes (Celery worker, beat, Daphne) started by a test, always stopped."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["DATABASE_URL"] = database_url_of_test_db()
+        env["DB_CONN_MAX_AGE"] = "0"
+        env.update(extra)
+        return env
+
+    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{name}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=BASE_DIR,
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc.log_file = log  # type: ignore[attr-defined]
+        self.procs[name] = proc
+        return proc
+
+    def celery_worker(self, name: str = "worker", **env: str) -> subprocess.Popen:
+        return self.start(
+            name,
+            ["-m", "celery", "-A", "marketflux_site", "worker", "--pool", "solo",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            **env,
+        )  # fmt: skip
+
+    def celery_beat(self, name: str = "beat", **env: str) -> subprocess.Popen:
+        return self.start(
+            name,
+            ["-m", "celery", "-A", "marketflux_site", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.tmp_path / "celerybeat-schedule")],
+            **env,
+        )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text(errors="replace")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self, name: str, timeout: float = 20) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        proc.log_file.close()  # type: ignore[attr-defined]
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+@pytest.fixture
+def processes(tmp_path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()

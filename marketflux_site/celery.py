@@ -1,0 +1,61 @@
+"""The Celery app, and the one place every periodic task is declared with its schedule."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import timedelta
+
+from celery import Celery, schedules
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketflux_site.settings")
+
+app = Celery("marketflux")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+class GridSchedule(schedules.schedule):
+    """Due once per slot of a fixed wall-clock grid (0.0 s, 0.5 s, 1.0 s, ...).
+
+    Celery's plain interval schedule re-arms from the moment it last ran, so it drifts
+    and now and then skips a slot; tick timestamps are grid slots, so the grid must hold.
+    """
+
+    def is_due(self, last_run_at):
+        interval = self.run_every.total_seconds()
+        now = self.now().timestamp()
+        current_slot = math.floor(now / interval)
+        last_slot = math.floor(self.maybe_make_aware(last_run_at).timestamp() / interval)
+        next_in = (current_slot + 1) * interval - now
+        return schedules.schedstate(current_slot > last_slot, next_in)
+
+    def __reduce__(self):
+        return self.__class__, (self.run_every, self.relative, self.nowfun)
+
+
+def beat_schedule(*, tick_interval: float, shards: int) -> dict:
+    entries = {
+        f"market-tick-shard-{shard}": {
+            "task": "market.tick",
+            "schedule": GridSchedule(timedelta(seconds=tick_interval)),
+            "kwargs": {"shard": shard, "shards": shards},
+            # A tick not started within one interval is stale: drop it, never replay a burst.
+            "options": {"expires": tick_interval},
+        }
+        for shard in range(shards)
+    }
+    entries["market-prune"] = {
+        "task": "market.prune",
+        "schedule": timedelta(hours=1),
+    }
+    return entries
+
+
+@app.on_after_configure.connect
+def _install_beat_schedule(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    sender.conf.beat_schedule = beat_schedule(
+        tick_interval=settings.TICK_INTERVAL, shards=settings.MARKETFLUX_SHARDS
+    )
