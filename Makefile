@@ -48,7 +48,7 @@ fmt: deps
 	$(VENV)/bin/ruff format .
 
 bench: deps
-	$(LAUNCH) bench
+	$(LAUNCH) bench $(ARGS)
 
 superuser: deps
 	$(LAUNCH) manage createsuperuser

@@ -10,5 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketflux_site.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from apps.market import timescale  # noqa: E402
+
+timescale.require_if_configured(connection)  # a Timescale deployment never starts without it
+connection.close()
 
 application = ProtocolTypeRouter({"http": django_asgi_app})

@@ -6,7 +6,7 @@ import math
 import os
 from datetime import timedelta
 
-from celery import Celery, schedules
+from celery import Celery, schedules, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketflux_site.settings")
 
@@ -59,3 +59,18 @@ def _install_beat_schedule(sender: Celery, **kwargs) -> None:
     sender.conf.beat_schedule = beat_schedule(
         tick_interval=settings.TICK_INTERVAL, shards=settings.MARKETFLUX_SHARDS
     )
+
+
+@signals.worker_init.connect
+def _require_timescale(**kwargs) -> None:
+    """Refuse to start on a database without TimescaleDB when the deployment demands it."""
+    from django.db import connection
+
+    from apps.market import timescale
+
+    try:
+        timescale.require_if_configured(connection)
+    except timescale.TimescaleRequiredError as exc:
+        raise SystemExit(f"marketflux: {exc}") from exc  # Celery logs other errors and goes on
+    finally:
+        connection.close()

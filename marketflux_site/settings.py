@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "apps.market",
+    "apps.indicators",
+    "apps.streaming",
     "apps.dashboard",
     "apps.ops",
 ]

@@ -1,4 +1,4 @@
-"""Every Redis key the market app and its pipeline use, defined once."""
+"""Every Redis key MarketFlux uses, defined once (other modules import them from here)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,16 @@ TICKS_SKIPPED = f"{PREFIX}:stats:ticks_skipped"  # counter: runs skipped because
 TICKS_EXPIRED = f"{PREFIX}:stats:ticks_expired"  # counter: runs dropped as too late
 BATCH_STATS = f"{PREFIX}:stats:batches"  # list (newest first) of per-batch JSON timings
 BATCH_STATS_KEEP = 1000
+
+# Hot state: the latest tick, session and indicators of a symbol (JSON), for "latest" reads.
+HOT_PREFIX = f"{PREFIX}:hot:"
+
+
+def hot(symbol: str) -> str:
+    return f"{HOT_PREFIX}{symbol}"
+
+
+# Pipeline state per symbol (indicator engine + session), so any worker can continue.
+PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
+# Symbols someone watches over /ws/stocks/{symbol}: hash symbol -> open sockets.
+WATCHED_SYMBOLS = f"{PREFIX}:streaming:watched"

@@ -3,24 +3,45 @@
 Each stage is a step of `ingest`. The database stages run in one transaction, so a batch
 is stored whole or not at all, and every write is idempotent on its key: replaying a batch
 (Celery redelivers with acks_late after a crash) stores nothing twice and reports no tick
-as new, so later stages see only what this run actually added.
+as new, so the later stages (indicators, hot state, publishing) see only what this run
+actually added and a replay publishes nothing twice.
+
+The batch travels to PostgreSQL as one COPY into a session-local staging table; the ticks,
+their 1-minute bars and what the state store needs to know come back from one statement.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
+import orjson
 from django.db import connection, transaction
 
+from apps.indicators.engine import FIELDS, PRICE_MAX
+from apps.indicators.state import BatchStart
+from apps.indicators.state import store as state_store
+from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
+from apps.ops.redis_client import execute_packed, redis_client
+from apps.streaming import messages
+from apps.streaming.publisher import publish_batch
+
+_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")  # as the Symbol model validates
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BatchError(ValueError):
     """A batch that cannot be ingested as given (the message says which row and why)."""
+
+
+def epoch_micros(ts: datetime) -> int:
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True)
@@ -48,15 +69,20 @@ class TickBatch:
         n = len(self.symbols)
         if not (len(self.ts) == len(self.prices) == len(self.sizes) == n):
             raise BatchError("symbols, ts, prices and sizes must have the same length")
-        for i in range(n):
-            ts = self.ts[i]
-            if ts.tzinfo is None or ts.utcoffset() is None:
-                raise BatchError(f"row {i} ({self.symbols[i]}): ts must be timezone-aware")
-        bad_price = ~(np.isfinite(self.prices) & (self.prices > 0))
+        for i, symbol in enumerate(self.symbols):
+            if not (type(symbol) is str and _TICKER.match(symbol)):
+                raise BatchError(f"row {i}: {symbol!r} is not a ticker")
+        checked: set[int] = set()
+        for i, ts in enumerate(self.ts):
+            if id(ts) not in checked:  # a simulator batch shares one datetime object
+                if not isinstance(ts, datetime) or ts.utcoffset() is None:
+                    raise BatchError(f"row {i} ({self.symbols[i]}): ts must be timezone-aware")
+                checked.add(id(ts))
+        bad_price = ~(np.isfinite(self.prices) & (self.prices > 0) & (self.prices <= PRICE_MAX))
         if bad_price.any():
             i = int(np.argmax(bad_price))
             raise BatchError(f"row {i} ({self.symbols[i]}): price must be a positive number")
-        bad_size = self.sizes <= 0
+        bad_size = (self.sizes <= 0) | (self.sizes > 2**31 - 1)
         if bad_size.any():
             i = int(np.argmax(bad_size))
             raise BatchError(f"row {i} ({self.symbols[i]}): size must be a positive integer")
@@ -64,32 +90,46 @@ class TickBatch:
 
 @dataclass
 class IngestResult:
-    """What one `ingest` call did: the ticks it added (in time order) and its timings."""
+    """What one `ingest` call did: the ticks it added and its timings per stage."""
 
     received: int
-    symbols: list[str] = field(default_factory=list)
-    ts: list[datetime] = field(default_factory=list)
-    prices: list[float] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
+    stored: int = 0
+    messages: list[dict] = field(default_factory=list)  # tick messages, as published
+    rebuilt: list[str] = field(default_factory=list)  # symbols whose state was rebuilt
     stage_ms: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def stored(self) -> int:
-        return len(self.symbols)
+
+class _Stopwatch:
+    def __init__(self, into: dict[str, float]):
+        self.into = into
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.into[stage] = (now - self.last) * 1000.0
+        self.last = now
 
 
-# Stage 1 and 2 in one statement (one round trip): insert the ticks, skip those already
-# stored, and roll exactly the new ones into their 1-minute bars. `ord` keeps the input
-# order so open and close are the first and last new tick of the minute.
-_STORE_TICKS_AND_BARS = """
-WITH incoming AS (
-    SELECT s AS symbol_id, t AS ts, p AS price, z AS size, o AS ord
-    FROM unnest(%(symbols)s::varchar[], %(ts)s::timestamptz[], %(prices)s::float8[],
-                %(sizes)s::int[]) WITH ORDINALITY AS u(s, t, p, z, o)
-),
-new_ticks AS (
+_STAGING = "pipeline_staged_ticks"
+_CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
+    ord integer, symbol_id varchar(16), ts timestamptz, price float8, size integer
+) ON COMMIT DELETE ROWS
+"""
+
+_UNKNOWN_SYMBOLS = f"""
+SELECT array_agg(DISTINCT s.symbol_id) FROM {_STAGING} s
+WHERE NOT EXISTS (SELECT 1 FROM market_symbol m WHERE m.ticker = s.symbol_id)
+"""
+
+# Stage 1 and 2 in one statement: insert the staged ticks, skip those already stored, and
+# roll exactly the new ones into their 1-minute bars. Per new tick it answers the tick's
+# position in the batch and, for its symbol, the last tick stored before the first new one
+# (the statement's snapshot does not see its own inserts) and the anomaly threshold.
+_STORE_TICKS_AND_BARS = f"""
+WITH new_ticks AS (
     INSERT INTO market_tick (symbol_id, ts, price, size)
-    SELECT symbol_id, ts, price, size FROM incoming ORDER BY ord
+    SELECT symbol_id, ts, price, size FROM {_STAGING} ORDER BY ord
     ON CONFLICT (symbol_id, ts) DO NOTHING
     RETURNING symbol_id, ts, price, size
 ),
@@ -115,8 +155,34 @@ upserted_bars AS (
         volume = b.volume + EXCLUDED.volume,
         trades = b.trades + EXCLUDED.trades
     RETURNING 1
+),
+batch_start AS (
+    SELECT f.symbol_id, f.first_ts,
+           (SELECT t.ts FROM market_tick t
+             WHERE t.symbol_id = f.symbol_id AND t.ts < f.first_ts
+             ORDER BY t.ts DESC LIMIT 1) AS prev_ts
+    FROM (SELECT symbol_id, min(ts) AS first_ts FROM new_ticks GROUP BY symbol_id) AS f
 )
-SELECT n.symbol_id, n.ts, n.price, n.size FROM new_ticks n ORDER BY n.ts, n.symbol_id
+SELECT s.ord,
+       (extract(epoch FROM b.prev_ts) * 1000000)::bigint,
+       sym.anomaly_threshold
+FROM new_ticks n
+JOIN {_STAGING} s ON s.symbol_id = n.symbol_id AND s.ts = n.ts
+JOIN batch_start b ON b.symbol_id = n.symbol_id
+JOIN market_symbol sym ON sym.ticker = n.symbol_id
+ORDER BY s.ord
+"""
+
+_SNAPSHOT_COLUMNS = ", ".join(("symbol_id", "ts", "price", *FIELDS))
+_STAGED_SNAPSHOTS = "pipeline_staged_snapshots"
+_CREATE_STAGED_SNAPSHOTS = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_STAGED_SNAPSHOTS}
+(LIKE indicators_indicatorsnapshot INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+_STORE_SNAPSHOTS = f"""
+INSERT INTO indicators_indicatorsnapshot ({_SNAPSHOT_COLUMNS})
+SELECT {_SNAPSHOT_COLUMNS} FROM {_STAGED_SNAPSHOTS}
+ON CONFLICT (symbol_id, ts) DO NOTHING
 """
 
 
@@ -130,7 +196,7 @@ def _sorted_unique(batch: TickBatch) -> TickBatch:
         if key not in seen:
             seen.add(key)
             keep.append(i)
-    if len(keep) == len(batch) and keep == list(range(len(batch))):
+    if keep == list(range(len(batch))):
         return batch
     idx = np.array(keep, dtype=np.int64)
     return TickBatch(
@@ -141,6 +207,15 @@ def _sorted_unique(batch: TickBatch) -> TickBatch:
     )
 
 
+def _copy_text(columns: Sequence[Sequence[str]]) -> bytes:
+    """PostgreSQL COPY text format: tab-separated columns, one line per row."""
+    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
+
+
+def _text_or_null(values: list[float]) -> list[str]:
+    return ["\\N" if v != v else repr(v) for v in values]  # v != v: NaN, a null indicator
+
+
 def ingest(batch: TickBatch) -> IngestResult:
     """Run a batch through every stage; safe to call again with the same batch."""
     batch.validate()
@@ -148,25 +223,100 @@ def ingest(batch: TickBatch) -> IngestResult:
     if not len(batch):
         return result
     batch = _sorted_unique(batch)
+    watch = _Stopwatch(result.stage_ms)
 
-    started = time.perf_counter()
+    # Each distinct timestamp is formatted once (a simulator batch has a single one).
+    ts_text: dict[datetime, str] = {}
+    ts_micros: dict[datetime, int] = {}
+    for ts in batch.ts:
+        if ts not in ts_text:
+            ts_text[ts] = messages.format_ts(ts)
+            ts_micros[ts] = epoch_micros(ts)
+    batch_ts_text = [ts_text[ts] for ts in batch.ts]
+
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            _STORE_TICKS_AND_BARS,
-            {
-                "symbols": batch.symbols,
-                "ts": batch.ts,
-                "prices": batch.prices.tolist(),
-                "sizes": batch.sizes.tolist(),
-                "interval": BAR_INTERVAL_1M,
-            },
-        )
+        # 1-2. Ticks and 1-minute bars, skipping what is already stored.
+        cursor.execute(_CREATE_STAGING)
+        with cursor.cursor.copy(f"COPY {_STAGING} FROM STDIN") as copy:
+            copy.write(
+                _copy_text(
+                    [
+                        [str(i) for i in range(len(batch))],
+                        batch.symbols,
+                        batch_ts_text,
+                        list(map(repr, batch.prices.tolist())),
+                        list(map(str, batch.sizes.tolist())),
+                    ]
+                )
+            )
+        cursor.execute(_UNKNOWN_SYMBOLS)
+        unknown = cursor.fetchone()[0]
+        if unknown:
+            raise BatchError(f"unknown symbols: {', '.join(sorted(unknown))}")
+        cursor.execute(_STORE_TICKS_AND_BARS, {"interval": BAR_INTERVAL_1M})
         rows = cursor.fetchall()
-    result.stage_ms["store"] = (time.perf_counter() - started) * 1000.0
+        watch.lap("store")
+        if not rows:
+            return result
+        index = [r[0] for r in rows]
+        symbols = [batch.symbols[i] for i in index]
+        tick_ts = [batch.ts[i] for i in index]
+        micros = [ts_micros[ts] for ts in tick_ts]
+        prices = batch.prices[index]
+        sizes = batch.sizes[index].tolist()
+        starts: dict[str, BatchStart] = {}
+        for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
+            if symbol not in starts:  # rows are in time order: the first is the first new tick
+                starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
 
-    for symbol, ts, price, size in rows:
-        result.symbols.append(symbol)
-        result.ts.append(ts)
-        result.prices.append(price)
-        result.sizes.append(size)
+        # 3. Indicators, from a state the database vouches for.
+        result.rebuilt = state_store.prepare(starts, cursor)
+        values = state_store.apply(symbols, micros, prices, sizes)
+        watch.lap("indicators")
+
+        # 4. One snapshot per new tick (staged, then inserted idempotently).
+        tick_text = [batch_ts_text[i] for i in index]
+        price_text = list(map(repr, prices.tolist()))
+        columns = [symbols, tick_text, price_text]
+        for name in FIELDS:
+            if name == "anomaly":
+                columns.append(["t" if v else "f" for v in values[name].tolist()])
+            else:
+                columns.append(_text_or_null(values[name].tolist()))
+        cursor.execute(_CREATE_STAGED_SNAPSHOTS)
+        with cursor.cursor.copy(
+            f"COPY {_STAGED_SNAPSHOTS} ({_SNAPSHOT_COLUMNS}) FROM STDIN"
+        ) as copy:
+            copy.write(_copy_text(columns))
+        cursor.execute(_STORE_SNAPSHOTS)
+        watch.lap("snapshots")
+    watch.lap("commit")
+    result.stored = len(rows)
+
+    # 6. Hot state and the states any worker continues from, in one round trip.
+    result.messages = messages.tick_messages(
+        symbols=symbols, ts=tick_text, prices=prices, sizes=sizes, values=values
+    )
+    latest = {symbol: i for i, symbol in enumerate(symbols)}  # a symbol's last tick wins
+    hot = []
+    for symbol, i in latest.items():
+        meta = state_store.meta[symbol]
+        state = messages.hot_state(
+            result.messages[i], session_open=meta.session_open, session_volume=meta.session_volume
+        )
+        hot += (keys.hot(symbol).encode(), orjson.dumps(state))
+    exported = state_store.export(list(latest))
+    state_args = [b"HSET", keys.PIPELINE_STATE.encode()]
+    for symbol, blob in exported.items():
+        state_args += (symbol.encode(), blob)
+    replies = execute_packed(
+        redis_client(),
+        [state_args, [b"MSET", *hot], [b"HKEYS", keys.WATCHED_SYMBOLS.encode()]],
+    )
+    watched = {w.decode() for w in replies[-1]}
+    watch.lap("hot_state")
+
+    # 7. Fan-out to the channel groups.
+    publish_batch(result.messages, watched=watched)
+    watch.lap("publish")
     return result

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import zlib
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.db import connection
 
+from apps.market import timescale
+from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.market.models import Symbol
 
 
@@ -58,3 +61,71 @@ def symbols_with_last_tick() -> list[dict]:
         cursor.execute(_SYMBOLS_WITH_LAST_TICK)
         columns = [c.name for c in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class Candle:
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    trades: int
+
+
+# Longer bars from 1-minute bars on plain PostgreSQL. Buckets are aligned on 2000-01-01
+# 00:00 UTC, so 1d buckets start at midnight UTC and 1h buckets on the hour.
+_BARS_BY_DATE_BIN = """
+SELECT date_bin(%(step)s, ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+       (array_agg(open ORDER BY ts))[1], max(high), min(low),
+       (array_agg(close ORDER BY ts DESC))[1], sum(volume), sum(trades)
+FROM market_bar
+WHERE symbol_id = %(symbol)s AND interval = '1m' AND ts >= %(start)s AND ts < %(end)s
+GROUP BY bucket ORDER BY bucket DESC LIMIT %(limit)s
+"""
+
+_BARS_FROM_TABLE = """
+SELECT ts, open, high, low, close, volume, trades FROM {table}
+WHERE symbol_id = %(symbol)s {interval_filter} AND ts >= %(start)s AND ts < %(end)s
+ORDER BY ts DESC LIMIT %(limit)s
+"""
+
+
+def floor_to_interval(ts: datetime, interval: str) -> datetime:
+    step = BAR_INTERVALS[interval]
+    origin = datetime(2000, 1, 1, tzinfo=UTC)
+    return origin + ((ts - origin) // step) * step
+
+
+def bars_for_range(
+    *,
+    symbol: str,
+    interval: str,
+    limit: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Candle]:
+    """The newest `limit` candles starting in [start, end), oldest first, the open one included.
+
+    Without `start`, the window reaches back just far enough for `limit` buckets, so a
+    query over a year of history reads only what it returns.
+    """
+    step = BAR_INTERVALS[interval]
+    end = end or datetime.now(UTC) + step
+    if start is None:
+        start = floor_to_interval(end - step * (limit + 1), interval)
+    elif floor_to_interval(start, interval) != start:
+        start = floor_to_interval(start, interval) + step  # only whole buckets from start on
+    params = {"symbol": symbol, "start": start, "end": end, "limit": limit, "step": step}
+    view = timescale.aggregate_view(interval)
+    if interval == BAR_INTERVAL_1M:
+        sql = _BARS_FROM_TABLE.format(table="market_bar", interval_filter="AND interval = '1m'")
+    elif view and timescale.installed(connection):
+        sql = _BARS_FROM_TABLE.format(table=view, interval_filter="")
+    else:
+        sql = _BARS_BY_DATE_BIN
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [Candle(*row) for row in reversed(rows)]

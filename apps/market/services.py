@@ -80,7 +80,8 @@ return 0
 
 
 def _lock_ttl_ms() -> int:
-    return max(30_000, int(settings.TICK_INTERVAL * 20_000))
+    """Long enough for any batch; short, so a killed worker blocks its shard only briefly."""
+    return max(5_000, int(settings.TICK_INTERVAL * 10_000))
 
 
 def _previous_prices(symbols: list[Symbol], scheduled_at: datetime) -> np.ndarray:

@@ -2,6 +2,7 @@
 
     python -m apps.ops.launcher run             the whole stack until Ctrl-C
     python -m apps.ops.launcher test [ARGS]     pytest ARGS against real services
+    python -m apps.ops.launcher bench [NAMES]   the benchmarks under bench/ (or those named)
     python -m apps.ops.launcher manage ARGS     manage.py ARGS against the running stack
 
 With DATABASE_URL / REDIS_URL unset it starts embedded PostgreSQL and Redis (apps.ops.embedded)
@@ -196,6 +197,28 @@ def test(pytest_args: list[str]) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def bench(names: list[str]) -> int:
+    """`make bench`: every benchmark under bench/ (or those named) against real services."""
+    scripts = sorted(
+        p for p in (BASE_DIR / "bench").glob("*.py") if p.stem not in {"common", "__init__"}
+    )
+    if names:
+        scripts = [p for p in scripts if p.stem in names]
+    VAR_DIR.mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=VAR_DIR))
+    failed = 0
+    try:
+        with services(scratch, durable=False):
+            for script in scripts:
+                log.info("benchmark %s", script.name)
+                failed += subprocess.call([PYTHON, str(script)], cwd=BASE_DIR) != 0
+    except (_Stop, KeyboardInterrupt):
+        return 130
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 1 if failed else 0
+
+
 TEST_REDIS_DB = 15
 
 
@@ -217,7 +240,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher: %(message)s")
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGHUP, _raise_stop)
-    if not argv or argv[0] not in {"run", "test", "manage"}:
+    if not argv or argv[0] not in {"run", "test", "bench", "manage"}:
         print(__doc__, file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
@@ -225,6 +248,8 @@ def main(argv: list[str]) -> int:
         return run()
     if command == "test":
         return test(rest)
+    if command == "bench":
+        return bench(rest)
     return manage(rest)
 
 

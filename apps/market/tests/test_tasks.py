@@ -26,6 +26,10 @@ def ticks_by_symbol() -> dict[str, list]:
     return by_symbol
 
 
+def stored_slots() -> int:
+    return Tick.objects.values("ts").distinct().count()
+
+
 def test_the_worker_stores_a_tick_for_every_active_symbol(market, redis_client, processes):
     Symbol.objects.filter(ticker="AMZN").update(active=False)
     processes.celery_worker()
@@ -62,12 +66,13 @@ def test_killing_the_worker_mid_batch_loses_no_batch_half_and_counts_nothing_twi
     symbols_seed(tickers=[f"K{i:04d}" for i in range(3000)])
     processes.celery_beat(TICK_INTERVAL="0.5")
     rng = random.Random(7)
-    for _ in range(4):
-        processes.celery_worker(TICK_INTERVAL="0.5")
-        wait_for(lambda: Tick.objects.exists(), timeout=60, what="the first ticks")
-        time.sleep(rng.uniform(0.8, 2.0))
-        processes.kill("worker")
-        processes.stop("worker")
+    for round_ in range(4):
+        stored = stored_slots()
+        processes.celery_worker(f"worker{round_}", TICK_INTERVAL="0.5")
+        wait_for(lambda: stored_slots() > stored, timeout=60, what="a new batch")  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere inside the next batch
+        processes.kill(f"worker{round_}")
+        processes.stop(f"worker{round_}")
     processes.celery_worker(TICK_INTERVAL="0.5")
     time.sleep(2.0)
     processes.stop("beat")

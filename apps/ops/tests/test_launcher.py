@@ -91,6 +91,22 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
         after, elapsed = tick_counts(var_dir), time.monotonic() - started
         for symbol, count in after.items():
             assert (count - before[symbol]) == pytest.approx(elapsed / 0.5, abs=2)
+        # A child that dies is restarted, and the market carries on.
+        worker = next(
+            p for p in psutil.Process(stack.pid).children() if "worker" in p.cmdline()
+        )
+        worker.kill()
+        wait_for(lambda: "worker exited with code" in log.read_text(), timeout=10)
+        assert "restarting in" in log.read_text()
+        restarted = wait_for(
+            lambda: [p for p in psutil.Process(stack.pid).children() if "worker" in p.cmdline()],
+            timeout=30,
+            what="a new worker",
+        )
+        assert restarted[0].pid != worker.pid
+        counted = sum(tick_counts(var_dir).values())
+        wait_for(lambda: sum(tick_counts(var_dir).values()) > counted + 10, timeout=60,
+                 what="ticks from the restarted worker")  # fmt: skip
         home = requests.get(f"{site}/", timeout=5).text
         assert home.count('data-field="price">') == 5
         assert "no tick yet" not in home

@@ -1,0 +1,37 @@
+"""Stored indicator values: one snapshot per tick."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from apps.market.models import Symbol
+
+
+class IndicatorSnapshot(models.Model):
+    """The indicators of DESIGN.md §4 as they stood after a tick (null before warm-up)."""
+
+    pk = models.CompositePrimaryKey("symbol", "ts")
+    # No database constraint: per-row FK checks were a quarter of the ingest commit; the
+    # pipeline rejects unknown symbols itself, and deleting a Symbol still cascades.
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    ts = models.DateTimeField()
+    price = models.FloatField()
+    sma_20 = models.FloatField(null=True)
+    ema_20 = models.FloatField(null=True)
+    rsi_14 = models.FloatField(null=True)
+    zscore_20 = models.FloatField(null=True)
+    anomaly = models.BooleanField(default=False)
+    macd = models.FloatField(null=True)
+    macd_signal = models.FloatField(null=True)
+    macd_hist = models.FloatField(null=True)
+    bb_upper = models.FloatField(null=True)
+    bb_middle = models.FloatField(null=True)
+    bb_lower = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["symbol", "ts"]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.ts.isoformat()}"

@@ -1,0 +1,201 @@
+"""Indicator and session state per symbol: kept in this process, shared through Redis,
+rebuilt from stored ticks when neither can be trusted.
+
+The database decides what is current. For each symbol in a batch the pipeline learns the
+timestamp of the last tick stored before the batch; a state is used only if it was last
+advanced by exactly that tick. So a state that missed a batch (a worker died between the
+commit and the Redis write), ran ahead of one (the commit failed after the update), or is
+gone (Redis was flushed) is never used: it is rebuilt from the last `REBUILD_TICKS` stored
+ticks, enough for every indicator to agree with a run over the whole series to 1e-15.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import numpy as np
+
+from apps.indicators.engine import IndicatorEngine
+from apps.market import keys
+from apps.ops.redis_client import redis_client
+
+REBUILD_TICKS = 500
+_META = struct.Struct("<qqdq")  # last tick (µs since epoch), session day, open, volume
+_NONE = -1
+_DAY_MICROS = 86_400 * 1_000_000
+
+
+@dataclass
+class SymbolMeta:
+    """Where a symbol's state stands: its last tick and its current session (UTC day).
+
+    Times are integer microseconds since the epoch and days since the epoch: compared and
+    advanced for every tick, they cost far less than datetimes.
+    """
+
+    last_micros: int | None = None
+    session_day: int | None = None
+    session_open: float = 0.0
+    session_volume: int = 0
+
+    def encode(self) -> bytes:
+        return _META.pack(
+            _NONE if self.last_micros is None else self.last_micros,
+            _NONE if self.session_day is None else self.session_day,
+            self.session_open,
+            self.session_volume,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> SymbolMeta:
+        last, day, session_open, volume = _META.unpack_from(data)
+        return cls(
+            last_micros=None if last == _NONE else last,
+            session_day=None if day == _NONE else day,
+            session_open=session_open,
+            session_volume=volume,
+        )
+
+
+@dataclass(frozen=True)
+class BatchStart:
+    """What the database says about a symbol at the start of a batch."""
+
+    first_ts: datetime  # its first new tick in the batch
+    prev_micros: int | None  # the last tick stored before that one
+    threshold: float  # its anomaly threshold
+
+
+# The stored ticks before each symbol's first new tick, newest first, for a rebuild.
+_REBUILD_TICKS_SQL = """
+SELECT s.symbol, t.price
+FROM unnest(%(symbols)s::varchar[], %(firsts)s::timestamptz[]) AS s(symbol, first_ts)
+CROSS JOIN LATERAL (
+    SELECT price, ts FROM market_tick
+    WHERE symbol_id = s.symbol AND ts < s.first_ts
+    ORDER BY ts DESC LIMIT %(limit)s
+) AS t
+ORDER BY s.symbol, t.ts
+"""
+
+# The session so far: the first price of the UTC day and the volume traded before the batch
+# (whole minutes from the 1-minute bars, the started minute from its ticks).
+_REBUILD_SESSION_SQL = """
+SELECT s.symbol,
+       (SELECT price FROM market_tick
+         WHERE symbol_id = s.symbol AND ts >= s.day_start AND ts < s.first_ts
+         ORDER BY ts LIMIT 1) AS session_open,
+       coalesce((SELECT sum(volume) FROM market_bar
+         WHERE symbol_id = s.symbol AND interval = '1m'
+           AND ts >= s.day_start AND ts < s.minute_start), 0)
+     + coalesce((SELECT sum(size) FROM market_tick
+         WHERE symbol_id = s.symbol AND ts >= s.minute_start AND ts < s.first_ts), 0)
+FROM unnest(%(symbols)s::varchar[], %(firsts)s::timestamptz[], %(days)s::timestamptz[],
+            %(minutes)s::timestamptz[]) AS s(symbol, first_ts, day_start, minute_start)
+"""
+
+
+def _day_of(ts: datetime) -> int:
+    return (ts.astimezone(UTC).date() - date(1970, 1, 1)).days
+
+
+class StateStore:
+    """The state of every symbol this process has seen (one per worker process)."""
+
+    def __init__(self) -> None:
+        self.engine = IndicatorEngine()
+        self.meta: dict[str, SymbolMeta] = {}
+        self.thresholds: dict[str, float] = {}
+
+    def forget(self) -> None:
+        """Drop everything held in this process, as a fresh worker would start."""
+        self.__init__()
+
+    def prepare(self, starts: dict[str, BatchStart], cursor) -> list[str]:
+        """Bring each symbol's state to its last stored tick; returns the symbols rebuilt."""
+        stale = [
+            s
+            for s, b in starts.items()
+            if s not in self.meta or self.meta[s].last_micros != b.prev_micros
+        ]
+        rebuild: list[str] = []
+        if stale:
+            for symbol, blob in zip(
+                stale, redis_client().hmget(keys.PIPELINE_STATE, stale), strict=True
+            ):
+                meta = SymbolMeta.decode(blob) if blob else None
+                if meta is not None and meta.last_micros == starts[symbol].prev_micros:
+                    self.engine.import_symbols({symbol: blob[_META.size :]})
+                    self.meta[symbol] = meta
+                    self.thresholds.pop(symbol, None)
+                else:
+                    rebuild.append(symbol)
+        if rebuild:
+            self._rebuild(rebuild, starts, cursor)
+        for symbol, start in starts.items():
+            if self.thresholds.get(symbol) != start.threshold:
+                self.engine.set_threshold(symbol, start.threshold)
+                self.thresholds[symbol] = start.threshold
+        return rebuild
+
+    def _rebuild(self, symbols: list[str], starts: dict[str, BatchStart], cursor) -> None:
+        firsts = [starts[s].first_ts for s in symbols]
+        cursor.execute(
+            _REBUILD_TICKS_SQL, {"symbols": symbols, "firsts": firsts, "limit": REBUILD_TICKS}
+        )
+        history = cursor.fetchall()
+        cursor.execute(
+            _REBUILD_SESSION_SQL,
+            {
+                "symbols": symbols,
+                "firsts": firsts,
+                "days": [f.replace(hour=0, minute=0, second=0, microsecond=0) for f in firsts],
+                "minutes": [f.replace(second=0, microsecond=0) for f in firsts],
+            },
+        )
+        sessions = {row[0]: row[1:] for row in cursor.fetchall()}
+        for symbol in symbols:
+            self.engine.remove_symbol(symbol)
+            self.engine.add_symbol(symbol, starts[symbol].threshold)
+            self.thresholds[symbol] = starts[symbol].threshold
+            session_open, volume = sessions.get(symbol, (None, 0))
+            first = starts[symbol].first_ts
+            self.meta[symbol] = SymbolMeta(
+                last_micros=starts[symbol].prev_micros,
+                session_day=_day_of(first) if session_open is not None else None,
+                session_open=session_open or 0.0,
+                session_volume=int(volume or 0),
+            )
+        if history:
+            self.engine.update([row[0] for row in history], np.array([row[1] for row in history]))
+
+    def apply(
+        self,
+        symbols: Sequence[str],
+        micros: Sequence[int],
+        prices: np.ndarray,
+        sizes: Sequence[int],
+    ) -> dict[str, np.ndarray]:
+        """Advance indicators and sessions by the batch's new ticks (in time order)."""
+        values = self.engine.update(symbols, prices)
+        meta_of = self.meta
+        for symbol, tick_micros, price, size in zip(
+            symbols, micros, prices.tolist(), sizes, strict=True
+        ):
+            meta = meta_of[symbol]
+            day = tick_micros // _DAY_MICROS
+            if meta.session_day != day:
+                meta.session_day, meta.session_open, meta.session_volume = day, price, 0
+            meta.session_volume += size
+            meta.last_micros = tick_micros
+        return values
+
+    def export(self, symbols: Sequence[str]) -> dict[str, bytes]:
+        blobs = self.engine.export_symbols(symbols)
+        return {s: self.meta[s].encode() + blobs[s] for s in symbols}
+
+
+store = StateStore()

@@ -1,0 +1,249 @@
+"""The pipeline stages after storage: indicators, snapshots, hot state, fan-out, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import talib
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from apps.indicators.models import IndicatorSnapshot
+from apps.indicators.state import store
+from apps.market import keys
+from apps.market.models import Bar, Tick
+from apps.market.pipeline import TickBatch, epoch_micros, ingest
+from apps.streaming.groups import MARKET_GROUP, ticks_group
+from apps.streaming.publisher import watch_symbol
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 2, 23, 50, tzinfo=UTC)
+TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(redis_client):
+    store.forget()
+    yield
+    store.forget()
+
+
+def gbm(n: int, seed: int, start: float = 100.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return start * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+
+
+def series() -> dict[str, np.ndarray]:
+    return {t: gbm(120, seed=i) for i, t in enumerate(TICKERS)}
+
+
+def batch_at(i: int, prices: dict[str, np.ndarray]) -> TickBatch:
+    ts = T0 + timedelta(seconds=0.5 * i)
+    return TickBatch.from_rows([(t, ts, float(prices[t][i]), 100 + i) for t in TICKERS])
+
+
+def talib_reference(prices: np.ndarray) -> dict[str, np.ndarray]:
+    sma = talib.SMA(prices, 20)
+    std = talib.STDDEV(prices, 20, 1)
+    macd, signal, hist = talib.MACD(prices, 12, 26, 9)
+    upper, middle, lower = talib.BBANDS(prices, 20, 2, 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zscore = np.where(std > 0, (prices - sma) / std, np.nan)
+    return {
+        "sma_20": sma, "ema_20": talib.EMA(prices, 20), "rsi_14": talib.RSI(prices, 14),
+        "zscore_20": zscore, "macd": macd, "macd_signal": signal, "macd_hist": hist,
+        "bb_upper": upper, "bb_middle": middle, "bb_lower": lower,
+    }  # fmt: skip
+
+
+def assert_snapshots_match_talib(symbol: str) -> None:
+    """Every stored snapshot equals TA-Lib run over the whole stored price series."""
+    ticks = list(Tick.objects.filter(symbol_id=symbol).order_by("ts").values_list("ts", "price"))
+    prices = np.array([p for _, p in ticks])
+    reference = talib_reference(prices)
+    snapshots = list(IndicatorSnapshot.objects.filter(symbol_id=symbol).order_by("ts"))
+    assert [s.ts for s in snapshots] == [t for t, _ in ticks]
+    for field, expected in reference.items():
+        got = np.array(
+            [np.nan if getattr(s, field) is None else getattr(s, field) for s in snapshots]
+        )
+        assert np.array_equal(np.isnan(got), np.isnan(expected)), field
+        ok = ~np.isnan(expected)
+        np.testing.assert_allclose(got[ok], expected[ok], rtol=1e-9, atol=1e-9, err_msg=field)
+
+
+def hot(redis_client, symbol: str) -> dict:
+    return json.loads(redis_client.get(keys.hot(symbol)))
+
+
+def test_snapshots_are_stored_for_every_tick_and_match_talib(market):
+    prices = series()
+    for i in range(120):
+        ingest(batch_at(i, prices))
+    assert IndicatorSnapshot.objects.count() == 600
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+    first = IndicatorSnapshot.objects.filter(symbol_id="AAPL").order_by("ts").first()
+    assert first.sma_20 is None
+    assert first.anomaly is False
+
+
+def test_a_jump_is_flagged_as_an_anomaly_at_the_symbols_threshold(market):
+    flat = {t: np.r_[100 + 0.01 * np.sin(np.arange(30)), [103.0]] for t in TICKERS}
+    for i in range(31):
+        ingest(batch_at(i, flat))
+    last = IndicatorSnapshot.objects.filter(symbol_id="AAPL").order_by("-ts").first()
+    assert last.zscore_20 > 3.0
+    assert last.anomaly is True
+    before = IndicatorSnapshot.objects.filter(symbol_id="AAPL").order_by("-ts")[1]
+    assert before.anomaly is False
+
+
+def test_hot_state_has_the_latest_tick_session_change_and_volume(market, redis_client):
+    prices = series()
+    for i in range(30):  # 23:50:00 to 23:50:14.5, one UTC day
+        ingest(batch_at(i, prices))
+    state = hot(redis_client, "MSFT")
+    assert state["price"] == prices["MSFT"][29]
+    assert state["ts"] == "2026-03-02T23:50:14.500000Z"
+    assert state["change"] == pytest.approx(prices["MSFT"][29] - prices["MSFT"][0], abs=1e-12)
+    assert state["change_pct"] == pytest.approx(state["change"] / prices["MSFT"][0] * 100)
+    assert state["volume"] == sum(100 + i for i in range(30))
+    stored = IndicatorSnapshot.objects.get(symbol_id="MSFT", ts=T0 + timedelta(seconds=14.5))
+    assert state["indicators"]["sma_20"] == stored.sma_20
+    assert state["indicators"]["rsi_14"] == stored.rsi_14
+
+
+def test_the_session_restarts_at_midnight_utc(market, redis_client):
+    ingest(TickBatch.from_rows([("AAPL", T0, 50.0, 10)]))
+    ingest(TickBatch.from_rows([("AAPL", datetime(2026, 3, 3, 0, 0, tzinfo=UTC), 55.0, 7)]))
+    state = hot(redis_client, "AAPL")
+    assert state["change"] == 0.0
+    assert state["volume"] == 7
+
+
+def test_a_replayed_batch_changes_nothing_and_publishes_nothing(market, redis_client):
+    prices = series()
+    for i in range(40):
+        ingest(batch_at(i, prices))
+    before = (
+        list(IndicatorSnapshot.objects.values_list()),
+        list(Bar.objects.values_list()),
+        {t: redis_client.get(keys.hot(t)) for t in TICKERS},
+        redis_client.hgetall(keys.PIPELINE_STATE),
+    )
+    replay = ingest(batch_at(39, prices))
+    assert replay.stored == 0
+    assert replay.messages == []
+    after = (
+        list(IndicatorSnapshot.objects.values_list()),
+        list(Bar.objects.values_list()),
+        {t: redis_client.get(keys.hot(t)) for t in TICKERS},
+        redis_client.hgetall(keys.PIPELINE_STATE),
+    )
+    assert after == before
+
+
+def test_lost_redis_and_a_fresh_worker_rebuild_from_stored_ticks(market, redis_client):
+    prices = {t: gbm(700, seed=10 + i) for i, t in enumerate(TICKERS)}
+    for i in range(650):
+        ingest(batch_at(i, prices))
+    redis_client.flushdb()
+    store.forget()
+    result = ingest(batch_at(650, prices))
+    assert sorted(result.rebuilt) == TICKERS
+    for i in range(651, 700):
+        ingest(batch_at(i, prices))
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+    # The session was rebuilt too: volume counts the whole day, not just since the rebuild.
+    assert hot(redis_client, "AAPL")["volume"] == sum(100 + i for i in range(700))
+
+
+def test_a_state_that_missed_a_committed_batch_is_not_used(market, redis_client):
+    """A worker died after the commit and before the Redis write: Redis is one batch behind."""
+    prices = series()
+    for i in range(60):
+        ingest(batch_at(i, prices))
+    behind = redis_client.hgetall(keys.PIPELINE_STATE)
+    ingest(batch_at(60, prices))
+    redis_client.hset(keys.PIPELINE_STATE, mapping=behind)
+    store.forget()
+    result = ingest(batch_at(61, prices))
+    assert sorted(result.rebuilt) == TICKERS
+    for i in range(62, 120):
+        ingest(batch_at(i, prices))
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+
+
+def test_a_state_ahead_of_the_database_is_not_used(market, redis_client):
+    """The process advanced its state, then the transaction failed: the DB never had it."""
+    prices = series()
+    for i in range(60):
+        ingest(batch_at(i, prices))
+    ts = T0 + timedelta(seconds=30)
+    store.apply(TICKERS, [epoch_micros(ts)] * 5, np.full(5, 999.0), [1] * 5)  # rolled back later
+    result = ingest(batch_at(60, prices))
+    assert result.rebuilt == []  # Redis still had the right state
+    for i in range(61, 120):
+        ingest(batch_at(i, prices))
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+
+
+def _receive_all(channel: str, timeout: float = 1.0) -> list[dict]:
+    layer = get_channel_layer()
+
+    async def drain() -> list[dict]:
+        got = []
+        while True:
+            try:
+                got.append(await asyncio.wait_for(layer.receive(channel), timeout))
+            except TimeoutError:
+                return got
+
+    return async_to_sync(drain)()
+
+
+def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(market, redis_client):
+    layer = get_channel_layer()
+    market_channel = async_to_sync(layer.new_channel)()
+    aapl_channel = async_to_sync(layer.new_channel)()
+    tsla_channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(MARKET_GROUP, market_channel)
+    async_to_sync(layer.group_add)(ticks_group("AAPL"), aapl_channel)
+    async_to_sync(layer.group_add)(ticks_group("TSLA"), tsla_channel)
+    watch_symbol("AAPL", +1)  # a /ws/stocks/AAPL socket is open; nobody watches TSLA
+
+    prices = series()
+    ingest(batch_at(0, prices))
+    ingest(batch_at(1, prices))
+    ingest(batch_at(1, prices))  # replayed: sends nothing
+
+    batches = _receive_all(market_channel)
+    assert [len(b["messages"]) for b in batches] == [5, 5]
+    tick = next(m for m in batches[1]["messages"] if m["symbol"] == "GOOGL")
+    assert tick == {
+        "type": "tick",
+        "symbol": "GOOGL",
+        "ts": "2026-03-02T23:50:00.500000Z",
+        "price": prices["GOOGL"][1],
+        "size": 101,
+        "indicators": {
+            "sma_20": None, "ema_20": None, "rsi_14": None, "zscore_20": None,
+            "anomaly": False, "macd": None, "macd_signal": None, "macd_hist": None,
+            "bb_upper": None, "bb_middle": None, "bb_lower": None,
+        },
+    }  # fmt: skip
+    aapl = _receive_all(aapl_channel)
+    assert [[m["ts"] for m in e["messages"]] for e in aapl] == [
+        ["2026-03-02T23:50:00Z"],
+        ["2026-03-02T23:50:00.500000Z"],
+    ]
+    assert _receive_all(tsla_channel, timeout=0.3) == []

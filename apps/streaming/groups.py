@@ -1,0 +1,18 @@
+"""Channel group names: every group MarketFlux uses is named here and only here.
+
+Channels allows ASCII letters, digits, '-', '_' and '.' in group names (under 100 chars);
+tickers are validated to a subset of that by the Symbol model.
+"""
+
+from __future__ import annotations
+
+MARKET_GROUP = "market"  # every tick batch, as one list; /ws/market consumers filter it
+
+
+def ticks_group(symbol: str) -> str:
+    """One symbol's ticks, for /ws/stocks/{symbol}."""
+    return f"ticks.{symbol.upper()}"
+
+
+def alerts_group(user_id: int) -> str:
+    return f"alerts.user.{int(user_id)}"

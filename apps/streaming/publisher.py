@@ -1,0 +1,82 @@
+"""Fan-out of pipeline batches to channel groups (DESIGN.md §3 step 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import defaultdict
+
+from channels.layers import get_channel_layer
+
+from apps.market import keys
+from apps.ops.redis_client import redis_client
+from apps.streaming.groups import MARKET_GROUP, ticks_group
+
+MARKET_BATCH_EVENT = "market.batch"  # handler name on consumers: market_batch
+STOCK_TICKS_EVENT = "stock.ticks"  # handler name on consumers: stock_ticks
+
+
+def watch_symbol(symbol: str, delta: int) -> None:
+    """Count sockets watching a symbol, so ticks are sent only to groups someone is in."""
+    client = redis_client()
+    remaining = client.hincrby(keys.WATCHED_SYMBOLS, symbol, delta)
+    if remaining <= 0:
+        client.hdel(keys.WATCHED_SYMBOLS, symbol)
+
+
+def publish_batch(messages: list[dict], *, watched: set[str]) -> None:
+    """One send of the whole batch to the market group, one per watched symbol's group.
+
+    One message per batch (not per tick) keeps the cost per batch flat in the number of
+    /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
+    of 5,000 symbols does not cost 5,000 sends.
+    """
+    if messages:
+        _loop.run(_send(messages, watched))
+
+
+class _LoopThread:
+    """One event loop per process for publishing, kept alive between batches.
+
+    `async_to_sync` would start a fresh loop per batch, and with it fresh Redis connections
+    for the channel layer: most of the publish time at small batches. A loop that lives in
+    its own thread keeps the layer's connection pool warm.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked worker child must not use its parent's loop thread (it has none).
+            if self._loop is None or self._pid != os.getpid():
+                self._loop = asyncio.new_event_loop()
+                self._pid = os.getpid()
+                threading.Thread(
+                    target=self._loop.run_forever, name="marketflux-publisher", daemon=True
+                ).start()
+            return self._loop
+
+    def run(self, coro, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure()).result(timeout)
+
+
+_loop = _LoopThread()
+
+
+async def _send(messages: list[dict], watched: set[str]) -> None:
+    layer = get_channel_layer()
+    by_symbol: dict[str, list[dict]] = defaultdict(list)
+    for message in messages:
+        if message["symbol"] in watched:
+            by_symbol[message["symbol"]].append(message)
+    await asyncio.gather(
+        layer.group_send(MARKET_GROUP, {"type": MARKET_BATCH_EVENT, "messages": messages}),
+        *(
+            layer.group_send(ticks_group(symbol), {"type": STOCK_TICKS_EVENT, "messages": ticks})
+            for symbol, ticks in by_symbol.items()
+        ),
+    )

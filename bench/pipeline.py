@@ -1,0 +1,206 @@
+"""End-to-end ingest throughput and latency, beside a raw binary COPY of the same ticks.
+
+    python bench/pipeline.py [--quick]        (make bench runs it with real services)
+
+Every stage runs for real: PostgreSQL (ticks, bars, snapshots), the indicator engine, Redis
+(state and hot state) and the channel layer (one /ws/market-style listener subscribed).
+Writes bench/results/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    drop_bench_database,
+    print_table,
+    setup_django_with_bench_database,
+    summary,
+    write_results,
+)
+
+TARGET_TICKS_PER_S_AT_5000 = 25_000
+TARGET_P99_MS = {5: 20.0, 5000: 250.0}
+
+
+def _symbols(n: int) -> list[str]:
+    return [f"B{n}X{i:05d}" for i in range(n)]
+
+
+def _batches(symbols: list[str], count: int, start: datetime):
+    import numpy as np
+
+    from apps.market import simulator
+    from apps.market.pipeline import TickBatch
+
+    params = [simulator.SimulatorParams(s, 0.05, 0.3, 12.0) for s in symbols]
+    prices = np.full(len(symbols), 100.0)
+    for i in range(count):
+        ts = start + timedelta(seconds=0.5 * i)
+        prices, sizes = simulator.step(
+            params=params, last_prices=prices, slot=i, seed=1, interval=0.5
+        )
+        yield TickBatch(symbols=symbols, ts=[ts] * len(symbols), prices=prices, sizes=sizes)
+
+
+class MarketListener:
+    """A channel-layer consumer of the market group in a thread, as /ws/market would be."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        from channels.layers import get_channel_layer
+
+        from apps.streaming.groups import MARKET_GROUP
+
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(MARKET_GROUP, channel)
+        self._ready.set()
+        while not self._stop.is_set():
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+            except TimeoutError:
+                continue
+            self.received += len(message["messages"])
+        await layer.group_discard(MARKET_GROUP, channel)
+
+    def __enter__(self) -> MarketListener:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run_pipeline(n_symbols: int, n_batches: int, warmup: int) -> dict:
+    from apps.market.pipeline import ingest
+    from apps.market.services import symbols_seed
+
+    symbols = _symbols(n_symbols)
+    symbols_seed(tickers=symbols)
+    start = datetime(2026, 1, 5, tzinfo=UTC) + timedelta(days=n_symbols % 97)
+    latencies, stages = [], {}
+    stored = 0
+    with MarketListener() as listener:
+        began = None
+        for i, batch in enumerate(_batches(symbols, warmup + n_batches, start)):
+            if i == warmup:
+                began, received_before = time.perf_counter(), listener.received
+            t0 = time.perf_counter()
+            result = ingest(batch)
+            elapsed = (time.perf_counter() - t0) * 1000.0
+            if i >= warmup:
+                latencies.append(elapsed)
+                stored += result.stored
+                for stage, ms in result.stage_ms.items():
+                    stages.setdefault(stage, []).append(ms)
+        wall = time.perf_counter() - began
+        time.sleep(0.5)
+        delivered = listener.received - received_before
+    return {
+        "symbols": n_symbols,
+        "batches": n_batches,
+        "ticks": stored,
+        "ticks_per_s": stored / wall,
+        "latency_ms": summary(latencies),
+        "stage_ms_mean": {k: sum(v) / len(v) for k, v in stages.items()},
+        "delivered_to_listener": delivered,
+    }
+
+
+def run_copy_reference(n_symbols: int, n_batches: int) -> dict:
+    """Raw binary COPY of the same ticks into the tick table (no bars, no indicators)."""
+    from django.db import connection
+
+    from apps.market.services import symbols_seed
+
+    symbols = _symbols(n_symbols)
+    symbols_seed(tickers=symbols)
+    start = datetime(2025, 6, 2, tzinfo=UTC)
+    batches = list(_batches(symbols, n_batches, start))
+    rows = 0
+    began = time.perf_counter()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's own cursor, for COPY
+        for batch in batches:
+            with raw.copy(
+                "COPY market_tick (symbol_id, ts, price, size) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["varchar", "timestamptz", "float8", "int4"])
+                for row in zip(batch.symbols, batch.ts, batch.prices.tolist(),
+                               batch.sizes.tolist(), strict=True):  # fmt: skip
+                    copy.write_row(row)
+            rows += len(batch)
+    wall = time.perf_counter() - began
+    return {"symbols": n_symbols, "rows": rows, "rows_per_s": rows / wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer batches")
+    args = parser.parse_args()
+    plan = {5: (400, 20), 500: (100, 5), 5000: (30, 3)}
+    if args.quick:
+        plan = {5: (100, 5), 500: (20, 3), 5000: (8, 2)}
+
+    name = setup_django_with_bench_database()
+    try:
+        results = [run_pipeline(n, batches, warmup) for n, (batches, warmup) in plan.items()]
+        copy = run_copy_reference(5000, plan[5000][0])
+    finally:
+        drop_bench_database(name)
+
+    rows = []
+    for r in results:
+        lat = r["latency_ms"]
+        target = TARGET_P99_MS.get(r["symbols"])
+        rows.append(
+            [r["symbols"], r["batches"], r["ticks_per_s"], lat["p50"], lat["p99"],
+             f"< {target:g}" if target else "-",
+             " ".join(f"{k}={v:.1f}" for k, v in r["stage_ms_mean"].items())]
+        )  # fmt: skip
+    print_table(
+        "pipeline.ingest, every stage (PostgreSQL + indicators + Redis + channel layer)",
+        ["symbols", "batches", "ticks/s", "p50 ms", "p99 ms", "p99 target", "mean ms per stage"],
+        rows,
+    )
+    at_5000 = next(r for r in results if r["symbols"] == 5000)
+    print_table(
+        "reference: raw binary COPY of the same ticks into market_tick (5,000-symbol batches)",
+        ["rows/s", "pipeline ticks/s", "pipeline / COPY", "target ticks/s"],
+        [
+            [
+                copy["rows_per_s"],
+                at_5000["ticks_per_s"],
+                f"{at_5000['ticks_per_s'] / copy['rows_per_s']:.2f}",
+                f">= {TARGET_TICKS_PER_S_AT_5000:,}",
+            ]
+        ],
+    )
+    write_results(
+        "pipeline",
+        {
+            "pipeline": results,
+            "binary_copy_reference": copy,
+            "targets": {"ticks_per_s_at_5000": TARGET_TICKS_PER_S_AT_5000, "p99_ms": TARGET_P99_MS},
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
