@@ -188,6 +188,9 @@ ON CONFLICT (symbol_id, ts) DO NOTHING
 
 def _sorted_unique(batch: TickBatch) -> TickBatch:
     """Time order (stable), and the first of any (symbol, ts) that repeats in one batch."""
+    first = batch.ts[0]
+    if all(ts is first for ts in batch.ts) and len(set(batch.symbols)) == len(batch):
+        return batch  # one slot of distinct symbols, as the simulator sends: nothing to do
     order = sorted(range(len(batch)), key=lambda i: batch.ts[i])
     seen: set[tuple[str, datetime]] = set()
     keep = []
@@ -205,6 +208,11 @@ def _sorted_unique(batch: TickBatch) -> TickBatch:
         prices=batch.prices[idx],
         sizes=batch.sizes[idx],
     )
+
+
+def _ensure_staging_tables(cursor) -> None:
+    """The session's staging tables (asked every batch: a rolled-back batch drops them)."""
+    cursor.execute(_CREATE_STAGING + ";" + _CREATE_STAGED_SNAPSHOTS)
 
 
 def _copy_text(columns: Sequence[Sequence[str]]) -> bytes:
@@ -236,7 +244,7 @@ def ingest(batch: TickBatch) -> IngestResult:
 
     with transaction.atomic(), connection.cursor() as cursor:
         # 1-2. Ticks and 1-minute bars, skipping what is already stored.
-        cursor.execute(_CREATE_STAGING)
+        _ensure_staging_tables(cursor)
         with cursor.cursor.copy(f"COPY {_STAGING} FROM STDIN") as copy:
             copy.write(
                 _copy_text(
@@ -283,7 +291,6 @@ def ingest(batch: TickBatch) -> IngestResult:
                 columns.append(["t" if v else "f" for v in values[name].tolist()])
             else:
                 columns.append(_text_or_null(values[name].tolist()))
-        cursor.execute(_CREATE_STAGED_SNAPSHOTS)
         with cursor.cursor.copy(
             f"COPY {_STAGED_SNAPSHOTS} ({_SNAPSHOT_COLUMNS}) FROM STDIN"
         ) as copy:

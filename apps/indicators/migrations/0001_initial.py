@@ -5,35 +5,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('market', '0001_initial'),
+        ("market", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IndicatorSnapshot',
+            name="IndicatorSnapshot",
             fields=[
-                ('pk', models.CompositePrimaryKey('symbol', 'ts', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('ts', models.DateTimeField()),
-                ('price', models.FloatField()),
-                ('sma_20', models.FloatField(null=True)),
-                ('ema_20', models.FloatField(null=True)),
-                ('rsi_14', models.FloatField(null=True)),
-                ('zscore_20', models.FloatField(null=True)),
-                ('anomaly', models.BooleanField(default=False)),
-                ('macd', models.FloatField(null=True)),
-                ('macd_signal', models.FloatField(null=True)),
-                ('macd_hist', models.FloatField(null=True)),
-                ('bb_upper', models.FloatField(null=True)),
-                ('bb_middle', models.FloatField(null=True)),
-                ('bb_lower', models.FloatField(null=True)),
-                ('symbol', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='market.symbol')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "symbol",
+                        "ts",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("ts", models.DateTimeField()),
+                ("price", models.FloatField()),
+                ("sma_20", models.FloatField(null=True)),
+                ("ema_20", models.FloatField(null=True)),
+                ("rsi_14", models.FloatField(null=True)),
+                ("zscore_20", models.FloatField(null=True)),
+                ("anomaly", models.BooleanField(default=False)),
+                ("macd", models.FloatField(null=True)),
+                ("macd_signal", models.FloatField(null=True)),
+                ("macd_hist", models.FloatField(null=True)),
+                ("bb_upper", models.FloatField(null=True)),
+                ("bb_middle", models.FloatField(null=True)),
+                ("bb_lower", models.FloatField(null=True)),
+                (
+                    "symbol",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="market.symbol",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['symbol', 'ts'],
+                "ordering": ["symbol", "ts"],
             },
         ),
     ]

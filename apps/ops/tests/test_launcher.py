@@ -92,9 +92,7 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
         for symbol, count in after.items():
             assert (count - before[symbol]) == pytest.approx(elapsed / 0.5, abs=2)
         # A child that dies is restarted, and the market carries on.
-        worker = next(
-            p for p in psutil.Process(stack.pid).children() if "worker" in p.cmdline()
-        )
+        worker = next(p for p in psutil.Process(stack.pid).children() if "worker" in p.cmdline())
         worker.kill()
         wait_for(lambda: "worker exited with code" in log.read_text(), timeout=10)
         assert "restarting in" in log.read_text()
