@@ -10,6 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from marketflux_site.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Local state of `make run` (embedded databases, beat schedule, dev admin password).
+VAR_DIR = Path(env_str("MARKETFLUX_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 DJANGO_ENV = env_str("DJANGO_ENV", "development")
 if DJANGO_ENV not in {"development", "production"}:
@@ -106,7 +108,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = DEBUG  # development serves straight from static/, no collectstatic
 if not PRODUCTION:
@@ -149,7 +151,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # MarketFlux itself.
 TICK_INTERVAL = env_float("TICK_INTERVAL", 0.5, minimum=0.0)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import orjson
+import psycopg
 from django.db import connection, transaction
 
 from apps.indicators.engine import FIELDS, PRICE_MAX
@@ -179,6 +180,8 @@ _CREATE_STAGED_SNAPSHOTS = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGED_SNAPSHOTS}
 (LIKE indicators_indicatorsnapshot INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 """
+_COPY_SNAPSHOTS = f"COPY indicators_indicatorsnapshot ({_SNAPSHOT_COLUMNS}) FROM STDIN"
+_COPY_STAGED_SNAPSHOTS = f"COPY {_STAGED_SNAPSHOTS} ({_SNAPSHOT_COLUMNS}) FROM STDIN"
 _STORE_SNAPSHOTS = f"""
 INSERT INTO indicators_indicatorsnapshot ({_SNAPSHOT_COLUMNS})
 SELECT {_SNAPSHOT_COLUMNS} FROM {_STAGED_SNAPSHOTS}
@@ -282,7 +285,9 @@ def ingest(batch: TickBatch) -> IngestResult:
         values = state_store.apply(symbols, micros, prices, sizes)
         watch.lap("indicators")
 
-        # 4. One snapshot per new tick (staged, then inserted idempotently).
+        # 4. One snapshot per new tick. Their ticks are new, so normally the snapshots are
+        # too and go straight in by COPY; only if someone deleted ticks but not their
+        # snapshots does that conflict, and then they go through staging, idempotently.
         tick_text = [batch_ts_text[i] for i in index]
         price_text = list(map(repr, prices.tolist()))
         columns = [symbols, tick_text, price_text]
@@ -291,11 +296,14 @@ def ingest(batch: TickBatch) -> IngestResult:
                 columns.append(["t" if v else "f" for v in values[name].tolist()])
             else:
                 columns.append(_text_or_null(values[name].tolist()))
-        with cursor.cursor.copy(
-            f"COPY {_STAGED_SNAPSHOTS} ({_SNAPSHOT_COLUMNS}) FROM STDIN"
-        ) as copy:
-            copy.write(_copy_text(columns))
-        cursor.execute(_STORE_SNAPSHOTS)
+        payload = _copy_text(columns)
+        try:
+            with transaction.atomic(), cursor.cursor.copy(_COPY_SNAPSHOTS) as copy:
+                copy.write(payload)
+        except psycopg.errors.UniqueViolation:  # raised by psycopg's own COPY cursor
+            with cursor.cursor.copy(_COPY_STAGED_SNAPSHOTS) as copy:
+                copy.write(payload)
+            cursor.execute(_STORE_SNAPSHOTS)
         watch.lap("snapshots")
     watch.lap("commit")
     result.stored = len(rows)

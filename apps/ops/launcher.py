@@ -67,6 +67,7 @@ def services(data_root: Path, *, durable: bool) -> Iterator[dict[str, str]]:
         os.environ.update(env)
         yield env
     finally:
+        _ignore_stop_signals()
         for server in reversed(started):
             log.info("stopping embedded %s", type(server).__name__.removeprefix("Embedded"))
             server.stop()
@@ -143,38 +144,46 @@ def run() -> int:
     """`make run`: services, migrations, seed, then Daphne + Celery worker + beat."""
     port = os.environ.get("PORT", "8000")
     VAR_DIR.mkdir(exist_ok=True)
-    children: list[Child] = []
+    children = [
+        Child("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, ASGI_APP]),
+        Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
+        Child("beat", [*CELERY, "beat", "--loglevel", "INFO", "--schedule", BEAT_FILE]),
+    ]
     try:
         with services(VAR_DIR, durable=True) as started:
-            RUN_ENV_FILE.write_text(
-                "".join(f"{k}={os.environ[k]}\n" for k in ("DATABASE_URL", "REDIS_URL"))
-            )
-            _manage("migrate", "--noinput")
-            _manage("seed_symbols")
-            _manage("ensure_dev_admin")
-            children = [
-                Child("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, ASGI_APP]),
-                Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
-                Child("beat", [*CELERY, "beat", "--loglevel", "INFO", "--schedule", BEAT_FILE]),
-            ]
-            site = f"http://127.0.0.1:{port}"
-            embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
-            print(
-                f"\nMarketFlux is starting:\n"
-                f"  site    {site}/\n  admin   {site}/admin/\n  health  {site}/health\n"
-                f"  embedded services: {embedded}; data in {VAR_DIR}\n"
-                f"  admin login: see the ensure_dev_admin line above, or run `make superuser`\n"
-                f"  Ctrl-C stops everything.\n",
-                flush=True,
-            )
-            supervise(children)
+            try:
+                RUN_ENV_FILE.write_text(
+                    "".join(f"{k}={os.environ[k]}\n" for k in ("DATABASE_URL", "REDIS_URL"))
+                )
+                _manage("migrate", "--noinput")
+                _manage("seed_symbols")
+                _manage("ensure_dev_admin")
+                site = f"http://127.0.0.1:{port}"
+                embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
+                print(
+                    f"\nMarketFlux is starting:\n"
+                    f"  site    {site}/\n  admin   {site}/admin/\n  health  {site}/health\n"
+                    f"  embedded services: {embedded}; data in {VAR_DIR}\n"
+                    f"  admin login: see the ensure_dev_admin line above, or `make superuser`\n"
+                    f"  Ctrl-C stops everything.\n",
+                    flush=True,
+                )
+                supervise(children)
+            finally:
+                # The app stops before the databases it talks to; a second Ctrl-C must not
+                # cut this short and leave processes behind.
+                _ignore_stop_signals()
+                for child in reversed(children):
+                    child.stop()
+                RUN_ENV_FILE.unlink(missing_ok=True)
     except (_Stop, KeyboardInterrupt) as why:
-        log.info("stopping (%s)", why or "Ctrl-C")
-    finally:
-        for child in reversed(children):
-            child.stop()
-        RUN_ENV_FILE.unlink(missing_ok=True)
+        log.info("stopped (%s)", why or "SIGINT")
     return 0
+
+
+def _ignore_stop_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def test(pytest_args: list[str]) -> int:
@@ -238,8 +247,10 @@ def manage(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher: %(message)s")
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGHUP, _raise_stop)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then
+    # never turns Ctrl-C into KeyboardInterrupt.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
     if not argv or argv[0] not in {"run", "test", "bench", "manage"}:
         print(__doc__, file=sys.stderr)
         return 2
