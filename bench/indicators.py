@@ -16,7 +16,12 @@ time budget (about 1.5 s; 0.3 s with --quick) on the continuing stream; generati
 not timed. The references are slow, so at 10,000 symbols they get through only a few ticks
 in their budget (the table says how many). With --quick, talipp at 10,000 symbols runs on
 1,000 of them (its cost per symbol does not depend on how many there are; warming 10,000
-talipp symbols up takes ~20 s). Writes bench/results/indicators.json.
+talipp symbols up takes ~20 s).
+
+Then per-symbol state transfer at 5,000 symbols (what the ingest pipeline does after every
+batch and when a worker takes symbols over): export_symbols of all of them, import_symbols
+of the blobs into a fresh engine and over the existing symbols. Best of several runs, wall
+and CPU time. Writes bench/results/indicators.json.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ SIZES = (1, 100, 1_000, 10_000)
 HISTORY = 200  # ticks before timing starts (TA-Lib's window; everyone is warm by then)
 TALIPP_WARMUP = 40  # talipp objects see the last 40 of them (all indicators warm at 34)
 TARGET_AT_1000 = 15_000_000
+STATE_SYMBOLS = 5_000
 
 
 class Stream:
@@ -164,6 +170,38 @@ def bench_talib(n: int, budget: float) -> dict:
     return _rates(timed(stream, step, budget), n)
 
 
+def bench_state(n: int, repeats: int) -> dict:
+    """export_symbols / import_symbols of n warm symbols, out of step (subset batches)."""
+    stream = Stream(n)
+    engine = IndicatorEngine()
+    symbols = [f"SYM{i:05d}" for i in range(n)]
+    rng = np.random.default_rng(3)
+    for row in stream.chunk(60):
+        keep = np.flatnonzero(rng.random(n) < 0.9)
+        engine.update([symbols[i] for i in keep], row[keep])
+    blobs = engine.export_symbols(symbols)
+
+    def best(call, fresh=None) -> tuple[float, float]:
+        walls, cpus = [], []
+        for _ in range(repeats):
+            arg = fresh() if fresh else None
+            w0, c0 = time.perf_counter(), time.process_time()
+            call(arg)
+            walls.append(time.perf_counter() - w0)
+            cpus.append(time.process_time() - c0)
+        return 1e3 * min(walls), 1e3 * min(cpus)
+
+    res = {
+        "symbols": n,
+        "bytes_per_symbol": sum(map(len, blobs.values())) / n,
+        "export_ms": best(lambda _: engine.export_symbols(symbols)),
+        "import_new_ms": best(lambda e: e.import_symbols(blobs), IndicatorEngine),
+        "import_overwrite_ms": best(lambda _: engine.import_symbols(blobs)),
+    }
+    assert engine.export_symbols(symbols) == blobs, "state round trip changed the state"
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (0.3 s a cell)")
@@ -218,6 +256,20 @@ def main() -> None:
          "engine us/tick", "(CPU)", "notes"],
         rows,
     )  # fmt: skip
+    state = bench_state(STATE_SYMBOLS, 5 if args.quick else 20)
+    print_table(
+        f"Per-symbol state transfer, {STATE_SYMBOLS:,} symbols "
+        f"({state['bytes_per_symbol']:.0f} bytes each; best of runs; lower is better)",
+        ["operation", "ms", "(CPU ms)"],
+        [
+            [label, *state[key]]
+            for label, key in (
+                ("export_symbols", "export_ms"),
+                ("import_symbols, new symbols", "import_new_ms"),
+                ("import_symbols, overwrite", "import_overwrite_ms"),
+            )
+        ],
+    )
     at_1000 = next(r for r in results if r["symbols"] == 1_000)["engine"]["updates_per_s"]
     met = at_1000 >= TARGET_AT_1000
     print(
@@ -239,6 +291,7 @@ def main() -> None:
                 "talipp": version("talipp"),
             },
             "results": results,
+            "state_transfer": state,
         },
     )
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from django.db import models
 
-from apps.market.models import Symbol
+from apps.market.models import series_symbol_field
 
 
 class IndicatorSnapshot(models.Model):
     """The indicators of DESIGN.md §4 as they stood after a tick (null before warm-up)."""
 
     pk = models.CompositePrimaryKey("symbol", "ts")
-    # No database constraint: per-row FK checks were a quarter of the ingest commit; the
-    # pipeline rejects unknown symbols itself, and deleting a Symbol still cascades.
-    symbol = models.ForeignKey(
-        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
-    )
+    symbol = series_symbol_field()
     ts = models.DateTimeField()
     price = models.FloatField()
     sma_20 = models.FloatField(null=True)

@@ -123,16 +123,22 @@ class StateStore:
         ]
         rebuild: list[str] = []
         if stale:
+            usable: dict[str, bytes] = {}
             for symbol, blob in zip(
                 stale, redis_client().hmget(keys.PIPELINE_STATE, stale), strict=True
             ):
                 meta = SymbolMeta.decode(blob) if blob else None
                 if meta is not None and meta.last_micros == starts[symbol].prev_micros:
-                    self.engine.import_symbols({symbol: blob[_META.size :]})
+                    usable[symbol] = blob[_META.size :]
                     self.meta[symbol] = meta
                     self.thresholds.pop(symbol, None)
                 else:
                     rebuild.append(symbol)
+            if usable:
+                try:
+                    self.engine.import_symbols(usable)  # one bulk import: a takeover is cheap
+                except ValueError:  # a corrupt state in Redis: the database knows better
+                    rebuild += list(usable)
         if rebuild:
             self._rebuild(rebuild, starts, cursor)
         for symbol, start in starts.items():

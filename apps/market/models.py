@@ -50,15 +50,23 @@ class Symbol(models.Model):
         return self.ticker
 
 
+def series_symbol_field() -> models.ForeignKey:
+    """The symbol column of a time-series table (the first part of its composite key).
+
+    No index of its own (the key leads with it) and no database constraint: per-row checks
+    were a quarter of the ingest commit. The pipeline rejects unknown symbols itself, and
+    deleting a Symbol still deletes its rows (Django cascades).
+    """
+    return models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+
+
 class Tick(models.Model):
     """One trade print: a price and size at the tick's scheduled time."""
 
     pk = models.CompositePrimaryKey("symbol", "ts")
-    # No database constraint: per-row FK checks were a quarter of the ingest commit; the
-    # pipeline rejects unknown symbols itself, and deleting a Symbol still cascades.
-    symbol = models.ForeignKey(
-        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
-    )
+    symbol = series_symbol_field()
     ts = models.DateTimeField()
     price = models.FloatField()
     size = models.IntegerField()
@@ -77,11 +85,7 @@ class Bar(models.Model):
     INTERVAL_CHOICES = [(name, name) for name in BAR_INTERVALS]
 
     pk = models.CompositePrimaryKey("symbol", "interval", "ts")
-    # No database constraint: per-row FK checks were a quarter of the ingest commit; the
-    # pipeline rejects unknown symbols itself, and deleting a Symbol still cascades.
-    symbol = models.ForeignKey(
-        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
-    )
+    symbol = series_symbol_field()
     interval = models.CharField(max_length=3, choices=INTERVAL_CHOICES)
     ts = models.DateTimeField(help_text="Start of the bucket.")
     open = models.FloatField()

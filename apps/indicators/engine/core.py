@@ -25,7 +25,9 @@ Not thread-safe: one engine per thread (or a lock around it).
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -80,8 +82,11 @@ from .kernel import (
 # Rows of the int block.
 _CNT, _DUE, _POS = range(3)
 _AR = np.arange(WINDOW)
+_CHRON_SLOTS = (_AR[:, None] - _AR) % WINDOW  # [pos, j]: ring slot of the j-th oldest price
 _MAX_NAME_BYTES = 1024
 _SCALAR_MAX = 6  # engines up to this many symbols run kernel_scalar (measured break-even)
+_C_PRICE_MIN = np.array(PRICE_MIN)  # 0-d arrays: a ufunc takes them faster than floats
+_C_PRICE_MAX = np.array(PRICE_MAX)
 
 
 class IndicatorEngine:
@@ -201,9 +206,18 @@ class IndicatorEngine:
             raise ValueError(f"got {m} symbols but prices of shape {x.shape}")
         if m == 0:
             return _empty_result(0)
-        if m > _SCALAR_MAX:
-            ok = np.minimum.reduce(x) >= PRICE_MIN and np.maximum.reduce(x) <= PRICE_MAX
-        else:  # a numpy reduction costs ~3 us even for one element
+        if m == self._n and m > _SCALAR_MAX and not self._cold and not self._queued:
+            names = self._names
+            if symbols is names or (
+                symbols == names if type(symbols) is list else list(symbols) == names
+            ):
+                return self._update_fast(x)  # checks the prices itself
+        if m > _SCALAR_MAX:  # two comparisons and a count: cheaper than min and max
+            flags = np.empty((2, m), dtype=bool)
+            np.greater_equal(x, _C_PRICE_MIN, flags[0])
+            np.less_equal(x, _C_PRICE_MAX, flags[1])
+            ok = count_true(flags) == 2 * m
+        else:  # a numpy call costs ~1 us even for one element
             ok = all(PRICE_MIN <= v <= PRICE_MAX for v in x.tolist())
         if not ok:  # (NaN fails every comparison)
             _raise_bad_price(symbols, x)
@@ -240,8 +254,12 @@ class IndicatorEngine:
         fast = self._fast
         if fast is None or self._gpos is None:
             fast = self._prepare_fast()
-        rows, pairs, v = fast
+        rows, pairs, v, flags, flag_lo, flag_hi = fast
         n = self._n
+        np.greater_equal(x, _C_PRICE_MIN, flag_lo)
+        np.less_equal(x, _C_PRICE_MAX, flag_hi)
+        if count_true(flags) != 2 * n:  # a price out of range or NaN: nothing changed yet
+            _raise_bad_price(self._names, x)
         g = self._gpos
         v.xs[...] = x
         if g < WINDOW - 1:  # oldest and previous prices are adjacent ring rows
@@ -313,7 +331,7 @@ class IndicatorEngine:
         self._pend += 1
         return _result(tuple(np.array(outs).T.copy()), np.array(flags))
 
-    def _prepare_fast(self) -> tuple[list[np.ndarray], list[np.ndarray], Views]:
+    def _prepare_fast(self) -> tuple:
         """Align every symbol's ring write slot (results never depend on the slot layout)
         and cache the row views and scratch arrays of the fast path."""
         if self._gpos is None:
@@ -326,7 +344,14 @@ class IndicatorEngine:
             pos[:] = 0
             self._gpos = 0
         ring = self._ring
-        fast = (list(ring), [ring[j : j + 2] for j in range(WINDOW - 1)], views(self._st))
+        flags = np.empty((2, self._n), dtype=bool)  # price checks: >= PRICE_MIN, <= PRICE_MAX
+        fast = (
+            list(ring),
+            [ring[j : j + 2] for j in range(WINDOW - 1)],
+            views(self._st),
+            flags,
+            *flags,
+        )
         self._fast = fast
         return fast
 
@@ -490,13 +515,18 @@ class IndicatorEngine:
         """Materialise queued symbols as new columns (one O(n) reallocation for all)."""
         if not self._queued:
             return
+        self._grow([t for _, t in self._queued])
+        self._queued.clear()
+
+    def _grow(self, thresholds: Sequence[float] | np.ndarray) -> None:
+        """Materialise fresh columns for the last len(thresholds) names of self._names."""
         self._materialise()
-        k = len(self._queued)
+        k = len(thresholds)
         st = np.zeros((NSTATE, k))
         st[M2] = 1.0
         st[M2MAX] = 1.0
         st[ANC] = 1.0
-        st[THR] = [t for _, t in self._queued]
+        st[THR] = thresholds
         ints = np.zeros((3, k), dtype=np.int64)
         ints[_DUE] = RECOMPUTE_PERIOD  # a symbol's schedule depends on its own ticks only
         ints[_POS] = 0 if self._gpos is None else self._gpos
@@ -506,7 +536,6 @@ class IndicatorEngine:
         self._n += k
         if self._due != RECOMPUTE_PERIOD:
             self._due = None  # no longer one schedule for all: the arrays are authoritative
-        self._queued.clear()
         self._cold += k
         self._rsi_guard = True
         self._fast = None
@@ -570,49 +599,63 @@ class IndicatorEngine:
 
     def export_symbols(self, symbols: Iterable[str]) -> dict[str, bytes]:
         """One self-contained blob per symbol (KeyError for an unknown one), for
-        `import_symbols` in any engine."""
+        `import_symbols` in any engine. Vectorised: one gather of all the symbols' state
+        into rows, then codec.encode_symbols (about 1 us a symbol)."""
         symbols = list(symbols)
-        cols = [self._index[s] for s in symbols]
-        if not cols:
+        if not symbols:
             return {}
-        state = self._export_state(np.array(cols, dtype=np.intp))
-        return {
-            name: codec.encode(
-                codec.KIND_SYMBOL,
-                codec.State(
-                    [name],
-                    state.ints[:, i : i + 1],
-                    state.floats[:, i : i + 1],
-                    state.chron[i : i + 1],
-                ),
-            )
-            for i, name in enumerate(state.names)
-        }
+        index = self._index
+        cols = _lookup(index, symbols)
+        self._flush()
+        self._materialise()
+        return dict(zip(symbols, codec.encode_symbols(symbols, self._rows(cols)), strict=True))
 
     def import_symbols(self, blobs: Mapping[str, bytes]) -> None:
         """Add (or overwrite) symbols from `export_symbols` blobs. All blobs are validated
-        first (ValueError, nothing changed); the key must be the blob's symbol."""
-        decoded = []
-        for symbol, blob in blobs.items():
-            state = codec.decode(blob, codec.KIND_SYMBOL)
-            if state.names != [symbol]:
-                raise ValueError(f"indicator state for {state.names[0]!r} given as {symbol!r}")
-            decoded.append(state)
-        if not decoded:
+        first (ValueError, nothing changed); the key must be the blob's symbol. Vectorised:
+        codec.decode_symbols, then one scatter of all the rows."""
+        if not blobs:
             return
-        for state in decoded:
-            if state.names[0] not in self._index:
-                self.add_symbol(state.names[0])
+        names = list(blobs)
+        rows = codec.decode_symbols(names, list(blobs.values()))
         self._flush()
+        index = self._index
+        missing = list(itertools.filterfalse(index.__contains__, names))
+        if missing:  # names checked by decode_symbols: non-empty str, <= 1024 bytes
+            start = len(self._names)
+            self._names += missing
+            index.update(zip(missing, range(start, start + len(missing)), strict=True))
+            self._grow(np.full(len(missing), DEFAULT_THRESHOLD))
         self._materialise()
-        names = [s.names[0] for s in decoded]
-        merged = codec.State(
-            names,
-            np.concatenate([s.ints for s in decoded], axis=1),
-            np.concatenate([s.floats for s in decoded], axis=1),
-            np.concatenate([s.chron for s in decoded], axis=0),
-        )
-        self._load(merged, np.array([self._index[s] for s in names], dtype=np.intp))
+        cols = _lookup(index, names)
+        words = rows.view("<i8")
+        ints = self._ints
+        slot = 0 if self._gpos is None else self._gpos
+        ints[_CNT, cols] = words[:, 0]
+        ints[_DUE, cols] = words[:, 1]
+        ints[_POS, cols] = slot
+        self._st[:, cols] = rows[:, 2 : 2 + NSTATE].T
+        # the j-th oldest price goes to slot (slot - j) % 20, so slot r gets the j = (slot - r)
+        # % 20-th: the rows of the transposed chronology, permuted, into columns `cols`
+        self._ring[:, cols] = rows[:, 2 + NSTATE :].T[(slot - _AR) % WINDOW]
+        self._resync()
+
+    def _rows(self, cols: np.ndarray) -> np.ndarray:
+        """The state of columns `cols` as codec.SYMBOL_WORDS-word rows (arrays materialised)."""
+        rows = np.empty((len(cols), codec.SYMBOL_WORDS))
+        words = rows.view(np.int64)
+        ints = self._ints
+        words[:, 0] = ints[_CNT].take(cols)
+        words[:, 1] = ints[_DUE].take(cols)
+        rows[:, 2 : 2 + NSTATE] = self._st.take(cols, axis=1).T
+        chron = rows[:, 2 + NSTATE :]  # oldest first: slot (pos - j) % 20 for the j-th oldest
+        if self._gpos is not None:
+            chron[...] = self._ring.take(cols, axis=1)[(self._gpos - _AR) % WINDOW].T
+        else:
+            flat = (_CHRON_SLOTS * self._n).take(ints[_POS].take(cols), axis=0)
+            np.add(flat, cols[:, None], flat)
+            chron[...] = self._ring.reshape(-1).take(flat)
+        return rows
 
     def _load(self, state: codec.State, cols: np.ndarray) -> None:
         """Write decoded state into columns `cols` (adding the symbols if needed)."""
@@ -711,6 +754,13 @@ def _rounds(cols: np.ndarray) -> list[np.ndarray]:
     occ[order] = positions - np.maximum.accumulate(np.where(first, positions, 0))
     by_round = np.argsort(occ, kind="stable")
     return np.split(by_round, np.flatnonzero(np.diff(occ[by_round])) + 1)
+
+
+def _lookup(index: dict[str, int], names: list[str]) -> np.ndarray:
+    """index[name] for each of `names` (KeyError for an unknown one), as an intp array."""
+    if len(names) == 1:
+        return np.array([index[names[0]]], np.intp)
+    return np.array(operator.itemgetter(*names)(index), np.intp)
 
 
 def _result(out: np.ndarray, anomaly: np.ndarray) -> dict[str, np.ndarray]:

@@ -247,3 +247,18 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
         ["2026-03-02T23:50:00.500000Z"],
     ]
     assert _receive_all(tsla_channel, timeout=0.3) == []
+
+
+def test_a_corrupt_state_in_redis_is_rebuilt_not_trusted(market, redis_client):
+    prices = series()
+    for i in range(60):
+        ingest(batch_at(i, prices))
+    good = redis_client.hget(keys.PIPELINE_STATE, "AAPL")
+    # The header still says "current", but the engine part is garbage.
+    redis_client.hset(keys.PIPELINE_STATE, "AAPL", good[:32] + b"\x00" * (len(good) - 32))
+    store.forget()
+    result = ingest(batch_at(60, prices))
+    assert "AAPL" in result.rebuilt
+    for i in range(61, 120):
+        ingest(batch_at(i, prices))
+    assert_snapshots_match_talib("AAPL")

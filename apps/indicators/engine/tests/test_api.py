@@ -160,3 +160,25 @@ def test_removed_symbol_leaves_the_others_untouched():
     for j, n in enumerate(names):
         series = x[: len(got[n]), j]
         assert mismatch(np.array(got[n]), talib_reference(series)["zscore_20"]) is None, n
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 0.0, -1.0, PRICE_MAX * 1.01, PRICE_MIN / 2])
+def test_invalid_price_on_the_fast_path_changes_nothing(bad):
+    """Every symbol once, in engine order, all warm: the fast path checks the prices."""
+    names = [f"F{i}" for i in range(12)]
+    rng = np.random.default_rng(1)
+    x = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, (80, 12)), axis=0))
+    engine, twin = IndicatorEngine(), IndicatorEngine()
+    for t in range(40):
+        engine.update(names, x[t])
+        twin.update(names, x[t])
+    before = engine.to_bytes()
+    row = x[40].copy()
+    row[7] = bad
+    with pytest.raises(ValueError, match=r"'F7'.*row 7"):
+        engine.update(engine.symbols, row)
+    assert engine.to_bytes() == before
+    for t in range(40, 80):
+        a = engine.update(names, x[t])
+        b = twin.update(names, x[t])
+        assert all(np.array_equal(a[f], b[f], equal_nan=f != "anomaly") for f in FIELDS)

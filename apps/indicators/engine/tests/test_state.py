@@ -181,3 +181,149 @@ def test_empty_engine_round_trip():
     assert engine.export_symbols([]) == {}
     engine.import_symbols({})
     assert engine.symbols == ["A"]
+
+
+# ---------------------------------------------------------------------- many symbols at once
+
+# names of several lengths, non-ASCII ones among them (the codec groups blobs by name length)
+MANY = [f"M{i}" for i in range(150)] + [f"é{i:03d}" for i in range(40)] + ["X" * 1024, "漢字"]
+
+
+def _out_of_step(symbols, ticks, seed, lockstep=False):
+    """An engine whose symbols are at different ring slots, counts and recompute phases,
+    some still in warm-up, with thresholds of their own (lockstep: all take every tick)."""
+    rng = np.random.default_rng(seed)
+    x = prices(seed, ticks, len(symbols))
+    engine = IndicatorEngine()
+    for i, s in enumerate(symbols):
+        engine.add_symbol(s, 1.5 + (i % 7) / 3)
+    for t in range(ticks):
+        rate = 1.0 if lockstep else 0.8 - 0.5 * (np.arange(len(symbols)) % 3 == 0)
+        keep = np.flatnonzero(rng.random(len(symbols)) < rate)
+        engine.update([symbols[j] for j in keep], x[t, keep])
+    return engine
+
+
+def _reference_blob(engine: IndicatorEngine, symbol: str) -> bytes:
+    """What the whole-state encoder writes for one symbol (the per-symbol format is it, n=1)."""
+    from apps.indicators.engine import codec
+
+    col = engine._index[symbol]
+    return codec.encode(codec.KIND_SYMBOL, engine._export_state(np.array([col])))
+
+
+@pytest.mark.parametrize("uniform_slot", [False, True])
+def test_bulk_export_is_byte_identical_to_the_single_symbol_format(uniform_slot):
+    engine = _out_of_step(MANY, 90 if uniform_slot else 150, 11, lockstep=uniform_slot)
+    assert (engine._gpos is not None) == uniform_slot  # one ring slot for all, or not
+    wanted = [*reversed(MANY[::3]), "M7", "漢字"]
+    blobs = engine.export_symbols(wanted)
+    assert list(blobs) == list(dict.fromkeys(wanted))
+    for s in wanted:
+        assert blobs[s] == _reference_blob(engine, s), s
+    # and each one decodes alone with the general decoder
+    from apps.indicators.engine import codec
+
+    assert codec.decode(blobs["漢字"], codec.KIND_SYMBOL).names == ["漢字"]
+
+
+def test_bulk_import_continues_bit_for_bit():
+    """Many symbols of mixed name lengths, out of step, moved in one call into an engine
+    that runs others: every one continues with the same bits, in any batch shape."""
+    source = _out_of_step(MANY, 160, 13)
+    twin = IndicatorEngine.from_bytes(source.to_bytes())
+    target = _out_of_step(["O1", "O2", "M3", "é001"], 45, 14)  # overwrites two of them
+    target.import_symbols(source.export_symbols(MANY))
+    assert [target.ticks_seen(s) for s in MANY] == [source.ticks_seen(s) for s in MANY]
+    assert [target.threshold(s) for s in MANY] == [source.threshold(s) for s in MANY]
+    x = prices(15, 200, len(MANY))
+    order = np.random.default_rng(16).permutation(len(MANY))
+    for t in range(200):
+        if t % 3 == 0:  # a subset, shuffled, with the target's own symbols mixed in
+            rows = order[: 60 + t % 50]
+            got = target.update(["O1", *[MANY[j] for j in rows], "O2"], np.r_[1.0, x[t, rows], 2.0])
+            got = {f: v[1:-1] for f, v in got.items()}
+        else:
+            rows = np.arange(len(MANY))
+            got = target.update(MANY, x[t])
+        want = twin.update([MANY[j] for j in rows], x[t, rows])
+        assert same(got, want), t
+
+
+def test_bulk_import_into_an_empty_engine_reproduces_the_state():
+    source = _out_of_step(MANY, 70, 17)
+    target = IndicatorEngine()
+    target.import_symbols(source.export_symbols(MANY))
+    assert set(target.symbols) == set(MANY)
+    again = target.export_symbols(MANY)
+    assert again == source.export_symbols(MANY)
+
+
+def test_import_accepts_bytes_like_values():
+    source = _out_of_step(SYMBOLS, 50, 18)
+    blobs = source.export_symbols(SYMBOLS)
+    target = IndicatorEngine()
+    target.import_symbols(
+        {s: (bytearray(b) if i % 2 else memoryview(b)) for i, (s, b) in enumerate(blobs.items())}
+    )
+    assert target.export_symbols(SYMBOLS) == blobs
+
+
+def _resealed(blob: bytes, offset: int, value: bytes) -> bytes:
+    """`blob` with `value` written at `offset` and a valid CRC again."""
+    body = bytearray(blob[:-4])
+    body[offset : offset + len(value)] = value
+    return _with_crc(bytes(body))
+
+
+def test_bad_blob_among_many_is_refused_and_nothing_changes():
+    engine = _out_of_step(MANY, 60, 19)
+    blobs = engine.export_symbols(MANY)
+    target = _out_of_step(["M1", "O1"], 30, 20)
+    before = target.to_bytes()
+    victim = "M77"  # a 3-character name: words start at 18 + 3
+    good = blobs[victim]
+    words = 18 + 3
+    f64 = lambda v: struct.pack("<d", v)  # noqa: E731
+    bad = {
+        "truncated": good[:-1],
+        "extended": good + b"\0",
+        "flipped payload": good[:60] + bytes([good[60] ^ 0x10]) + good[61:],
+        "flipped crc": good[:-1] + bytes([good[-1] ^ 1]),
+        "another symbol's blob": blobs["M78"],
+        "another length's blob": blobs["é001"],
+        "whole engine": engine.to_bytes(),
+        "not bytes": "text",
+        "none": None,
+        "version": _resealed(good, 4, bytes([9])),
+        "kind": _resealed(good, 5, bytes([0])),
+        "name": _resealed(good, 18, b"N"),
+        "negative count": _resealed(good, words, struct.pack("<q", -1)),
+        "schedule 0": _resealed(good, words + 8, struct.pack("<q", 0)),
+        "schedule 129": _resealed(good, words + 8, struct.pack("<q", 129)),
+        "nan state": _resealed(good, words + 16 + 8, f64(float("nan"))),
+        "inf price": _resealed(good, words + 16 + 8 * 11 + 8 * 5, f64(float("inf"))),
+        "-inf ema": _resealed(good, words + 16 + 8 * 2, f64(float("-inf"))),
+        "negative price": _resealed(good, words + 16 + 8 * 11, f64(-1.0)),
+        "negative M2": _resealed(good, words + 16 + 8 * 5, f64(-1e-300)),
+        "zero threshold": _resealed(good, words + 16 + 8 * 10, f64(0.0)),
+    }
+    for what, blob in bad.items():
+        with pytest.raises(ValueError, match="indicator state"):
+            target.import_symbols({**blobs, victim: blob})
+        assert target.to_bytes() == before, what
+        assert "M2" not in target, what
+    # a name that is not a str, or too long to be a symbol, with an otherwise valid blob
+    for key, blob in [(7, good), ("Y" * 1025, None)]:
+        if blob is None:
+            big = IndicatorEngine()
+            big._names.append(key)  # bypass add_symbol's length check to forge the blob
+            big._index[key] = 0
+            big._queued.append((key, 3.0))
+            big.update([key], [1.0])
+            blob = big.export_symbols([key])[key]
+        with pytest.raises(ValueError, match="indicator state"):
+            target.import_symbols({**blobs, key: blob})
+        assert target.to_bytes() == before
+    # the same blob under its own name is fine (negative zero is not negative)
+    target.import_symbols({**blobs, victim: _resealed(good, words + 16 + 8 * 5, f64(-0.0))})
