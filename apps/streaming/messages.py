@@ -69,17 +69,20 @@ def tick_messages(
 
 
 def hot_state(tick: Mapping, *, session_open: float, session_volume: int) -> dict:
-    """What the pipeline keeps in Redis per symbol: the latest tick, its session, indicators."""
+    """What the pipeline keeps in Redis per symbol: the latest tick, its session, indicators.
+
+    Prices reaching here were validated finite and positive, so plain arithmetic is safe.
+    """
     change = tick["price"] - session_open
     return {
         "symbol": tick["symbol"],
         "ts": tick["ts"],
         "price": tick["price"],
         "size": tick["size"],
-        "session_open": number(session_open),
-        "change": number(change),
-        "change_pct": number(change / session_open * 100.0) if session_open else None,
-        "volume": int(session_volume),
+        "session_open": session_open,
+        "change": change,
+        "change_pct": change / session_open * 100.0,
+        "volume": session_volume,
         "indicators": tick["indicators"],
     }
 
