@@ -1,14 +1,13 @@
 """The shapes of every message MarketFlux sends (DESIGN.md §5), built in one place.
 
-The REST serializers use the same builders, so a field has the same name and format on
-both doors: timestamps are ISO 8601 UTC with a `Z`, numbers are full-precision JSON
+One module for every shape, so that REST answers built from them keep a field's name and
+format the same on both doors: timestamps are ISO 8601 UTC with a `Z`, numbers are full-precision JSON
 numbers, and a value that is not known yet (an indicator before warm-up) is null.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,21 +20,6 @@ INDICATOR_FIELDS = FIELDS  # DESIGN.md §4, defined by the engine
 def format_ts(ts: datetime) -> str:
     """ISO 8601 in UTC with a Z (microseconds only when there are any)."""
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def number(value: float | None) -> float | None:
-    """A JSON-safe float: NaN and infinities (never valid data here) become null."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def indicators_payload(values: Mapping[str, object]) -> dict[str, object]:
-    return {
-        field: bool(values.get(field)) if field == "anomaly" else number(values.get(field))
-        for field in INDICATOR_FIELDS
-    }
 
 
 def tick_messages(
@@ -85,27 +69,3 @@ def hot_state(tick: Mapping, *, session_open: float, session_volume: int) -> dic
         "volume": session_volume,
         "indicators": tick["indicators"],
     }
-
-
-def history_point(*, ts: datetime, price: float, size: int) -> dict:
-    return {"ts": format_ts(ts), "price": number(price), "size": int(size)}
-
-
-def snapshot_message(*, symbol: str, hot: Mapping | None, history: Iterable[dict]) -> dict:
-    """First message on /ws/stocks/{symbol}: the latest state and recent history."""
-    hot = hot or {}
-    return {
-        "type": "snapshot",
-        "symbol": symbol,
-        "ts": hot.get("ts"),
-        "price": hot.get("price"),
-        "change": hot.get("change"),
-        "change_pct": hot.get("change_pct"),
-        "volume": hot.get("volume"),
-        "indicators": hot.get("indicators") or indicators_payload({}),
-        "history": list(history),
-    }
-
-
-def error_message(message: str, **extra: object) -> dict:
-    return {"type": "error", "message": message, **extra}
