@@ -1,8 +1,8 @@
 """The shapes of every message MarketFlux sends (DESIGN.md §5), built in one place.
 
 One module for every shape, so that REST answers built from them keep a field's name and
-format the same on both doors: timestamps are ISO 8601 UTC with a `Z`, numbers are full-precision JSON
-numbers, and a value that is not known yet (an indicator before warm-up) is null.
+format the same on both doors: timestamps are ISO 8601 UTC with a `Z`, numbers are
+full-precision JSON numbers, and a value not known yet (an indicator before warm-up) is null.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from .constants import RECOMPUTE_PERIOD, WINDOW
 from .kernel import ANC, M2, M2MAX, NSTATE, THR, G, S
 
 MAGIC: Final = b"MFXI"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: RSI averages (not sums), M2 = variance (not sum), rows reordered
 KIND_ENGINE: Final = 0
 KIND_SYMBOL: Final = 1
 _HEADER = struct.Struct("<4sBBHII")
@@ -280,7 +280,7 @@ def _values_ok(rows: np.ndarray) -> bool:
     return bool(rows[:, 2 + THR].min() > 0)
 
 
-# lower bound of each word of a state row: >= 0 for the anchor, RSI sums, M2 and the prices
+# lower bound of each word of a state row: >= 0 for the anchor, RSI averages, M2 and the prices
 _LOWER = np.full(SYMBOL_WORDS, -np.inf)
 _LOWER[[2 + ANC, 2 + G, 2 + S, 2 + M2, 2 + M2MAX]] = 0.0
 _LOWER[2 + NSTATE :] = 0.0

@@ -261,7 +261,7 @@ class IndicatorEngine:
         if count_true(flags) != 2 * n:  # a price out of range or NaN: nothing changed yet
             _raise_bad_price(self._names, x)
         g = self._gpos
-        v.xs[...] = x
+        v.xs4[...] = x
         if g < WINDOW - 1:  # oldest and previous prices are adjacent ring rows
             np.subtract(v.xs2, pairs[g], v.w2)
         else:
@@ -713,10 +713,12 @@ def _warmup(
     sg = np.where(cc > MACD_SLOW, pre[SIG], 0.0) + macd
     np.divide(sg, MACD_SIGNAL, out=sg, where=cc == first_sig)
     new[SIG] = np.where(cc < MACD_SLOW, 0.0, sg)  # cold rows all have cc <= first_sig
-    # RSI: sums of the first 14 doubled gains and of the moves (kernel.py), from price 2 on
+    # RSI: sums of the first 14 doubled gains and of the moves (kernel.py), from price 2 on;
+    # seed at price 15 = their means
     dc = d[rows]
     ad = np.abs(dc)
     gs = np.where(cc > 1, pre[G : S + 1] + np.stack([dc + ad, ad]), 0.0)
+    np.divide(gs, RSI_PERIOD, out=gs, where=cc == RSI_PERIOD + 1)
     new[G : S + 1] = np.where(cc <= RSI_PERIOD + 1, gs, new[G : S + 1])
     st[:, rows] = new
 
