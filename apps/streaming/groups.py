@@ -12,7 +12,3 @@ MARKET_GROUP = "market"  # every tick batch, as one list; /ws/market consumers f
 def ticks_group(symbol: str) -> str:
     """One symbol's ticks, for /ws/stocks/{symbol}."""
     return f"ticks.{symbol.upper()}"
-
-
-def alerts_group(user_id: int) -> str:
-    return f"alerts.user.{int(user_id)}"
