@@ -113,6 +113,37 @@ class Processes:
             **env,
         )  # fmt: skip
 
+    def daphne(self, name: str = "web", **env: str) -> str:
+        """A real Daphne on a free loopback port; returns its base URL once it answers."""
+        import requests
+
+        from apps.ops.embedded import free_port
+
+        port = free_port()
+        self.start(
+            name,
+            [
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "marketflux_site.asgi:application",
+            ],
+            **env,
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"{url}/health", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(answers, timeout=30, what=f"Daphne on {url}")
+        return url
+
     def log(self, name: str) -> str:
         return (self.tmp_path / f"{name}.log").read_text(errors="replace")
 

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, WebSocket routes join as the apps add them."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels consumers."""
 
 import os
 
@@ -9,12 +9,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketflux_site.settings")
 # Django must be set up before anything imports models (consumers, routing).
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from apps.market import timescale  # noqa: E402
+from apps.streaming.auth import TokenAuthMiddleware, allowed_hosts_origin_validator  # noqa: E402
+from apps.streaming.routing import websocket_urlpatterns  # noqa: E402
 
 timescale.require_if_configured(connection)  # a Timescale deployment never starts without it
 connection.close()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # A browser's Origin must be one of ALLOWED_HOSTS; programs that send none pass.
+        # Session cookies identify browsers, ?token= programs.
+        "websocket": allowed_hosts_origin_validator(
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
+    }
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -40,9 +41,15 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.market",
     "apps.indicators",
     "apps.streaming",
+    "apps.api",
     "apps.dashboard",
     "apps.ops",
 ]
@@ -124,18 +131,76 @@ STORAGES = {
     },
 }
 
-# Channels: one Redis-backed layer shared by every Daphne instance (DESIGN.md §8).
-# Hosts are dicts so redis-py's socket timeout can be switched off: its 5 s default races
-# the layer's own 5 s blocking pop and kills idle consumers.
+# Channels: the pub/sub layer, chosen for fan-out. A group_send is one PUBLISH whatever
+# the number of sockets, and each Daphne process copies it to its own consumers in memory;
+# the default layer instead writes one copy per consumer channel into Redis and drops
+# silently (logged at INFO) once a channel holds `capacity` messages. Delivery is
+# at-most-once, which suits ticks: a socket that reconnects gets a fresh snapshot, and our
+# consumers never block on a slow client (apps/streaming/consumers.py coalesces per
+# symbol), so their in-process queues stay short. Hosts are dicts so redis-py's 5 s socket
+# timeout can be switched off: an idle subscription must not time out.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
-            "capacity": 1000,
-            "expiry": 30,
+            # Pub/sub channels ignore Redis database numbers: name them after the database,
+            # so two deployments sharing one Redis server on different databases stay apart.
+            "prefix": f"mf{urlsplit(REDIS_URL).path.strip('/') or '0'}:asgi",
         },
     }
+}
+
+# DRF's throttles and anything else cached live in Redis, shared by every process.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "mf:cache",
+    }
+}
+
+# The API (apps/api). Market data is public unless MARKETFLUX_PUBLIC_READ=0; anything
+# per-user always needs a login.
+MARKETFLUX_PUBLIC_READ = env_bool("MARKETFLUX_PUBLIC_READ", True)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an anonymous call then gets 401 with WWW-Authenticate, not 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.StockPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("MARKETFLUX_THROTTLE_ANON", "1200/min"),
+        "user": env_str("MARKETFLUX_THROTTLE_USER", "6000/min"),
+    },
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MarketFlux API",
+    "DESCRIPTION": (
+        "Real-time market data: symbols, latest prices and indicators from the live "
+        "pipeline, tick and indicator history, OHLCV bars. Timestamps are ISO 8601 UTC."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Swagger UI and ReDoc from the installed sidecar package, not a CDN: docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery reads every CELERY_* setting here (namespace="CELERY" in celery.py).

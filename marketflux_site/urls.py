@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.dashboard import views as dashboard_views
 from apps.ops import views as ops_views
@@ -7,5 +8,10 @@ from apps.ops import views as ops_views
 urlpatterns = [
     path("", dashboard_views.home, name="home"),
     re_path(r"^health/?$", ops_views.health, name="health"),
+    path("api/v1/", include("apps.api.urls")),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -12,6 +12,7 @@ def tick_lock(shard: int) -> str:
 
 TICKS_SKIPPED = f"{PREFIX}:stats:ticks_skipped"  # counter: runs skipped because one was going
 TICKS_EXPIRED = f"{PREFIX}:stats:ticks_expired"  # counter: runs dropped as too late
+WS_TICKS_DROPPED = f"{PREFIX}:stats:ws_ticks_dropped"  # counter: ticks coalesced away
 BATCH_STATS = f"{PREFIX}:stats:batches"  # list (newest first) of per-batch JSON timings
 BATCH_STATS_KEEP = 1000
 
@@ -25,5 +26,7 @@ def hot(symbol: str) -> str:
 
 # Pipeline state per symbol (indicator engine + session), so any worker can continue.
 PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
+# At most one overview a second goes to the market group: held for a second once sent.
+OVERVIEW_DUE = f"{PREFIX}:streaming:overview_sent"
 # Symbols someone watches over /ws/stocks/{symbol}: hash symbol -> open sockets.
 WATCHED_SYMBOLS = f"{PREFIX}:streaming:watched"

@@ -30,7 +30,7 @@ from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.ops.redis_client import execute_packed, redis_client
 from apps.streaming import messages
-from apps.streaming.publisher import publish_batch
+from apps.streaming.publisher import overview_claim, publish_batch
 
 _TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")  # as the Symbol model validates
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -317,7 +317,10 @@ def ingest(batch: TickBatch) -> IngestResult:
     for symbol, i in latest.items():
         meta = state_store.meta[symbol]
         state = messages.hot_state(
-            result.messages[i], session_open=meta.session_open, session_volume=meta.session_volume
+            result.messages[i],
+            session_open=meta.session_open,
+            session_volume=meta.session_volume,
+            anomaly_threshold=starts[symbol].threshold,
         )
         hot += (keys.hot(symbol).encode(), orjson.dumps(state))
     exported = state_store.export(list(latest))
@@ -326,12 +329,17 @@ def ingest(batch: TickBatch) -> IngestResult:
         state_args += (symbol.encode(), blob)
     replies = execute_packed(
         redis_client(),
-        [state_args, [b"MSET", *hot], [b"HKEYS", keys.WATCHED_SYMBOLS.encode()]],
+        [
+            state_args,
+            [b"MSET", *hot],
+            [b"HKEYS", keys.WATCHED_SYMBOLS.encode()],
+            overview_claim(),
+        ],
     )
-    watched = {w.decode() for w in replies[-1]}
+    watched = {w.decode() for w in replies[2]}
     watch.lap("hot_state")
 
-    # 7. Fan-out to the channel groups.
-    publish_batch(result.messages, watched=watched)
+    # 7. Fan-out to the channel groups (and the market overview, once a second).
+    publish_batch(result.messages, watched=watched, overview=replies[3] is not None)
     watch.lap("publish")
     return result

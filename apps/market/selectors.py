@@ -6,11 +6,13 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 from django.db import connection
 
-from apps.market import timescale
+from apps.market import keys, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
-from apps.market.models import Symbol
+from apps.market.models import Symbol, Tick
+from apps.ops.redis_client import redis_client
 
 
 def shard_of(ticker: str, shards: int) -> int:
@@ -21,6 +23,31 @@ def shard_of(ticker: str, shards: int) -> int:
 def active_symbols_for_shard(*, shard: int, shards: int) -> list[Symbol]:
     symbols = Symbol.objects.filter(active=True).order_by("ticker")
     return [s for s in symbols if shard_of(s.ticker, shards) == shard]
+
+
+def hot_states(tickers: list[str]) -> dict[str, dict | None]:
+    """The hot state the pipeline last wrote for each ticker (None before its first tick).
+
+    One MGET for any number of tickers: "latest" answers never scan the database.
+    """
+    if not tickers:
+        return {}
+    blobs = redis_client().mget([keys.hot(t) for t in tickers])
+    return {t: orjson.loads(b) if b else None for t, b in zip(tickers, blobs, strict=True)}
+
+
+def active_tickers() -> list[str]:
+    return list(Symbol.objects.filter(active=True).values_list("ticker", flat=True))
+
+
+def recent_ticks(symbol: str, limit: int) -> list[tuple[datetime, float, int]]:
+    """The last `limit` ticks as (ts, price, size), oldest first (a backward index scan)."""
+    rows = (
+        Tick.objects.filter(symbol_id=symbol)
+        .order_by("-ts")
+        .values_list("ts", "price", "size")[:limit]
+    )
+    return list(reversed(rows))
 
 
 # One index probe per symbol (backward scan of the (symbol, ts) key), never a table scan.

@@ -52,7 +52,9 @@ def tick_messages(
     ]
 
 
-def hot_state(tick: Mapping, *, session_open: float, session_volume: int) -> dict:
+def hot_state(
+    tick: Mapping, *, session_open: float, session_volume: int, anomaly_threshold: float
+) -> dict:
     """What the pipeline keeps in Redis per symbol: the latest tick, its session, indicators.
 
     Prices reaching here were validated finite and positive, so plain arithmetic is safe.
@@ -67,5 +69,139 @@ def hot_state(tick: Mapping, *, session_open: float, session_volume: int) -> dic
         "change": change,
         "change_pct": change / session_open * 100.0,
         "volume": session_volume,
+        "anomaly_threshold": anomaly_threshold,
         "indicators": tick["indicators"],
     }
+
+
+# What REST and WebSocket answers are built from. `hot` is a hot state as above, or None
+# for a symbol that has no tick yet: its values are then null.
+
+_NO_INDICATORS = dict.fromkeys(INDICATOR_FIELDS)
+
+
+def price(symbol: str, hot: Mapping | None) -> dict:
+    """The latest price and the session's change and volume (`/price`)."""
+    hot = hot or {}
+    return {
+        "symbol": symbol,
+        "price": hot.get("price"),
+        "ts": hot.get("ts"),
+        "change": hot.get("change"),
+        "change_pct": hot.get("change_pct"),
+        "volume": hot.get("volume"),
+    }
+
+
+def indicators(symbol: str, hot: Mapping | None, *, anomaly_threshold: float) -> dict:
+    """The latest tick's indicators, flat (`/indicators`)."""
+    hot = hot or {}
+    return {
+        "symbol": symbol,
+        "ts": hot.get("ts"),
+        "price": hot.get("price"),
+        "anomaly_threshold": hot.get("anomaly_threshold", anomaly_threshold),
+        **(hot.get("indicators") or _NO_INDICATORS),
+    }
+
+
+def stock(row: Mapping, hot: Mapping | None) -> dict:
+    """A symbol in the stock list: what it is and where its price stands."""
+    hot = hot or {}
+    return {
+        "symbol": row["ticker"],
+        "name": row["name"],
+        "exchange": row["exchange"],
+        "sector": row["sector"],
+        "active": row["active"],
+        "price": hot.get("price"),
+        "change": hot.get("change"),
+        "change_pct": hot.get("change_pct"),
+        "volume": hot.get("volume"),
+        "updated_at": hot.get("ts"),
+    }
+
+
+def history_tick(ts: datetime, price_: float, size: int) -> dict:
+    return {"ts": format_ts(ts), "price": price_, "size": size}
+
+
+def candle(ts: datetime, open_: float, high: float, low: float, close: float, volume: int,
+           trades: int) -> dict:  # fmt: skip
+    return {
+        "ts": format_ts(ts),
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": volume,
+        "trades": trades,
+    }
+
+
+def indicator_snapshot(ts: datetime, price_: float, values: Mapping) -> dict:
+    """One stored snapshot (`/indicators/history`), flat like `/indicators`."""
+    return {"ts": format_ts(ts), "price": price_, **{f: values[f] for f in INDICATOR_FIELDS}}
+
+
+def series(symbol: str, results: list[dict]) -> dict:
+    """Every list of series answers this way, oldest first (DESIGN.md §5)."""
+    return {"symbol": symbol, "count": len(results), "results": results}
+
+
+OVERVIEW_TOP = 5
+
+
+def overview(states: Mapping[str, Mapping | None], *, now: datetime) -> dict:
+    """The whole market at a glance, from the hot state of every active symbol."""
+    rows = []
+    for symbol, hot in states.items():
+        hot = hot or {}
+        ind = hot.get("indicators") or _NO_INDICATORS
+        rows.append(
+            {
+                "symbol": symbol,
+                "price": hot.get("price"),
+                "change_pct": hot.get("change_pct"),
+                "volume": hot.get("volume"),
+                "rsi_14": ind["rsi_14"],
+                "anomaly": bool(ind["anomaly"]),
+            }
+        )
+    priced = [r for r in rows if r["change_pct"] is not None]
+    by_change = sorted(priced, key=lambda r: r["change_pct"])
+    return {
+        "ts": format_ts(now),
+        "symbols": rows,
+        "advancers": sum(r["change_pct"] > 0 for r in priced),
+        "decliners": sum(r["change_pct"] < 0 for r in priced),
+        "top_gainers": [r for r in reversed(by_change) if r["change_pct"] > 0][:OVERVIEW_TOP],
+        "top_losers": [r for r in by_change if r["change_pct"] < 0][:OVERVIEW_TOP],
+        "anomalies": [r for r in rows if r["anomaly"]],
+    }
+
+
+# WebSocket-only envelopes.
+
+
+def snapshot(symbol: str, hot: Mapping | None, history: list[dict]) -> dict:
+    """First message on /ws/stocks/{symbol}: where the symbol stands and its recent ticks."""
+    hot = hot or {}
+    return {
+        "type": "snapshot",
+        **price(symbol, hot),
+        "indicators": hot.get("indicators") or _NO_INDICATORS,
+        "history": history,
+    }
+
+
+def overview_message(body: dict) -> dict:
+    return {"type": "overview", **body}
+
+
+def subscribed(symbols: list[str]) -> dict:
+    return {"type": "subscribed", "symbols": symbols}
+
+
+def error(message: str, **details: object) -> dict:
+    return {"type": "error", "message": message, **details}

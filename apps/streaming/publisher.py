@@ -6,15 +6,25 @@ import asyncio
 import os
 import threading
 from collections import defaultdict
+from datetime import UTC, datetime
 
 from channels.layers import get_channel_layer
 
-from apps.market import keys
+from apps.market import keys, selectors
 from apps.ops.redis_client import redis_client
+from apps.streaming import messages as shapes
 from apps.streaming.groups import MARKET_GROUP, ticks_group
 
 MARKET_BATCH_EVENT = "market.batch"  # handler name on consumers: market_batch
 STOCK_TICKS_EVENT = "stock.ticks"  # handler name on consumers: stock_ticks
+MARKET_OVERVIEW_EVENT = "market.overview"  # handler name on consumers: market_overview
+OVERVIEW_EVERY_MS = 1000
+
+
+def overview_claim() -> list[bytes]:
+    """A Redis command that succeeds for one batch a second across every worker: that
+    batch also publishes the overview (one build a second, however many shards run)."""
+    return [b"SET", keys.OVERVIEW_DUE.encode(), b"1", b"NX", b"PX", b"%d" % OVERVIEW_EVERY_MS]
 
 
 def watch_symbol(symbol: str, delta: int) -> None:
@@ -25,15 +35,20 @@ def watch_symbol(symbol: str, delta: int) -> None:
         client.hdel(keys.WATCHED_SYMBOLS, symbol)
 
 
-def publish_batch(messages: list[dict], *, watched: set[str]) -> None:
+def publish_batch(messages: list[dict], *, watched: set[str], overview: bool = False) -> None:
     """One send of the whole batch to the market group, one per watched symbol's group.
 
     One message per batch (not per tick) keeps the cost per batch flat in the number of
     /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
-    of 5,000 symbols does not cost 5,000 sends.
+    of 5,000 symbols does not cost 5,000 sends. With `overview`, the market overview goes
+    to the market group too.
     """
-    if messages:
-        _loop.run(_send(messages, watched))
+    body = None
+    if overview:
+        states = selectors.hot_states(selectors.active_tickers())
+        body = shapes.overview_message(shapes.overview(states, now=datetime.now(UTC)))
+    if messages or body:
+        _loop.run(_send(messages, watched, body))
 
 
 class _LoopThread:
@@ -67,16 +82,22 @@ class _LoopThread:
 _loop = _LoopThread()
 
 
-async def _send(messages: list[dict], watched: set[str]) -> None:
+async def _send(messages: list[dict], watched: set[str], overview: dict | None) -> None:
     layer = get_channel_layer()
     by_symbol: dict[str, list[dict]] = defaultdict(list)
     for message in messages:
         if message["symbol"] in watched:
             by_symbol[message["symbol"]].append(message)
-    await asyncio.gather(
-        layer.group_send(MARKET_GROUP, {"type": MARKET_BATCH_EVENT, "messages": messages}),
-        *(
-            layer.group_send(ticks_group(symbol), {"type": STOCK_TICKS_EVENT, "messages": ticks})
-            for symbol, ticks in by_symbol.items()
-        ),
-    )
+    sends = [
+        layer.group_send(ticks_group(symbol), {"type": STOCK_TICKS_EVENT, "messages": ticks})
+        for symbol, ticks in by_symbol.items()
+    ]
+    if messages:
+        sends.append(
+            layer.group_send(MARKET_GROUP, {"type": MARKET_BATCH_EVENT, "messages": messages})
+        )
+    if overview:
+        sends.append(
+            layer.group_send(MARKET_GROUP, {"type": MARKET_OVERVIEW_EVENT, "overview": overview})
+        )
+    await asyncio.gather(*sends)

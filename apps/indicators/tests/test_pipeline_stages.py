@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 import talib
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from apps.indicators.models import IndicatorSnapshot
@@ -197,37 +197,43 @@ def test_a_state_ahead_of_the_database_is_not_used(market, redis_client):
         assert_snapshots_match_talib(ticker)
 
 
-def _receive_all(channel: str, timeout: float = 1.0) -> list[dict]:
-    layer = get_channel_layer()
-
-    async def drain() -> list[dict]:
-        got = []
-        while True:
-            try:
-                got.append(await asyncio.wait_for(layer.receive(channel), timeout))
-            except TimeoutError:
-                return got
-
-    return async_to_sync(drain)()
+async def _drain(layer, channel: str, quiet_for: float) -> list[dict]:
+    got = []
+    while True:
+        try:
+            got.append(await asyncio.wait_for(layer.receive(channel), quiet_for))
+        except TimeoutError:
+            return got
 
 
 def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(market, redis_client):
-    layer = get_channel_layer()
-    market_channel = async_to_sync(layer.new_channel)()
-    aapl_channel = async_to_sync(layer.new_channel)()
-    tsla_channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(MARKET_GROUP, market_channel)
-    async_to_sync(layer.group_add)(ticks_group("AAPL"), aapl_channel)
-    async_to_sync(layer.group_add)(ticks_group("TSLA"), tsla_channel)
-    watch_symbol("AAPL", +1)  # a /ws/stocks/AAPL socket is open; nobody watches TSLA
-
     prices = series()
-    ingest(batch_at(0, prices))
-    ingest(batch_at(1, prices))
-    ingest(batch_at(1, prices))  # replayed: sends nothing
 
-    batches = _receive_all(market_channel)
+    async def listen_while_ingesting() -> tuple[list[dict], list[dict], list[dict]]:
+        # The pub/sub layer lives on one event loop: subscribe, ingest and receive on it.
+        layer = get_channel_layer()
+        market_channel = await layer.new_channel()
+        aapl_channel = await layer.new_channel()
+        tsla_channel = await layer.new_channel()
+        await layer.group_add(MARKET_GROUP, market_channel)
+        await layer.group_add(ticks_group("AAPL"), aapl_channel)
+        await layer.group_add(ticks_group("TSLA"), tsla_channel)
+        await sync_to_async(watch_symbol)("AAPL", +1)  # a /ws/stocks/AAPL socket is open
+        await sync_to_async(ingest)(batch_at(0, prices))
+        await sync_to_async(ingest)(batch_at(1, prices))
+        await sync_to_async(ingest)(batch_at(1, prices))  # replayed: sends nothing
+        return (
+            await _drain(layer, market_channel, 1.0),
+            await _drain(layer, aapl_channel, 0.3),
+            await _drain(layer, tsla_channel, 0.3),
+        )
+
+    market_events, aapl, tsla = async_to_sync(listen_while_ingesting)()
+    batches = [e for e in market_events if e["type"] == "market.batch"]
     assert [len(b["messages"]) for b in batches] == [5, 5]
+    overviews = [e for e in market_events if e["type"] == "market.overview"]
+    assert len(overviews) == 1  # at most one a second, whatever the number of batches
+    assert sorted(r["symbol"] for r in overviews[0]["overview"]["symbols"]) == TICKERS
     tick = next(m for m in batches[1]["messages"] if m["symbol"] == "GOOGL")
     assert tick == {
         "type": "tick",
@@ -241,12 +247,11 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
             "bb_upper": None, "bb_middle": None, "bb_lower": None,
         },
     }  # fmt: skip
-    aapl = _receive_all(aapl_channel)
     assert [[m["ts"] for m in e["messages"]] for e in aapl] == [
         ["2026-03-02T23:50:00Z"],
         ["2026-03-02T23:50:00.500000Z"],
     ]
-    assert _receive_all(tsla_channel, timeout=0.3) == []
+    assert tsla == []
 
 
 def test_a_corrupt_state_in_redis_is_rebuilt_not_trusted(market, redis_client):

@@ -1,0 +1,329 @@
+"""The REST API (DESIGN.md §5): thin views over selectors, answers built by `messages`."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.api import serializers as s
+from apps.api.filters import SymbolFilter
+from apps.api.permissions import MarketDataPermission
+from apps.indicators.selectors import recent_snapshots
+from apps.market import selectors
+from apps.market.models import Symbol
+from apps.streaming import messages
+
+_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")
+_TS = "2026-12-02T15:04:05.500000Z"
+_INDICATORS_EXAMPLE = {
+    "sma_20": 189.93, "ema_20": 189.95, "rsi_14": 57.1, "zscore_20": 1.2, "anomaly": False,
+    "macd": 0.031, "macd_signal": 0.024, "macd_hist": 0.007,
+    "bb_upper": 190.41, "bb_middle": 189.93, "bb_lower": 189.45,
+}  # fmt: skip
+SYMBOL_PARAMETER = OpenApiParameter(
+    "symbol", OpenApiTypes.STR, OpenApiParameter.PATH, description="Ticker, any case."
+)
+
+
+def get_symbol(raw: str) -> Symbol:
+    """The symbol a path names, case-insensitively; 404 for anything else."""
+    ticker = raw.upper()
+    symbol = Symbol.objects.filter(ticker=ticker).first() if _TICKER.match(ticker) else None
+    if symbol is None:
+        raise NotFound(f"Unknown symbol: {raw[:32]!r}.")
+    return symbol
+
+
+def validated(query: type[s.serializers.Serializer], request: Request) -> dict:
+    params = query(data=request.query_params)
+    if not params.is_valid():
+        raise ValidationError(params.errors)
+    return params.validated_data
+
+
+class MarketView(APIView):
+    permission_classes = [MarketDataPermission]
+
+
+class StockList(generics.ListAPIView):
+    """Every symbol with its latest price (from the pipeline's hot state)."""
+
+    permission_classes = [MarketDataPermission]
+    serializer_class = s.StockSerializer
+    filterset_class = SymbolFilter
+    queryset = Symbol.objects.order_by("ticker")
+
+    @extend_schema(
+        operation_id="stocks_list",
+        examples=[
+            OpenApiExample(
+                "A page of stocks",
+                response_only=True,
+                value={
+                    "count": 5,
+                    "next": None,
+                    "previous": None,
+                    "results": [
+                        {
+                            "symbol": "AAPL",
+                            "name": "Apple Inc.",
+                            "exchange": "NASDAQ",
+                            "sector": "Technology",
+                            "active": True,
+                            "price": 190.12,
+                            "change": 1.02,
+                            "change_pct": 0.54,
+                            "volume": 1843200,
+                            "updated_at": _TS,
+                        }
+                    ],
+                },
+            )
+        ],
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return self.list(request, *args, **kwargs)
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        page = self.paginate_queryset(
+            self.filter_queryset(self.get_queryset()).values(
+                "ticker", "name", "exchange", "sector", "active"
+            )
+        )
+        hot = selectors.hot_states([row["ticker"] for row in page])
+        return self.get_paginated_response(
+            [messages.stock(row, hot[row["ticker"]]) for row in page]
+        )
+
+
+class StockPrice(MarketView):
+    @extend_schema(
+        operation_id="stocks_price",
+        parameters=[SYMBOL_PARAMETER],
+        responses=s.PriceSerializer,
+        examples=[
+            OpenApiExample(
+                "Latest price",
+                value={
+                    "symbol": "AAPL",
+                    "price": 190.12,
+                    "ts": _TS,
+                    "change": 1.02,
+                    "change_pct": 0.54,
+                    "volume": 1843200,
+                },
+            )
+        ],
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        """The latest price, with the UTC day's change and volume."""
+        ticker = get_symbol(symbol).ticker
+        return Response(messages.price(ticker, selectors.hot_states([ticker])[ticker]))
+
+
+class StockHistory(MarketView):
+    @extend_schema(
+        operation_id="stocks_history",
+        parameters=[SYMBOL_PARAMETER, s.LimitQuery],
+        responses=s.HistorySerializer,
+        examples=[
+            OpenApiExample(
+                "The last two ticks",
+                value={
+                    "symbol": "AAPL",
+                    "count": 2,
+                    "results": [
+                        {"ts": "2026-12-02T15:04:05Z", "price": 190.1, "size": 100},
+                        {"ts": _TS, "price": 190.12, "size": 37},
+                    ],
+                },
+            )
+        ],
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        """The last `limit` ticks, oldest first."""
+        ticker = get_symbol(symbol).ticker
+        limit = validated(s.LimitQuery, request)["limit"]
+        ticks = selectors.recent_ticks(ticker, limit)
+        return Response(messages.series(ticker, [messages.history_tick(*t) for t in ticks]))
+
+
+class StockIndicators(MarketView):
+    @extend_schema(
+        operation_id="stocks_indicators",
+        parameters=[SYMBOL_PARAMETER],
+        responses=s.IndicatorsSerializer,
+        examples=[
+            OpenApiExample(
+                "Latest indicators",
+                value={
+                    "symbol": "AAPL",
+                    "ts": _TS,
+                    "price": 190.12,
+                    "anomaly_threshold": 3.0,
+                    **_INDICATORS_EXAMPLE,
+                },
+            )
+        ],
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        """Every indicator of DESIGN.md §4 at the latest tick (null before warm-up)."""
+        stock = get_symbol(symbol)
+        hot = selectors.hot_states([stock.ticker])[stock.ticker]
+        return Response(
+            messages.indicators(stock.ticker, hot, anomaly_threshold=stock.anomaly_threshold)
+        )
+
+
+class StockIndicatorHistory(MarketView):
+    @extend_schema(
+        operation_id="stocks_indicators_history",
+        parameters=[SYMBOL_PARAMETER, s.LimitQuery],
+        responses=s.IndicatorHistorySerializer,
+        examples=[
+            OpenApiExample(
+                "The last snapshot",
+                value={
+                    "symbol": "AAPL",
+                    "count": 1,
+                    "results": [{"ts": _TS, "price": 190.12, **_INDICATORS_EXAMPLE}],
+                },
+            )
+        ],
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        """The last `limit` indicator snapshots, oldest first."""
+        ticker = get_symbol(symbol).ticker
+        limit = validated(s.LimitQuery, request)["limit"]
+        rows = recent_snapshots(ticker, limit)
+        return Response(
+            messages.series(
+                ticker, [messages.indicator_snapshot(r["ts"], r["price"], r) for r in rows]
+            )
+        )
+
+
+class StockBars(MarketView):
+    @extend_schema(
+        operation_id="stocks_bars",
+        parameters=[SYMBOL_PARAMETER, s.BarsQuery],
+        responses=s.BarsSerializer,
+        examples=[
+            OpenApiExample(
+                "One hourly candle",
+                value={
+                    "symbol": "AAPL",
+                    "count": 1,
+                    "results": [
+                        {
+                            "ts": "2026-12-02T15:00:00Z",
+                            "open": 189.7,
+                            "high": 190.4,
+                            "low": 189.5,
+                            "close": 190.12,
+                            "volume": 812345,
+                            "trades": 7200,
+                        },
+                    ],
+                },
+            )
+        ],
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        """OHLCV candles, oldest first; the still-open bucket included."""
+        ticker = get_symbol(symbol).ticker
+        query = validated(s.BarsQuery, request)
+        candles = selectors.bars_for_range(
+            symbol=ticker,
+            interval=query["interval"],
+            limit=query["limit"],
+            start=query.get("start"),
+            end=query.get("end"),
+        )
+        return Response(
+            messages.series(
+                ticker,
+                [
+                    messages.candle(c.ts, c.open, c.high, c.low, c.close, c.volume, c.trades)
+                    for c in candles
+                ],
+            )
+        )
+
+
+class MarketOverview(MarketView):
+    @extend_schema(
+        operation_id="market_overview",
+        responses=s.OverviewSerializer,
+        examples=[
+            OpenApiExample(
+                "Two symbols",
+                value=messages.overview(
+                    {
+                        "AAPL": {
+                            "price": 190.12,
+                            "change_pct": 0.54,
+                            "volume": 1843200,
+                            "indicators": _INDICATORS_EXAMPLE,
+                        },
+                        "TSLA": {
+                            "price": 241.3,
+                            "change_pct": -1.2,
+                            "volume": 2210400,
+                            "indicators": {**_INDICATORS_EXAMPLE, "anomaly": True},
+                        },
+                    },
+                    now=datetime(2026, 12, 2, 15, 4, 6, tzinfo=UTC),
+                ),
+            )
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        """Every active symbol at a glance: movers, breadth and anomalies."""
+        states = selectors.hot_states(selectors.active_tickers())
+        return Response(messages.overview(states, now=datetime.now(UTC)))
+
+
+class OwnToken(APIView):
+    """Your API token, for programs: `Authorization: Token <key>` or `?token=` on WebSockets.
+
+    GET shows it, POST creates a new one (replacing any old one), DELETE revokes it.
+    """
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = s.TokenSerializer
+
+    def _answer(self, token: Token | None, code: int = status.HTTP_200_OK) -> Response:
+        return Response(
+            {"token": token.key if token else None, "created": token.created if token else None},
+            status=code,
+        )
+
+    @extend_schema(operation_id="auth_token_show", responses=s.TokenSerializer)
+    def get(self, request: Request) -> Response:
+        return self._answer(Token.objects.filter(user=request.user).first())
+
+    @extend_schema(
+        operation_id="auth_token_create", request=None, responses={201: s.TokenSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        with transaction.atomic():
+            Token.objects.filter(user=request.user).delete()
+            token = Token.objects.create(user=request.user)
+        return self._answer(token, status.HTTP_201_CREATED)
+
+    @extend_schema(operation_id="auth_token_revoke", responses={204: None})
+    def delete(self, request: Request) -> Response:
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

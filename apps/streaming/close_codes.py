@@ -1,0 +1,5 @@
+"""WebSocket close codes MarketFlux uses (4000-4999 are the application's own)."""
+
+UNAUTHORIZED = 4401  # no login while MARKETFLUX_PUBLIC_READ=0, or a bad ?token=
+UNKNOWN_SYMBOL = 4404
+FLOODING = 4429  # more than 20 messages in a second

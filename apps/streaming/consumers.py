@@ -1,0 +1,218 @@
+"""The WebSocket feed (DESIGN.md §5): thin consumers over selectors and `messages`.
+
+`/ws/stocks/{symbol}` sends a snapshot, then one `tick` frame per tick of that symbol.
+`/ws/market` sends frames that are JSON arrays of messages: the ticks of the symbols a
+client subscribed to (one frame per pipeline batch), an `overview` about once a second, and
+answers to what the client sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+
+import orjson
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from apps.market import keys, selectors
+from apps.market.models import Symbol
+from apps.ops.redis_client import redis_client
+from apps.streaming import close_codes, messages
+from apps.streaming.groups import MARKET_GROUP, ticks_group
+from apps.streaming.outbox import Outbox, WriteGate
+from apps.streaming.publisher import watch_symbol
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_TICKS = 120  # the history a /ws/stocks/{symbol} snapshot carries
+MAX_MESSAGE_BYTES = 64 * 1024
+FLOOD_MESSAGES_PER_SECOND = 20
+
+
+def _dumps(payload: object) -> str:
+    return orjson.dumps(payload).decode()
+
+
+@database_sync_to_async
+def _known_symbol(raw: str) -> str | None:
+    ticker = raw.upper()
+    return Symbol.objects.filter(ticker=ticker).values_list("ticker", flat=True).first()
+
+
+@database_sync_to_async
+def _stock_snapshot(ticker: str) -> dict:
+    history = [messages.history_tick(*t) for t in selectors.recent_ticks(ticker, SNAPSHOT_TICKS)]
+    return messages.snapshot(ticker, selectors.hot_states([ticker])[ticker], history)
+
+
+@database_sync_to_async
+def _overview() -> dict:
+    states = selectors.hot_states(selectors.active_tickers())
+    return messages.overview_message(messages.overview(states, now=datetime.now(UTC)))
+
+
+@database_sync_to_async
+def _active_tickers() -> set[str]:
+    return set(selectors.active_tickers())
+
+
+class _FeedConsumer(AsyncWebsocketConsumer):
+    """Authentication, the outbox and its sender, shared by both feeds."""
+
+    async def connect(self) -> None:
+        self.outbox = Outbox()
+        self.gate = WriteGate.attach(self.base_send)
+        self.sender: asyncio.Task | None = None
+        await self.accept()
+        if self.scope.get("token_invalid"):
+            await self.close(code=close_codes.UNAUTHORIZED)
+            return
+        user = self.scope.get("user")
+        if not settings.MARKETFLUX_PUBLIC_READ and not (user and user.is_authenticated):
+            await self.close(code=close_codes.UNAUTHORIZED)
+            return
+        if await self.start():
+            self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+
+    async def start(self) -> bool:
+        """Join groups and queue the first messages; False when the socket was closed."""
+        raise NotImplementedError
+
+    async def disconnect(self, code: int) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+        if self.outbox.dropped:
+            await sync_to_async(redis_client().incrby)(keys.WS_TICKS_DROPPED, self.outbox.dropped)
+            logger.info("socket closed (%s); %d ticks dropped", code, self.outbox.dropped)
+
+    def frames(self, pending: list[dict]) -> list[object]:
+        """How pending messages go out: one frame each unless a feed says otherwise."""
+        return pending
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self.outbox.ready.wait()
+            await self.gate.wait()  # the client reads again: its newest ticks go out
+            for frame in self.frames(self.outbox.take()):
+                await self.send(text_data=_dumps(frame))
+
+    def queue_ticks(self, ticks: list[dict]) -> None:
+        self.outbox.add_ticks(ticks, coalesce=not self.gate.is_open)
+
+
+class StockConsumer(_FeedConsumer):
+    """`/ws/stocks/{symbol}`: a snapshot, then each tick of one symbol."""
+
+    async def start(self) -> bool:
+        raw = self.scope["url_route"]["kwargs"]["symbol"]
+        self.ticker = await _known_symbol(raw) if len(raw) <= 16 else None
+        if self.ticker is None:
+            await self.close(code=close_codes.UNKNOWN_SYMBOL)
+            return False
+        # Join first, then read the snapshot, so no tick falls between the two; ticks the
+        # snapshot already holds are skipped below.
+        await self.channel_layer.group_add(ticks_group(self.ticker), self.channel_name)
+        self.groups.append(ticks_group(self.ticker))
+        await sync_to_async(watch_symbol)(self.ticker, 1)
+        self.watching = True
+        snapshot = await _stock_snapshot(self.ticker)
+        self.seen = {t["ts"] for t in snapshot["history"]} | {snapshot["ts"]}
+        self.outbox.add(snapshot)
+        return True
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "watching", False):
+            await sync_to_async(watch_symbol)(self.ticker, -1)
+        await super().disconnect(code)
+
+    async def stock_ticks(self, event: dict) -> None:
+        ticks = event["messages"]
+        if self.seen:
+            ticks = [t for t in ticks if t["ts"] not in self.seen]
+            if ticks:
+                self.seen = set()
+        self.queue_ticks(ticks)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        await self.send(text_data=_dumps(messages.error("this feed takes no messages")))
+
+
+class MarketConsumer(_FeedConsumer):
+    """`/ws/market`: ticks of the subscribed symbols, the overview, answers."""
+
+    async def start(self) -> bool:
+        self.all_symbols = False
+        self.symbols: set[str] = set()
+        self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
+        await self.channel_layer.group_add(MARKET_GROUP, self.channel_name)
+        self.groups.append(MARKET_GROUP)
+        self.outbox.replace(await _overview())
+        return True
+
+    def frames(self, pending: list[dict]) -> list[object]:
+        return [pending]  # one frame, a JSON array, per drain of the outbox
+
+    async def market_batch(self, event: dict) -> None:
+        ticks = event["messages"]
+        if not self.all_symbols:
+            ticks = [t for t in ticks if t["symbol"] in self.symbols]
+        self.queue_ticks(ticks)
+
+    async def market_overview(self, event: dict) -> None:
+        self.outbox.replace(event["overview"])
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        now = time.monotonic()
+        self.recent.append(now)
+        if len(self.recent) > FLOOD_MESSAGES_PER_SECOND and now - self.recent[0] < 1.0:
+            await self.close(code=close_codes.FLOODING)
+            return
+        reply = await self._handle(text_data, bytes_data)
+        for message in reply:
+            self.outbox.add(message)
+
+    async def _handle(self, text: str | None, data: bytes | None) -> list[dict]:
+        raw = text.encode() if text is not None else data or b""
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return [messages.error(f"message too large: {len(raw)} bytes, the limit is 65536")]
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return [messages.error("malformed JSON")]
+        action = request.get("action") if isinstance(request, dict) else None
+        if action not in ("subscribe", "unsubscribe"):
+            return [messages.error('unknown action: use "subscribe" or "unsubscribe"')]
+        symbols = request.get("symbols")
+        if symbols == "*":
+            symbols = ["*"]
+        if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
+            return [messages.error('"symbols" must be a list of tickers, or "*"')]
+        return await self._change_subscription(action, [s.upper() for s in symbols])
+
+    async def _change_subscription(self, action: str, symbols: list[str]) -> list[dict]:
+        replies = []
+        everything = "*" in symbols
+        named = set(symbols) - {"*"}
+        known = await _active_tickers() if named else set()
+        unknown = sorted(named - known)
+        if unknown:
+            replies.append(messages.error("unknown symbols", symbols=unknown))
+        named &= known
+        if action == "subscribe":
+            self.all_symbols = self.all_symbols or everything
+            self.symbols |= named
+        elif everything:
+            self.all_symbols, self.symbols = False, set()
+        elif self.all_symbols:  # everything but these
+            self.all_symbols, self.symbols = False, known - named
+        else:
+            self.symbols -= named
+        current = ["*"] if self.all_symbols else sorted(self.symbols)
+        replies.append(messages.subscribed(current))
+        return replies
