@@ -79,7 +79,7 @@ class Processes:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env["DATABASE_URL"] = database_url_of_test_db()
-        env["DB_CONN_MAX_AGE"] = "0"
+        env["DB_POOL_MAX_SIZE"] = "4"
         env.update(extra)
         return env
 

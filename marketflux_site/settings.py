@@ -86,12 +86,20 @@ TEMPLATES = [
 
 # PostgreSQL only (DESIGN.md §1): COPY, date_bin, ON CONFLICT and TimescaleDB need it.
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketflux")
+# Each process keeps a pool of connections (psycopg_pool). Under ASGI every request runs in
+# a thread of its own, so per-thread persistent connections (CONN_MAX_AGE) would open one
+# connection per request and leave it behind; the pool bounds them per process.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=1)
 DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0),
-        conn_health_checks=True,
-    )
+    # Health checks: the pool checks a connection when lending it, so one cut while idle
+    # (a database restart) is replaced instead of failing the request.
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+}
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 1,
+    "max_size": DB_POOL_MAX_SIZE,
+    "timeout": env_float("DB_POOL_TIMEOUT", 2.0, minimum=0.0),  # then the request fails fast
+    "max_idle": 60,
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured(

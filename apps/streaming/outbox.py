@@ -10,6 +10,7 @@ one pending tick per symbol, the rest counted as dropped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from twisted.internet.interfaces import IPushProducer
@@ -30,12 +31,13 @@ class WriteGate:
     def attach(cls, send) -> WriteGate:
         """A gate on the Daphne connection behind a consumer's `send` (always open elsewhere).
 
-        Daphne hands the application `partial(server.handle_reply, protocol)`; the protocol
-        (autobahn's) passes producers on to the TCP transport. The upgraded HTTP channel is
+        Daphne hands the application `partial(server.handle_reply, protocol)`, which
+        middleware may wrap; the protocol (autobahn's) passes producers on to the TCP
+        transport. The upgraded HTTP channel is
         still registered there as producer, and a transport has one, so it is replaced.
         """
         gate = cls()
-        protocol = next(iter(getattr(send, "args", ())), None)
+        protocol = _daphne_protocol(send)
         if hasattr(protocol, "registerProducer") and getattr(protocol, "transport", None):
             try:
                 protocol.unregisterProducer()
@@ -60,6 +62,18 @@ class WriteGate:
 
     def stopProducing(self) -> None:
         self._open.set()
+
+
+def _daphne_protocol(send):
+    """The protocol in Daphne's send callable, through Channels' session wrapper."""
+    for _ in range(10):
+        if isinstance(send, functools.partial):
+            return send.args[0] if send.args else None
+        # SessionMiddleware passes a bound method of its wrapper, which keeps the original.
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if send is None:
+            return None
+    return None
 
 
 class Outbox:
