@@ -157,6 +157,10 @@ class OverviewSerializer(serializers.Serializer):
     anomalies = OverviewSymbolSerializer(many=True)
 
 
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(allow_null=True, read_only=True)
     created = serializers.DateTimeField(allow_null=True, read_only=True)

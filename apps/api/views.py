@@ -6,8 +6,14 @@ import re
 from datetime import UTC, datetime
 
 from django.db import transaction
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import generics, status
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound, ValidationError
@@ -31,6 +37,35 @@ _INDICATORS_EXAMPLE = {
     "macd": 0.031, "macd_signal": 0.024, "macd_hist": 0.007,
     "bb_upper": 190.41, "bb_middle": 189.93, "bb_lower": 189.45,
 }  # fmt: skip
+# Answers every market data endpoint may give besides its 200.
+_ERRORS = {
+    401: OpenApiResponse(s.DetailSerializer, description="MARKETFLUX_PUBLIC_READ=0 and no login."),
+    429: OpenApiResponse(s.DetailSerializer, description="Throttled: see Retry-After."),
+}
+_NOT_FOUND = {404: OpenApiResponse(s.DetailSerializer, description="Unknown symbol.")}
+_BAD_PARAMETERS = {
+    400: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description="A parameter is invalid: each invalid parameter maps to its messages.",
+        examples=[
+            OpenApiExample(
+                "limit out of range",
+                value={"limit": ["Ensure this value is less than or equal to 5000."]},
+                status_codes=["400"],
+            )
+        ],
+    )
+}
+
+
+def answers(ok, *extra: dict) -> dict:
+    """The documented answers of an endpoint: its 200, its own errors, the common ones."""
+    out = {200: ok, **_ERRORS}
+    for more in extra:
+        out.update(more)
+    return out
+
+
 SYMBOL_PARAMETER = OpenApiParameter(
     "symbol", OpenApiTypes.STR, OpenApiParameter.PATH, description="Ticker, any case."
 )
@@ -61,33 +96,32 @@ class StockList(generics.ListAPIView):
 
     permission_classes = [MarketDataPermission]
     serializer_class = s.StockSerializer
+    filter_backends = [DjangoFilterBackend]
     filterset_class = SymbolFilter
     queryset = Symbol.objects.order_by("ticker")
 
     @extend_schema(
         operation_id="stocks_list",
+        responses=answers(
+            s.StockSerializer(many=True),
+            _BAD_PARAMETERS,
+            {404: OpenApiResponse(s.DetailSerializer, description="No such page.")},
+        ),
         examples=[
             OpenApiExample(
-                "A page of stocks",
+                "A stock",
                 response_only=True,
                 value={
-                    "count": 5,
-                    "next": None,
-                    "previous": None,
-                    "results": [
-                        {
-                            "symbol": "AAPL",
-                            "name": "Apple Inc.",
-                            "exchange": "NASDAQ",
-                            "sector": "Technology",
-                            "active": True,
-                            "price": 190.12,
-                            "change": 1.02,
-                            "change_pct": 0.54,
-                            "volume": 1843200,
-                            "updated_at": _TS,
-                        }
-                    ],
+                    "symbol": "AAPL",
+                    "name": "Apple Inc.",
+                    "exchange": "NASDAQ",
+                    "sector": "Technology",
+                    "active": True,
+                    "price": 190.12,
+                    "change": 1.02,
+                    "change_pct": 0.54,
+                    "volume": 1843200,
+                    "updated_at": _TS,
                 },
             )
         ],
@@ -111,7 +145,7 @@ class StockPrice(MarketView):
     @extend_schema(
         operation_id="stocks_price",
         parameters=[SYMBOL_PARAMETER],
-        responses=s.PriceSerializer,
+        responses=answers(s.PriceSerializer, _NOT_FOUND),
         examples=[
             OpenApiExample(
                 "Latest price",
@@ -136,7 +170,7 @@ class StockHistory(MarketView):
     @extend_schema(
         operation_id="stocks_history",
         parameters=[SYMBOL_PARAMETER, s.LimitQuery],
-        responses=s.HistorySerializer,
+        responses=answers(s.HistorySerializer, _NOT_FOUND, _BAD_PARAMETERS),
         examples=[
             OpenApiExample(
                 "The last two ticks",
@@ -163,7 +197,7 @@ class StockIndicators(MarketView):
     @extend_schema(
         operation_id="stocks_indicators",
         parameters=[SYMBOL_PARAMETER],
-        responses=s.IndicatorsSerializer,
+        responses=answers(s.IndicatorsSerializer, _NOT_FOUND),
         examples=[
             OpenApiExample(
                 "Latest indicators",
@@ -190,7 +224,7 @@ class StockIndicatorHistory(MarketView):
     @extend_schema(
         operation_id="stocks_indicators_history",
         parameters=[SYMBOL_PARAMETER, s.LimitQuery],
-        responses=s.IndicatorHistorySerializer,
+        responses=answers(s.IndicatorHistorySerializer, _NOT_FOUND, _BAD_PARAMETERS),
         examples=[
             OpenApiExample(
                 "The last snapshot",
@@ -218,7 +252,7 @@ class StockBars(MarketView):
     @extend_schema(
         operation_id="stocks_bars",
         parameters=[SYMBOL_PARAMETER, s.BarsQuery],
-        responses=s.BarsSerializer,
+        responses=answers(s.BarsSerializer, _NOT_FOUND, _BAD_PARAMETERS),
         examples=[
             OpenApiExample(
                 "One hourly candle",
@@ -265,7 +299,7 @@ class StockBars(MarketView):
 class MarketOverview(MarketView):
     @extend_schema(
         operation_id="market_overview",
-        responses=s.OverviewSerializer,
+        responses=answers(s.OverviewSerializer),
         examples=[
             OpenApiExample(
                 "Two symbols",
@@ -295,6 +329,13 @@ class MarketOverview(MarketView):
         return Response(messages.overview(states, now=datetime.now(UTC)))
 
 
+_TOKEN_EXAMPLE = OpenApiExample(
+    "A token",
+    value={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b", "created": _TS},
+    response_only=True,
+)
+
+
 class OwnToken(APIView):
     """Your API token, for programs: `Authorization: Token <key>` or `?token=` on WebSockets.
 
@@ -310,12 +351,19 @@ class OwnToken(APIView):
             status=code,
         )
 
-    @extend_schema(operation_id="auth_token_show", responses=s.TokenSerializer)
+    @extend_schema(
+        operation_id="auth_token_show",
+        responses={200: s.TokenSerializer, 401: s.DetailSerializer},
+        examples=[_TOKEN_EXAMPLE],
+    )
     def get(self, request: Request) -> Response:
         return self._answer(Token.objects.filter(user=request.user).first())
 
     @extend_schema(
-        operation_id="auth_token_create", request=None, responses={201: s.TokenSerializer}
+        operation_id="auth_token_create",
+        request=None,
+        responses={201: s.TokenSerializer, 401: s.DetailSerializer},
+        examples=[_TOKEN_EXAMPLE],
     )
     def post(self, request: Request) -> Response:
         with transaction.atomic():
@@ -323,7 +371,7 @@ class OwnToken(APIView):
             token = Token.objects.create(user=request.user)
         return self._answer(token, status.HTTP_201_CREATED)
 
-    @extend_schema(operation_id="auth_token_revoke", responses={204: None})
+    @extend_schema(operation_id="auth_token_revoke", responses={204: None, 401: s.DetailSerializer})
     def delete(self, request: Request) -> Response:
         Token.objects.filter(user=request.user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)

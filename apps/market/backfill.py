@@ -1,0 +1,447 @@
+"""Seed history: 1-minute bars from the market simulator, ending where live data begins.
+
+Benchmarks and the dashboard want a year of candles long before the live pipeline has
+produced one. `backfill` writes simulated 1-minute bars (DESIGN.md §6: the `Bar` table,
+interval '1m') for the days before a symbol's earliest stored tick or bar, so that the
+history joins the live data without a price gap:
+
+- Window. For each symbol, `end` is the start of the minute of its earliest 1-minute bar
+  or tick (the current minute when it has none), and the backfill fills
+  [now - days, end): afterwards the symbol has `days` of history up to now. Anchoring the
+  window at `now` rather than at `end` is what makes a re-run a no-op: the bars a first
+  run wrote are themselves the earliest data the second run sees.
+- Prices. The simulator (`simulator.step`, geometric Brownian motion with jumps) runs at
+  5-second sub-steps, 12 per bar, so each bar has a real open, high, low, close, volume
+  and trade count. The path is scaled so that its last close equals the first live price
+  (the earliest tick's price, else the earliest bar's open, else `Symbol.start_price`).
+  A scaled GBM path is still a GBM path, and scaling forward from any start price is the
+  same as walking the step ratios backwards from the anchor, which is what is done: the
+  newest chunk is generated and written first, each chunk in its own transaction, with
+  memory bounded by the chunk size. A run that stops half-way leaves a history that
+  still ends at the live data, and the next run continues it further back.
+- Writes. Each chunk goes by binary COPY straight into the table, or, if some of its bars
+  exist already, into a session-local staging table and then `INSERT ... ON CONFLICT DO
+  NOTHING`: no existing bar is ever changed.
+- With TimescaleDB, the continuous aggregates of the longer bars are refreshed over each
+  chunk once it is committed (their refresh policy only looks at the last days).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+from django.db import connection, transaction
+
+from apps.market import simulator, timescale
+from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
+from apps.market.models import Symbol
+
+MAX_DAYS = 3650
+SUBSTEP_SECONDS = 5
+SUBSTEPS_PER_MINUTE = 60 // SUBSTEP_SECONDS  # the `trades` of every backfilled bar
+# Randomness is keyed per symbol and hour, so `simulator.step` (vectorised over what it is
+# given) runs once per sub-step of the hour across every (symbol, hour) of a chunk: 720
+# calls per chunk instead of one per 5 seconds of history.
+_SUBSTEPS_PER_HOUR = 3600 // SUBSTEP_SECONDS
+CHUNK_ROWS = 100_000  # bars per COPY and transaction: memory stays near 100 MB for any length
+
+_MINUTE = timedelta(minutes=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_EPOCH_SECONDS = 946_684_800  # 2000-01-01, the origin of PostgreSQL's binary timestamps
+
+
+class BackfillError(ValueError):
+    """Arguments the backfill cannot run with (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one symbol gets: bars for [start, end), the last close equal to `anchor`."""
+
+    symbol: Symbol
+    start: datetime
+    end: datetime
+    anchor: float
+
+    @property
+    def minutes(self) -> int:
+        return max(0, (self.end - self.start) // _MINUTE)
+
+
+@dataclass
+class BackfillResult:
+    """What a run did: rows inserted, the windows it covered and how long it took."""
+
+    rows: int = 0
+    windows: list[Window] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)  # continuous aggregates refreshed
+    seconds: float = 0.0
+
+    @property
+    def start(self) -> datetime | None:
+        return min((w.start for w in self.windows if w.minutes), default=None)
+
+    @property
+    def end(self) -> datetime | None:
+        return max((w.end for w in self.windows if w.minutes), default=None)
+
+
+def resolve_symbols(tickers: list[str] | None) -> list[Symbol]:
+    """The named symbols (all active ones by default); unknown names fail, all of them named."""
+    if not tickers:
+        return list(Symbol.objects.filter(active=True).order_by("ticker"))
+    wanted = list(dict.fromkeys(t.strip().upper() for t in tickers if t.strip()))
+    found = {s.ticker: s for s in Symbol.objects.filter(ticker__in=wanted)}
+    unknown = [t for t in wanted if t not in found]
+    if unknown:
+        raise BackfillError(f"unknown symbols: {', '.join(unknown)}")
+    return [found[t] for t in sorted(wanted)]
+
+
+def floor_minute(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+# One forward index probe per symbol and table (the composite keys lead with the symbol).
+_EARLIEST = """
+SELECT s.ticker, b.ts, b.open, t.ts, t.price
+FROM unnest(%(tickers)s::varchar[]) AS s(ticker)
+LEFT JOIN LATERAL (
+    SELECT ts, open FROM market_bar
+    WHERE symbol_id = s.ticker AND interval = %(interval)s ORDER BY ts LIMIT 1
+) AS b ON true
+LEFT JOIN LATERAL (
+    SELECT ts, price FROM market_tick WHERE symbol_id = s.ticker ORDER BY ts LIMIT 1
+) AS t ON true
+"""
+
+
+def plan(*, symbols: list[Symbol], days: int, now: datetime) -> list[Window]:
+    """Each symbol's window and anchor, from its earliest stored bar and tick."""
+    if not symbols:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _EARLIEST, {"tickers": [s.ticker for s in symbols], "interval": BAR_INTERVAL_1M}
+        )
+        earliest = {row[0]: row[1:] for row in cursor.fetchall()}
+    now = floor_minute(now)
+    windows = []
+    for symbol in symbols:
+        bar_ts, bar_open, tick_ts, tick_price = earliest[symbol.ticker]
+        tick_minute = floor_minute(tick_ts) if tick_ts is not None else None
+        if tick_minute is not None and (bar_ts is None or tick_minute <= bar_ts):
+            end, anchor = tick_minute, tick_price
+        elif bar_ts is not None:
+            end, anchor = bar_ts, bar_open
+        else:
+            end, anchor = now, symbol.start_price
+        # `days` up to now; up to `end` if stored data lies ahead of now (a skewed clock).
+        start = min(max(now, end) - timedelta(days=days), end)
+        windows.append(Window(symbol=symbol, start=start, end=end, anchor=anchor))
+    return windows
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bars of some symbols over the same minutes: arrays are (symbols, minutes)."""
+
+    tickers: list[str]
+    minutes: np.ndarray  # epoch minutes, int64
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return self.open.size
+
+
+def _epoch_minute(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MINUTE
+
+
+def simulate(*, windows: list[Window], seed: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Bars for symbols sharing one window, newest chunk first, each chunk ~`chunk_rows` bars.
+
+    The bars are a pure function of the seed, the symbols' parameters, the window and the
+    anchors: how the window is cut into chunks changes only the last bits of the floats.
+    """
+    if not windows or windows[0].minutes == 0:
+        return
+    start, end = _epoch_minute(windows[0].start), _epoch_minute(windows[0].end)
+    if any((_epoch_minute(w.start), _epoch_minute(w.end)) != (start, end) for w in windows):
+        raise ValueError("simulate() takes windows that share start and end")
+    tickers = [w.symbol.ticker for w in windows]
+    params = [
+        simulator.SimulatorParams(s.ticker, s.drift, s.volatility, s.jump_rate)
+        for s in (w.symbol for w in windows)
+    ]
+    n = len(windows)
+    carry = np.array([w.anchor for w in windows], dtype=np.float64)  # price at chunk end
+    hours_per_chunk = max(1, chunk_rows // (60 * n))
+    first_hour, last_hour = start // 60, -(-end // 60)  # whole hours covering the window
+    hour_hi = last_hour
+    while hour_hi > first_hour:
+        hour_lo = max(first_hour, hour_hi - hours_per_chunk)
+        hours = hour_hi - hour_lo
+        # One simulator "symbol" per (symbol, hour): its own counter-based random stream.
+        hourly = [
+            simulator.SimulatorParams(f"{p.ticker}@{h}", p.drift, p.volatility, p.jump_rate)
+            for p in params
+            for h in range(hour_lo, hour_hi)
+        ]
+        ones = np.ones(len(hourly))
+        ratios = np.empty((_SUBSTEPS_PER_HOUR, len(hourly)))
+        sizes = np.empty((_SUBSTEPS_PER_HOUR, len(hourly)), dtype=np.int64)
+        for slot in range(_SUBSTEPS_PER_HOUR):
+            ratios[slot], sizes[slot] = simulator.step(
+                params=hourly, last_prices=ones, slot=slot, seed=seed, interval=SUBSTEP_SECONDS
+            )
+        # (slot, symbol*hour) -> (symbol, minute, sub-step), in time order.
+        shape = (n, hours * 60, SUBSTEPS_PER_MINUTE)
+        ratios = ratios.T.reshape(shape)
+        sizes = sizes.T.reshape(shape)
+        lo = max(start, hour_lo * 60) - hour_lo * 60
+        hi = min(end, hour_hi * 60) - hour_lo * 60
+        ratios, sizes = ratios[:, lo:hi].reshape(n, -1), sizes[:, lo:hi]
+        # Walk back from the known last price: p[k] = p[last] / prod(ratios[k+1:]).
+        log_path = np.cumsum(np.log(ratios), axis=1)
+        prices = carry[:, None] * np.exp(log_path - log_path[:, -1:])  # last one is exact
+        carry = prices[:, 0] / ratios[:, 0]  # the price before this chunk's first sub-step
+        prices = prices.reshape(n, hi - lo, SUBSTEPS_PER_MINUTE)
+        yield Chunk(
+            tickers=tickers,
+            minutes=np.arange(hour_lo * 60 + lo, hour_lo * 60 + hi, dtype=np.int64),
+            open=prices[:, :, 0],
+            high=prices.max(axis=2),
+            low=prices.min(axis=2),
+            close=prices[:, :, -1],
+            volume=sizes.sum(axis=2),
+        )
+        hour_hi = hour_lo
+
+
+# Binary COPY (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4):
+# a signature, then per row a field count and each field as a length and big-endian value.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # flags 0, no header extension
+_COPY_TRAILER = b"\xff\xff"
+_COPY_FIELDS = 9
+_COPY_COLUMNS = "symbol_id, interval, ts, open, high, low, close, volume, trades"
+
+
+def _row_dtype(ticker_bytes: int) -> np.dtype:
+    fields = [("count", ">i2"), ("symbol_len", ">i4"), ("symbol", f"S{ticker_bytes}")]
+    for name, kind in [
+        ("interval", f"S{len(BAR_INTERVAL_1M)}"),
+        ("ts", ">i8"),
+        ("open", ">f8"),
+        ("high", ">f8"),
+        ("low", ">f8"),
+        ("close", ">f8"),
+        ("volume", ">i8"),
+        ("trades", ">i4"),
+    ]:
+        fields += [(f"{name}_len", ">i4"), (name, kind)]
+    return np.dtype(fields)
+
+
+def copy_payload(chunk: Chunk) -> bytes:
+    """The chunk in PostgreSQL's binary COPY format, built with numpy (no per-row Python)."""
+    pg_micros = (chunk.minutes * 60 - _PG_EPOCH_SECONDS) * 1_000_000
+    parts = [_COPY_SIGNATURE]
+    for i, ticker in enumerate(chunk.tickers):
+        symbol = ticker.encode()
+        dtype = _row_dtype(len(symbol))
+        rows = np.empty(len(chunk.minutes), dtype=dtype)
+        rows["count"] = _COPY_FIELDS
+        rows["symbol_len"] = len(symbol)
+        rows["symbol"] = symbol
+        values = {
+            "interval": BAR_INTERVAL_1M.encode(),
+            "ts": pg_micros,
+            "open": chunk.open[i],
+            "high": chunk.high[i],
+            "low": chunk.low[i],
+            "close": chunk.close[i],
+            "volume": chunk.volume[i],
+            "trades": SUBSTEPS_PER_MINUTE,
+        }
+        for name, value in values.items():
+            rows[f"{name}_len"] = dtype[name].itemsize
+            rows[name] = value
+        parts.append(rows.tobytes())
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+_COPY_BARS = f"COPY market_bar ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS backfill_staged_bars
+(LIKE market_bar INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+_COPY_STAGING = f"COPY backfill_staged_bars ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+_STORE_STAGED = f"""
+INSERT INTO market_bar ({_COPY_COLUMNS})
+SELECT {_COPY_COLUMNS} FROM backfill_staged_bars
+ON CONFLICT (symbol_id, interval, ts) DO NOTHING
+"""  # noqa: S608 (column names from a constant)
+
+
+def write_bars(chunk: Chunk, payload: bytes | None = None) -> int:
+    """Store a chunk in one transaction, keeping any bar already there; returns rows added.
+
+    The window lies before the symbol's earliest stored data, so the bars are normally new
+    and go straight in by COPY (about three times faster than an insert from staging).
+    Only if some already exist (another backfill running at the same time) does that
+    conflict; then the chunk goes through staging and `ON CONFLICT DO NOTHING`.
+    """
+    payload = copy_payload(chunk) if payload is None else payload
+    with transaction.atomic(), connection.cursor() as cursor:
+        try:
+            with transaction.atomic(), cursor.cursor.copy(_COPY_BARS) as copy:
+                copy.write(payload)
+            return chunk.rows
+        except psycopg.errors.UniqueViolation:  # raised by psycopg's own COPY cursor
+            pass
+        cursor.execute(_CREATE_STAGING)
+        cursor.execute("TRUNCATE backfill_staged_bars")  # inside a caller's transaction too
+        with cursor.cursor.copy(_COPY_STAGING) as copy:
+            copy.write(payload)
+        cursor.execute(_STORE_STAGED)
+        return cursor.rowcount
+
+
+def refresh_aggregates(*, start: datetime, end: datetime) -> list[str]:
+    """Re-materialise the continuous aggregates over [start, end), widened to whole buckets.
+
+    Their refresh policy only looks at the last days, so history written further back
+    would stay missing (or stale) in the longer bars. Timescale refreshes only buckets that
+    lie wholly inside the window, and refuses to run inside a transaction. The bucket still
+    open now is left to real-time aggregation, as the policy leaves it: materialising it
+    would freeze it until the policy next reaches it. Returns the views refreshed (none on
+    plain PostgreSQL, where longer bars are computed when read).
+    """
+    if not timescale.installed(connection):
+        return []
+    now = datetime.now(UTC)
+    refreshed = []
+    with connection.cursor() as cursor:
+        for interval, view in CONTINUOUS_AGGREGATE_VIEWS.items():
+            step = BAR_INTERVALS[interval]
+            lo = _floor_to(start, step)
+            hi = min(_floor_to(end - timedelta(microseconds=1), step) + step, _floor_to(now, step))
+            if lo < hi:
+                cursor.execute(
+                    "CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", [view, lo, hi]
+                )
+                refreshed.append(view)
+    return refreshed
+
+
+def _floor_to(ts: datetime, step: timedelta) -> datetime:
+    origin = datetime(2000, 1, 1, tzinfo=UTC)  # as the aggregates' time_bucket aligns
+    return origin + ((ts - origin) // step) * step
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_DONE = object()
+
+
+def _ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """Iterate `items` in a thread, `depth` items ahead of the caller.
+
+    Simulating a chunk is CPU work in this process and storing one is mostly waiting for
+    PostgreSQL, so doing both at once takes about the time of the slower one.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the caller, who re-raises it
+            put(_Failed(error))
+
+    thread = threading.Thread(target=produce, name="backfill-simulate", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _payloads(windows: list[Window], seed: int, chunk_rows: int) -> Iterator[tuple[Chunk, bytes]]:
+    for chunk in simulate(windows=windows, seed=seed, chunk_rows=chunk_rows):
+        yield chunk, copy_payload(chunk)
+
+
+def backfill(
+    *,
+    symbols: list[Symbol],
+    days: int,
+    seed: int,
+    now: datetime | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> BackfillResult:
+    """Give each symbol `days` of 1-minute bars up to now, joined to its live data."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise BackfillError(f"days must be an integer from 1 to {MAX_DAYS}, not {days!r}")
+    if timescale.installed(connection) and connection.in_atomic_block:
+        raise BackfillError(
+            "run the backfill outside a transaction: TimescaleDB refreshes its continuous"
+            " aggregates only in autocommit mode"
+        )
+    started = time.perf_counter()
+    result = BackfillResult(windows=plan(symbols=symbols, days=days, now=now or datetime.now(UTC)))
+    groups: dict[tuple[datetime, datetime], list[Window]] = {}
+    for window in result.windows:
+        if window.minutes:
+            groups.setdefault((window.start, window.end), []).append(window)
+    per_batch = max(1, chunk_rows // 60)  # symbols per simulation, so a chunk stays bounded
+    refreshed: set[str] = set()
+    for group in groups.values():
+        for i in range(0, len(group), per_batch):
+            batch = group[i : i + per_batch]
+            for chunk, payload in _ahead(_payloads(batch, seed, chunk_rows)):
+                written = write_bars(chunk, payload)
+                result.rows += written
+                if written:  # right after its commit, so a stopped run leaves nothing stale
+                    refreshed.update(
+                        refresh_aggregates(
+                            start=_EPOCH + int(chunk.minutes[0]) * _MINUTE,
+                            end=_EPOCH + int(chunk.minutes[-1] + 1) * _MINUTE,
+                        )
+                    )
+    result.refreshed = sorted(refreshed)
+    result.seconds = time.perf_counter() - started
+    return result
