@@ -45,6 +45,11 @@ def beat_schedule(*, tick_interval: float, shards: int) -> dict:
         }
         for shard in range(shards)
     }
+    entries["market-rollup"] = {
+        "task": "market.rollup",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    }
     entries["market-prune"] = {
         "task": "market.prune",
         "schedule": timedelta(hours=1),

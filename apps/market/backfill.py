@@ -22,8 +22,9 @@ history joins the live data without a price gap:
 - Writes. Each chunk goes by binary COPY straight into the table, or, if some of its bars
   exist already, into a session-local staging table and then `INSERT ... ON CONFLICT DO
   NOTHING`: no existing bar is ever changed.
-- With TimescaleDB, the continuous aggregates of the longer bars are refreshed over each
-  chunk once it is committed (their refresh policy only looks at the last days).
+- The longer bars are refreshed over each chunk once it is committed: TimescaleDB's
+  continuous aggregates (their refresh policy only looks at the last days), or on plain
+  PostgreSQL the roll-up of closed buckets (`apps.market.rollup`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ import numpy as np
 import psycopg
 from django.db import connection, transaction
 
-from apps.market import simulator, timescale
+from apps.market import rollup, simulator, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
 from apps.market.models import Symbol
+from apps.market.rollup import floor_to
 
 MAX_DAYS = 3650
 SUBSTEP_SECONDS = 5
@@ -81,7 +83,7 @@ class BackfillResult:
 
     rows: int = 0
     windows: list[Window] = field(default_factory=list)
-    refreshed: list[str] = field(default_factory=list)  # continuous aggregates refreshed
+    refreshed: list[str] = field(default_factory=list)  # aggregates or intervals refreshed
     seconds: float = 0.0
 
     @property
@@ -321,36 +323,39 @@ def write_bars(chunk: Chunk, payload: bytes | None = None) -> int:
         return cursor.rowcount
 
 
-def refresh_aggregates(*, start: datetime, end: datetime) -> list[str]:
-    """Re-materialise the continuous aggregates over [start, end), widened to whole buckets.
+def refresh_aggregates(
+    *, start: datetime, end: datetime, tickers: list[str] | None = None
+) -> list[str]:
+    """Re-materialise the longer bars over [start, end), widened to whole buckets.
 
-    Their refresh policy only looks at the last days, so history written further back
-    would stay missing (or stale) in the longer bars. Timescale refreshes only buckets that
-    lie wholly inside the window, and refuses to run inside a transaction. The bucket still
-    open now is left to real-time aggregation, as the policy leaves it: materialising it
-    would freeze it until the policy next reaches it. Returns the views refreshed (none on
-    plain PostgreSQL, where longer bars are computed when read).
+    On TimescaleDB, the continuous aggregates: their refresh policy only looks at the last
+    days, so history written further back would stay missing (or stale) in the longer
+    bars. Timescale refreshes only buckets that lie wholly inside the window, and refuses
+    to run inside a transaction. On plain PostgreSQL, the roll-up of closed buckets, for
+    the same reason. Either way the bucket still open now is left to read-time
+    aggregation: materialising it would freeze it until the next refresh reaches it.
+    Returns what was refreshed (views, or intervals rolled up).
     """
-    if not timescale.installed(connection):
-        return []
     now = datetime.now(UTC)
     refreshed = []
+    installed = timescale.installed(connection)
     with connection.cursor() as cursor:
-        for interval, view in CONTINUOUS_AGGREGATE_VIEWS.items():
+        for interval in rollup.ROLLUP_INTERVALS:
             step = BAR_INTERVALS[interval]
-            lo = _floor_to(start, step)
-            hi = min(_floor_to(end - timedelta(microseconds=1), step) + step, _floor_to(now, step))
-            if lo < hi:
+            lo = floor_to(start, step)
+            hi = min(floor_to(end - timedelta(microseconds=1), step) + step, floor_to(now, step))
+            if lo >= hi:
+                continue
+            if installed:
+                view = CONTINUOUS_AGGREGATE_VIEWS[interval]
                 cursor.execute(
                     "CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", [view, lo, hi]
                 )
                 refreshed.append(view)
+            else:
+                rollup.rollup_range(interval=interval, start=lo, end=hi, tickers=tickers)
+                refreshed.append(interval)
     return refreshed
-
-
-def _floor_to(ts: datetime, step: timedelta) -> datetime:
-    origin = datetime(2000, 1, 1, tzinfo=UTC)  # as the aggregates' time_bucket aligns
-    return origin + ((ts - origin) // step) * step
 
 
 class _Failed:
@@ -440,6 +445,7 @@ def backfill(
                         refresh_aggregates(
                             start=_EPOCH + int(chunk.minutes[0]) * _MINUTE,
                             end=_EPOCH + int(chunk.minutes[-1] + 1) * _MINUTE,
+                            tickers=[w.symbol.ticker for w in batch],
                         )
                     )
     result.refreshed = sorted(refreshed)

@@ -24,6 +24,11 @@ def hot(symbol: str) -> str:
     return f"{HOT_PREFIX}{symbol}"
 
 
+def rollup_watermark(interval: str) -> str:
+    """Epoch seconds up to which closed `interval` buckets are rolled up (plain PostgreSQL)."""
+    return f"{PREFIX}:rollup:{interval}"
+
+
 # Pipeline state per symbol (indicator engine + session), so any worker can continue.
 PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
 # At most one overview a second goes to the market group: held for a second once sent.

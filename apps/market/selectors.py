@@ -12,6 +12,7 @@ from django.db import connection
 from apps.market import keys, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.market.models import Symbol, Tick
+from apps.market.rollup import floor_to
 from apps.ops.redis_client import redis_client
 
 
@@ -101,15 +102,32 @@ class Candle:
     trades: int
 
 
-# Longer bars from 1-minute bars on plain PostgreSQL. Buckets are aligned on 2000-01-01
-# 00:00 UTC, so 1d buckets start at midnight UTC and 1h buckets on the hour.
-_BARS_BY_DATE_BIN = """
-SELECT date_bin(%(step)s, ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-       (array_agg(open ORDER BY ts))[1], max(high), min(low),
-       (array_agg(close ORDER BY ts DESC))[1], sum(volume), sum(trades)
-FROM market_bar
-WHERE symbol_id = %(symbol)s AND interval = '1m' AND ts >= %(start)s AND ts < %(end)s
-GROUP BY bucket ORDER BY bucket DESC LIMIT %(limit)s
+# Longer bars on plain PostgreSQL: the buckets `rollup` stored, then `date_bin` over the
+# 1-minute bars after the last stored one (the still-open bucket, or whatever the periodic
+# roll-up has not reached yet). Buckets are aligned on 2000-01-01 00:00 UTC, so 1d buckets
+# start at midnight UTC and 1h buckets on the hour.
+_BARS_ROLLED_UP = """
+WITH mark AS (
+    SELECT coalesce(
+        (SELECT b.ts + %(step)s FROM market_bar b
+         WHERE b.symbol_id = %(symbol)s AND b.interval = %(interval)s
+         ORDER BY b.ts DESC LIMIT 1),
+        '-infinity'::timestamptz) AS upto
+)
+(SELECT b.ts, b.open, b.high, b.low, b.close, b.volume, b.trades
+ FROM market_bar b, mark
+ WHERE b.symbol_id = %(symbol)s AND b.interval = %(interval)s
+   AND b.ts >= %(start)s AND b.ts < least(%(end)s, mark.upto)
+ ORDER BY b.ts DESC LIMIT %(limit)s)
+UNION ALL
+(SELECT date_bin(%(step)s, m.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+        (array_agg(m.open ORDER BY m.ts))[1], max(m.high), min(m.low),
+        (array_agg(m.close ORDER BY m.ts DESC))[1], sum(m.volume)::bigint, sum(m.trades)::int
+ FROM market_bar m, mark
+ WHERE m.symbol_id = %(symbol)s AND m.interval = '1m'
+   AND m.ts >= greatest(%(start)s, mark.upto) AND m.ts < %(end)s
+ GROUP BY 1)
+ORDER BY 1 DESC LIMIT %(limit)s
 """
 
 _BARS_FROM_TABLE = """
@@ -120,9 +138,7 @@ ORDER BY ts DESC LIMIT %(limit)s
 
 
 def floor_to_interval(ts: datetime, interval: str) -> datetime:
-    step = BAR_INTERVALS[interval]
-    origin = datetime(2000, 1, 1, tzinfo=UTC)
-    return origin + ((ts - origin) // step) * step
+    return floor_to(ts, BAR_INTERVALS[interval])
 
 
 def bars_for_range(
@@ -144,14 +160,17 @@ def bars_for_range(
         start = floor_to_interval(end - step * (limit + 1), interval)
     elif floor_to_interval(start, interval) != start:
         start = floor_to_interval(start, interval) + step  # only whole buckets from start on
-    params = {"symbol": symbol, "start": start, "end": end, "limit": limit, "step": step}
+    params = {
+        "symbol": symbol, "interval": interval, "start": start, "end": end, "limit": limit,
+        "step": step,
+    }  # fmt: skip
     view = timescale.aggregate_view(interval)
     if interval == BAR_INTERVAL_1M:
         sql = _BARS_FROM_TABLE.format(table="market_bar", interval_filter="AND interval = '1m'")
     elif view and timescale.installed(connection):
         sql = _BARS_FROM_TABLE.format(table=view, interval_filter="")
     else:
-        sql = _BARS_BY_DATE_BIN
+        sql = _BARS_ROLLED_UP
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

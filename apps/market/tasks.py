@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from apps.market import keys, services
+from apps.market.rollup import rollup_closed_buckets
 from apps.ops.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
@@ -62,3 +63,9 @@ def tick(self, shard: int = 0, shards: int | None = None, scheduled_ts: float | 
 def prune() -> int:
     """Apply tick retention on plain PostgreSQL (TimescaleDB does it with its own policy)."""
     return services.ticks_prune()
+
+
+@shared_task(name="market.rollup", ignore_result=True)
+def rollup() -> dict[str, int]:
+    """Store the longer bars that closed (plain PostgreSQL; TimescaleDB aggregates itself)."""
+    return rollup_closed_buckets()

@@ -191,7 +191,7 @@ def test_the_command_backfills_the_active_symbols_and_says_what_it_did(market, c
     assert out.endswith(" s")
     assert "\n" not in out
     assert not Bar.objects.filter(symbol_id="TSLA").exists()
-    assert Bar.objects.filter(symbol_id="MSFT").count() == 1440
+    assert Bar.objects.filter(symbol_id="MSFT", interval="1m").count() == 1440
 
     call_command("backfill", "--days", "1", "--symbols", "msft,TSLA")
 
@@ -217,9 +217,21 @@ def test_the_command_needs_a_symbol(db):
         call_command("backfill", "--days", "1")
 
 
-def test_plain_postgresql_needs_no_aggregate_refresh(market):
+def test_plain_postgresql_rolls_up_the_backfilled_buckets(market):
     assert not timescale.installed(connection)
-    assert run(market[:1]).refreshed == []
+    aapl = market[0]
+    assert run([aapl]).refreshed == ["15m", "1d", "1h", "5m"]
+    minutes = list(Bar.objects.filter(symbol=aapl, interval="1m").order_by("ts"))
+    hours = list(Bar.objects.filter(symbol=aapl, interval="1h").order_by("ts"))
+    # Every closed hour is stored, each from its own sixty minutes; the open one is not.
+    now_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    expected_hours = sorted({m.ts.replace(minute=0) for m in minutes} - {now_hour})
+    assert [h.ts for h in hours] == expected_hours
+    first = hours[0]
+    inside = [m for m in minutes if first.ts <= m.ts < first.ts + timedelta(hours=1)]
+    assert (first.open, first.close) == (inside[0].open, inside[-1].close)
+    assert first.high == max(m.high for m in inside)
+    assert first.volume == sum(m.volume for m in inside)
 
 
 @pytest.fixture

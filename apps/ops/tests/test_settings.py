@@ -29,6 +29,13 @@ def test_beat_has_one_expiring_tick_entry_per_shard():
     assert all(e["schedule"].run_every == timedelta(seconds=0.5) for e in ticks.values())
 
 
+def test_beat_rolls_up_longer_bars_every_minute():
+    schedule = beat_schedule(tick_interval=0.5, shards=1)
+    (rollup,) = [e for e in schedule.values() if e["task"] == "market.rollup"]
+    assert rollup["schedule"] == timedelta(minutes=1)
+    assert "market.rollup" in app.tasks
+
+
 def test_grid_schedule_fires_once_per_slot_and_wakes_at_the_next_boundary():
     now = datetime(2026, 3, 2, 14, 30, 0, 700_000, tzinfo=UTC)
     grid = GridSchedule(timedelta(seconds=0.5), nowfun=lambda: now)

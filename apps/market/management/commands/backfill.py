@@ -49,7 +49,9 @@ class Command(BaseCommand):
             span = f"already {days} day{'s' if days != 1 else ''} of history up to now"
         else:
             span = f"{_minute(result.start)} to {_minute(result.end)}"
-        refreshed = f", {len(result.refreshed)} aggregates refreshed" if result.refreshed else ""
+        refreshed = (
+            f", longer bars refreshed ({', '.join(result.refreshed)})" if result.refreshed else ""
+        )
         self.stdout.write(
             f"backfill: {result.rows:,} 1-minute bars written for {names} ({span})"
             f"{refreshed} in {result.seconds:.1f} s"
