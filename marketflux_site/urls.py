@@ -11,7 +11,11 @@ urlpatterns = [
     path("api/v1/", include("apps.api.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    re_path(
+        r"^redoc/?$",
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        name="redoc",
+    ),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -9,7 +9,12 @@ from apps.market.models import Symbol
 
 
 class SymbolFilter(django_filters.FilterSet):
-    active = django_filters.BooleanFilter(help_text="Only active (true) or inactive (false).")
+    # Not BooleanFilter: it ignores a value it cannot read, where a 400 is the answer.
+    active = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        coerce=lambda value: value == "true",
+        help_text="Only active (true) or inactive (false) symbols.",
+    )
     exchange = django_filters.CharFilter(lookup_expr="iexact", help_text="Exchange, e.g. NASDAQ.")
     sector = django_filters.CharFilter(lookup_expr="iexact", help_text="Sector, e.g. Technology.")
     search = django_filters.CharFilter(

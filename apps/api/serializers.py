@@ -30,10 +30,12 @@ class BarsQuery(serializers.Serializer):
     interval = serializers.ChoiceField(choices=list(BAR_INTERVALS), default="1m")
     limit = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, default=500)
     start = serializers.DateTimeField(
-        required=False, help_text="First bucket start (ISO 8601; UTC when no offset is given)."
+        required=False,
+        help_text="First bucket start (ISO 8601; UTC when no offset is given), 1970 to 2200.",
     )
     end = serializers.DateTimeField(
-        required=False, help_text="Buckets start before this (ISO 8601). Default: now."
+        required=False,
+        help_text="Buckets start before this (ISO 8601), 1970 to 2200. Default: now.",
     )
 
     def _in_range(self, value: datetime) -> datetime:

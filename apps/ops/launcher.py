@@ -162,7 +162,9 @@ def run() -> int:
                 embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
                 print(
                     f"\nMarketFlux is starting:\n"
-                    f"  site    {site}/\n  admin   {site}/admin/\n  health  {site}/health\n"
+                    f"  site    {site}/\n  admin   {site}/admin/\n"
+                    f"  api     {site}/api/v1/  (docs {site}/docs)\n"
+                    f"  feed    ws://127.0.0.1:{port}/ws/market\n  health  {site}/health\n"
                     f"  embedded services: {embedded}; data in {VAR_DIR}\n"
                     f"  admin login: see the ensure_dev_admin line above, or `make superuser`\n"
                     f"  Ctrl-C stops everything.\n",

@@ -77,7 +77,7 @@ def hot_state(
 # What REST and WebSocket answers are built from. `hot` is a hot state as above, or None
 # for a symbol that has no tick yet: its values are then null.
 
-_NO_INDICATORS = dict.fromkeys(INDICATOR_FIELDS)
+_NO_INDICATORS = {**dict.fromkeys(INDICATOR_FIELDS), "anomaly": False}  # DESIGN.md §4
 
 
 def price(symbol: str, hot: Mapping | None) -> dict:
