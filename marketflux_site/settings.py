@@ -188,8 +188,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.StockPagination",
     "DEFAULT_SCHEMA_CLASS": "apps.api.schema.MarketFluxAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "apps.api.throttles.AnonThrottle",
+        "apps.api.throttles.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("MARKETFLUX_THROTTLE_ANON", "1200/min"),

@@ -71,13 +71,19 @@ SYMBOL_PARAMETER = OpenApiParameter(
 )
 
 
-def get_symbol(raw: str) -> Symbol:
-    """The symbol a path names, case-insensitively; 404 for anything else."""
+def find_symbol(raw: str) -> tuple[str, dict | None]:
+    """The ticker a path names (any case) and its hot state; 404 for anything unknown.
+
+    A symbol with a hot state exists (deleting a symbol deletes its hot state), so the
+    common case costs one Redis read and no query; only a symbol without ticks yet, or an
+    unknown one, is looked up in the database.
+    """
     ticker = raw.upper()
-    symbol = Symbol.objects.filter(ticker=ticker).first() if _TICKER.match(ticker) else None
-    if symbol is None:
-        raise NotFound(f"Unknown symbol: {raw[:32]!r}.")
-    return symbol
+    if _TICKER.match(ticker):
+        hot = selectors.hot_states([ticker])[ticker]
+        if hot is not None or Symbol.objects.filter(ticker=ticker).exists():
+            return ticker, hot
+    raise NotFound(f"Unknown symbol: {raw[:32]!r}.")
 
 
 def validated(query: type[s.serializers.Serializer], request: Request) -> dict:
@@ -162,8 +168,8 @@ class StockPrice(MarketView):
     )
     def get(self, request: Request, symbol: str) -> Response:
         """The latest price, with the UTC day's change and volume."""
-        ticker = get_symbol(symbol).ticker
-        return Response(messages.price(ticker, selectors.hot_states([ticker])[ticker]))
+        ticker, hot = find_symbol(symbol)
+        return Response(messages.price(ticker, hot))
 
 
 class StockHistory(MarketView):
@@ -187,7 +193,7 @@ class StockHistory(MarketView):
     )
     def get(self, request: Request, symbol: str) -> Response:
         """The last `limit` ticks, oldest first."""
-        ticker = get_symbol(symbol).ticker
+        ticker, _ = find_symbol(symbol)
         limit = validated(s.LimitQuery, request)["limit"]
         ticks = selectors.recent_ticks(ticker, limit)
         return Response(messages.series(ticker, [messages.history_tick(*t) for t in ticks]))
@@ -213,11 +219,12 @@ class StockIndicators(MarketView):
     )
     def get(self, request: Request, symbol: str) -> Response:
         """Every indicator of DESIGN.md §4 at the latest tick (null before warm-up)."""
-        stock = get_symbol(symbol)
-        hot = selectors.hot_states([stock.ticker])[stock.ticker]
-        return Response(
-            messages.indicators(stock.ticker, hot, anomaly_threshold=stock.anomaly_threshold)
-        )
+        ticker, hot = find_symbol(symbol)
+        if hot is None:  # no tick yet: the threshold comes from the symbol itself
+            threshold = Symbol.objects.get(ticker=ticker).anomaly_threshold
+        else:
+            threshold = hot["anomaly_threshold"]
+        return Response(messages.indicators(ticker, hot, anomaly_threshold=threshold))
 
 
 class StockIndicatorHistory(MarketView):
@@ -238,7 +245,7 @@ class StockIndicatorHistory(MarketView):
     )
     def get(self, request: Request, symbol: str) -> Response:
         """The last `limit` indicator snapshots, oldest first."""
-        ticker = get_symbol(symbol).ticker
+        ticker, _ = find_symbol(symbol)
         limit = validated(s.LimitQuery, request)["limit"]
         rows = recent_snapshots(ticker, limit)
         return Response(
@@ -276,7 +283,7 @@ class StockBars(MarketView):
     )
     def get(self, request: Request, symbol: str) -> Response:
         """OHLCV candles, oldest first; the still-open bucket included."""
-        ticker = get_symbol(symbol).ticker
+        ticker, _ = find_symbol(symbol)
         query = validated(s.BarsQuery, request)
         candles = selectors.bars_for_range(
             symbol=ticker,

@@ -29,6 +29,11 @@ def rollup_watermark(interval: str) -> str:
     return f"{PREFIX}:rollup:{interval}"
 
 
+def throttle(scope: str, client: str) -> str:
+    """Requests of one API client in the current throttle window."""
+    return f"{PREFIX}:throttle:{scope}:{client}"
+
+
 # Pipeline state per symbol (indicator engine + session), so any worker can continue.
 PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
 # At most one overview a second goes to the market group: held for a second once sent.

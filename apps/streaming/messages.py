@@ -100,7 +100,7 @@ def indicators(symbol: str, hot: Mapping | None, *, anomaly_threshold: float) ->
         "symbol": symbol,
         "ts": hot.get("ts"),
         "price": hot.get("price"),
-        "anomaly_threshold": hot.get("anomaly_threshold", anomaly_threshold),
+        "anomaly_threshold": anomaly_threshold,
         **(hot.get("indicators") or _NO_INDICATORS),
     }
 

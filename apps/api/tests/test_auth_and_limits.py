@@ -7,7 +7,6 @@ from io import StringIO
 import pytest
 import requests
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -193,14 +192,12 @@ def low_rates(settings, monkeypatch, redis_client):
     DRF reads its rates into `SimpleRateThrottle.THROTTLE_RATES` once, when it is imported,
     so changing settings.REST_FRAMEWORK alone changes nothing in a running process: the
     class attribute is what a request reads (a new process reads MARKETFLUX_THROTTLE_*, see
-    the test against a live Daphne below).
+    the test against a live Daphne below). The counters live in Redis, which `redis_client`
+    empties before and after.
     """
     rates = {"anon": "3/min", "user": "5/min"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def assert_throttled(response) -> None:

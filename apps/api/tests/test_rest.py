@@ -613,6 +613,17 @@ def test_an_unknown_symbol_is_a_404_with_detail(client, market, endpoint, symbol
     assert "detail" in response.json()
 
 
+def test_a_deleted_symbol_is_unknown_at_once_though_it_had_ticks(
+    client, market, redis_client, django_capture_on_commit_callbacks
+):
+    feed([("TSLA", MIDNIGHT, 250.0, 10)])
+    assert get_json(client, "stocks/TSLA/price")["price"] == 250.0
+    with django_capture_on_commit_callbacks(execute=True):
+        Symbol.objects.filter(ticker="TSLA").delete()
+    for endpoint in ("price", "indicators", "history", "bars"):
+        assert client.get(f"{API}/stocks/TSLA/{endpoint}").status_code == 404
+
+
 BAD_PARAMETERS = [
     *(
         (path, {"limit": value}, "limit")
