@@ -22,7 +22,8 @@ class TokenAuthMiddleware(BaseMiddleware):
     the consumer closes with 4401 instead of silently treating the client as anonymous."""
 
     async def __call__(self, scope, receive, send):
-        tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        tokens = query.get("token")  # a blank ?token= is a bad token too, not anonymity
         if tokens:
             key = tokens[-1]
             user = await _token_user(key) if len(key) <= 40 and "\x00" not in key else None

@@ -25,7 +25,7 @@ from apps.market.models import Symbol
 from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
 from apps.streaming.groups import MARKET_GROUP, ticks_group
-from apps.streaming.outbox import Outbox, WriteGate
+from apps.streaming.outbox import Outbox, SocketFlow
 from apps.streaming.publisher import watch_symbol
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_TICKS = 120  # the history a /ws/stocks/{symbol} snapshot carries
 MAX_MESSAGE_BYTES = 64 * 1024
 FLOOD_MESSAGES_PER_SECOND = 20
+# Replies (acks, errors) waiting for a client that does not read: past this, it is closed.
+MAX_PENDING_REPLIES = 2 * FLOOD_MESSAGES_PER_SECOND
+UNKNOWN_LISTED = 50  # an error names at most this many unknown symbols
 
 
 def _dumps(payload: object) -> str:
@@ -47,8 +50,12 @@ def _known_symbol(raw: str) -> str | None:
 
 @database_sync_to_async
 def _stock_snapshot(ticker: str) -> dict:
-    history = [messages.history_tick(*t) for t in selectors.recent_ticks(ticker, SNAPSHOT_TICKS)]
-    return messages.snapshot(ticker, selectors.hot_states([ticker])[ticker], history)
+    # The hot state first: it is written after its tick commits, so history up to its time
+    # is all stored, and nothing newer slips into the history ahead of the price.
+    hot = selectors.hot_states([ticker])[ticker]
+    until = datetime.fromisoformat(hot["ts"]) if hot else None
+    ticks = selectors.recent_ticks(ticker, SNAPSHOT_TICKS, until=until)
+    return messages.snapshot(ticker, hot, [messages.history_tick(*t) for t in ticks])
 
 
 @database_sync_to_async
@@ -58,8 +65,8 @@ def _overview() -> dict:
 
 
 @database_sync_to_async
-def _active_tickers() -> set[str]:
-    return set(selectors.active_tickers())
+def _known_tickers() -> set[str]:
+    return set(Symbol.objects.values_list("ticker", flat=True))
 
 
 class _FeedConsumer(AsyncWebsocketConsumer):
@@ -67,7 +74,8 @@ class _FeedConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.outbox = Outbox()
-        self.gate = WriteGate.attach(self.base_send)
+        self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
+        self.gate = SocketFlow.attach(self.base_send)
         self.sender: asyncio.Task | None = None
         await self.accept()
         if self.scope.get("token_invalid"):
@@ -77,8 +85,11 @@ class _FeedConsumer(AsyncWebsocketConsumer):
         if not settings.MARKETFLUX_PUBLIC_READ and not (user and user.is_authenticated):
             await self.close(code=close_codes.UNAUTHORIZED)
             return
+        # What the client sends before it has been answered waits in the kernel, not here.
+        self.gate.reading(False)
         if await self.start():
             self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+            self.gate.reading(True)
 
     async def start(self) -> bool:
         """Join groups and queue the first messages; False when the socket was closed."""
@@ -104,6 +115,23 @@ class _FeedConsumer(AsyncWebsocketConsumer):
 
     def queue_ticks(self, ticks: list[dict]) -> None:
         self.outbox.add_ticks(ticks, coalesce=not self.gate.is_open)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        """Answer a client message, unless the client floods or never reads its answers."""
+        now = time.monotonic()
+        self.recent.append(now)
+        flooding = (
+            len(self.recent) > FLOOD_MESSAGES_PER_SECOND and now - self.recent[0] < 1.0
+        ) or self.gate.backlog() > FLOOD_MESSAGES_PER_SECOND  # more waiting than a second's
+        if flooding or len(self.outbox.others) >= MAX_PENDING_REPLIES:
+            await self.close(code=close_codes.FLOODING)
+            self.gate.drop()
+            return
+        for message in await self.answer(text_data, bytes_data):
+            self.outbox.add(message)
+
+    async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
+        return [messages.error("this feed takes no messages")]
 
 
 class StockConsumer(_FeedConsumer):
@@ -139,9 +167,6 @@ class StockConsumer(_FeedConsumer):
                 self.seen = set()
         self.queue_ticks(ticks)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
-        await self.send(text_data=_dumps(messages.error("this feed takes no messages")))
-
 
 class MarketConsumer(_FeedConsumer):
     """`/ws/market`: ticks of the subscribed symbols, the overview, answers."""
@@ -149,7 +174,6 @@ class MarketConsumer(_FeedConsumer):
     async def start(self) -> bool:
         self.all_symbols = False
         self.symbols: set[str] = set()
-        self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
         await self.channel_layer.group_add(MARKET_GROUP, self.channel_name)
         self.groups.append(MARKET_GROUP)
         self.outbox.replace(await _overview())
@@ -167,17 +191,7 @@ class MarketConsumer(_FeedConsumer):
     async def market_overview(self, event: dict) -> None:
         self.outbox.replace(event["overview"])
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
-        now = time.monotonic()
-        self.recent.append(now)
-        if len(self.recent) > FLOOD_MESSAGES_PER_SECOND and now - self.recent[0] < 1.0:
-            await self.close(code=close_codes.FLOODING)
-            return
-        reply = await self._handle(text_data, bytes_data)
-        for message in reply:
-            self.outbox.add(message)
-
-    async def _handle(self, text: str | None, data: bytes | None) -> list[dict]:
+    async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
         raw = text.encode() if text is not None else data or b""
         if len(raw) > MAX_MESSAGE_BYTES:
             return [messages.error(f"message too large: {len(raw)} bytes, the limit is 65536")]
@@ -199,10 +213,14 @@ class MarketConsumer(_FeedConsumer):
         replies = []
         everything = "*" in symbols
         named = set(symbols) - {"*"}
-        known = await _active_tickers() if named else set()
+        known = await _known_tickers() if named or self.all_symbols else set()
         unknown = sorted(named - known)
         if unknown:
-            replies.append(messages.error("unknown symbols", symbols=unknown))
+            replies.append(
+                messages.error(
+                    f"unknown symbols ({len(unknown)})", symbols=unknown[:UNKNOWN_LISTED]
+                )
+            )
         named &= known
         if action == "subscribe":
             self.all_symbols = self.all_symbols or everything

@@ -1,8 +1,11 @@
 """What waits to go out on one WebSocket, bounded however slowly the client reads.
 
+(And what comes in: `SocketFlow` also lets a consumer see and stop a client that sends
+faster than it is answered.)
+
 Daphne writes whatever a consumer sends straight into Twisted's transport buffer, which
 grows without limit when the client does not read. So a socket's sender waits on a
-`WriteGate` (Twisted calls it when the buffer passes 64 KiB and again when it drains), and
+`SocketFlow` (Twisted calls it when the buffer passes 64 KiB and again when it drains), and
 while it waits, new ticks replace older ones of the same symbol in the `Outbox`: at most
 one pending tick per symbol, the rest counted as dropped.
 """
@@ -20,21 +23,22 @@ logger = logging.getLogger(__name__)
 
 
 @implementer(IPushProducer)
-class WriteGate:
+class SocketFlow:
     """Open while the socket's write buffer has room; a Twisted push producer."""
 
     def __init__(self) -> None:
         self._open = asyncio.Event()
         self._open.set()
+        self._protocol = None
 
     @classmethod
-    def attach(cls, send) -> WriteGate:
+    def attach(cls, send) -> SocketFlow:
         """A gate on the Daphne connection behind a consumer's `send` (always open elsewhere).
 
         Daphne hands the application `partial(server.handle_reply, protocol)`, which
         middleware may wrap; the protocol (autobahn's) passes producers on to the TCP
-        transport. The upgraded HTTP channel is
-        still registered there as producer, and a transport has one, so it is replaced.
+        transport. The upgraded HTTP channel is still registered there as producer, and a
+        transport has one, so it is replaced.
         """
         gate = cls()
         protocol = _daphne_protocol(send)
@@ -42,9 +46,38 @@ class WriteGate:
             try:
                 protocol.unregisterProducer()
                 protocol.registerProducer(gate, True)
+                gate._protocol = protocol
             except Exception:  # a transport that refuses: the gate stays open
                 logger.warning("no write flow control on this connection", exc_info=True)
         return gate
+
+    def reading(self, on: bool) -> None:
+        """Stop or resume reading from the client (while the consumer cannot answer yet)."""
+        if self._protocol is not None:
+            transport = self._protocol.transport
+            transport.resumeProducing() if on else transport.pauseProducing()
+
+    def backlog(self) -> int:
+        """Messages Daphne has read from the client that the consumer has not handled yet."""
+        queue = getattr(self._protocol, "application_queue", None)
+        return queue.qsize() if queue is not None else 0
+
+    def drop(self) -> None:
+        """Stop reading from the client, forget what it sent, close after the close frame.
+
+        For a client closed for flooding: Daphne reads and queues every frame a client
+        sends, and would go on until the close handshake, which a client that does not
+        read never finishes. `muted` is Daphne's own switch for ignoring incoming frames.
+        """
+        protocol = self._protocol
+        if protocol is None:
+            return
+        protocol.muted = True
+        self.reading(False)
+        queue = getattr(protocol, "application_queue", None)
+        while queue is not None and not queue.empty():
+            queue.get_nowait()
+        protocol.dropConnection(abort=False)  # the close frame still goes out first
 
     @property
     def is_open(self) -> bool:
