@@ -41,13 +41,17 @@ def active_tickers() -> list[str]:
     return list(Symbol.objects.filter(active=True).values_list("ticker", flat=True))
 
 
-def recent_ticks(symbol: str, limit: int) -> list[tuple[datetime, float, int]]:
-    """The last `limit` ticks as (ts, price, size), oldest first (a backward index scan)."""
-    rows = (
-        Tick.objects.filter(symbol_id=symbol)
-        .order_by("-ts")
-        .values_list("ts", "price", "size")[:limit]
-    )
+def recent_ticks(
+    symbol: str, limit: int, *, until: datetime | None = None
+) -> list[tuple[datetime, float, int]]:
+    """The last `limit` ticks (at or before `until`) as (ts, price, size), oldest first.
+
+    A backward scan of the (symbol, ts) key.
+    """
+    ticks = Tick.objects.filter(symbol_id=symbol)
+    if until is not None:
+        ticks = ticks.filter(ts__lte=until)
+    rows = ticks.order_by("-ts").values_list("ts", "price", "size")[:limit]
     return list(reversed(rows))
 
 
