@@ -89,7 +89,7 @@ DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marke
 # Each process keeps a pool of connections (psycopg_pool). Under ASGI every request runs in
 # a thread of its own, so per-thread persistent connections (CONN_MAX_AGE) would open one
 # connection per request and leave it behind; the pool bounds them per process.
-DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20, minimum=1)
 DATABASES = {
     # Health checks: the pool checks a connection when lending it, so one cut while idle
     # (a database restart) is replaced instead of failing the request.

@@ -2,7 +2,7 @@
 
 DRF's own throttles keep a list of request times per client in the cache: a read and a
 write per request and throttle, half the time of a `/price` answer. A counter per client
-and window (INCR, EXPIRE, PTTL in one pipeline) does the same job in one round trip; the
+and window (SET NX EX, INCR, PTTL in one pipeline) does the same job in one round trip; the
 window is fixed rather than sliding, so a client may burst up to twice the rate across a
 window edge.
 """
@@ -26,10 +26,10 @@ class _WindowThrottle(SimpleRateThrottle):
         if key is None:
             return True
         pipe = redis_client().pipeline(transaction=False)
+        pipe.set(key, 0, ex=self.duration, nx=True)  # a new window (EXPIRE NX needs Redis 7)
         pipe.incr(key)
-        pipe.expire(key, self.duration, nx=True)
         pipe.pttl(key)
-        count, _, ttl_ms = pipe.execute()
+        _, count, ttl_ms = pipe.execute()
         self._wait = max(ttl_ms, 0) / 1000.0
         return count <= self.num_requests
 

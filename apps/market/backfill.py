@@ -449,5 +449,8 @@ def backfill(
                         )
                     )
     result.refreshed = sorted(refreshed)
+    if result.rows:  # the planner's row estimates, else it plans for an empty table
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE market_bar")
     result.seconds = time.perf_counter() - started
     return result

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import orjson
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -26,10 +27,16 @@ from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
 from apps.streaming.groups import MARKET_GROUP, ticks_group
 from apps.streaming.outbox import Outbox, SocketFlow
-from apps.streaming.publisher import watch_symbol
+from apps.streaming.publisher import (
+    MARKET_BATCH_EVENT,
+    MARKET_OVERVIEW_EVENT,
+    STOCK_TICKS_EVENT,
+    watch_symbol,
+)
 
 logger = logging.getLogger(__name__)
 
+GROUP_EVENTS = frozenset({MARKET_BATCH_EVENT, MARKET_OVERVIEW_EVENT, STOCK_TICKS_EVENT})
 SNAPSHOT_TICKS = 120  # the history a /ws/stocks/{symbol} snapshot carries
 MAX_MESSAGE_BYTES = 64 * 1024
 FLOOD_MESSAGES_PER_SECOND = 20
@@ -94,6 +101,20 @@ class _FeedConsumer(AsyncWebsocketConsumer):
     async def start(self) -> bool:
         """Join groups and queue the first messages; False when the socket was closed."""
         raise NotImplementedError
+
+    async def dispatch(self, message: dict) -> None:
+        """Group messages go straight to their handler.
+
+        Channels first hops to its database thread to close stale connections before
+        every message, for every consumer: at 1,000 sockets, 3,000 hops a second and half
+        of Daphne's CPU. Our group handlers touch no database (what does goes through
+        `database_sync_to_async`, which cleans up itself), so only the socket's own events
+        (connect, receive, disconnect) take Channels' path.
+        """
+        if message["type"] in GROUP_EVENTS:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
         if self.sender is not None:
