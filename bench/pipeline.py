@@ -64,6 +64,7 @@ class MarketListener:
         from channels.layers import get_channel_layer
 
         from apps.streaming.groups import MARKET_GROUP
+        from apps.streaming.publisher import MARKET_BATCH_EVENT
 
         layer = get_channel_layer()
         channel = await layer.new_channel()
@@ -74,7 +75,8 @@ class MarketListener:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
             except TimeoutError:
                 continue
-            self.received += len(message["messages"])
+            if message["type"] == MARKET_BATCH_EVENT:  # the overview comes once a second too
+                self.received += len(message["messages"])
         await layer.group_discard(MARKET_GROUP, channel)
 
     def __enter__(self) -> MarketListener:
