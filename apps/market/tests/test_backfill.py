@@ -18,8 +18,6 @@ from apps.market.constants import BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
 from apps.market.models import Bar, Symbol, Tick
 from apps.market.pipeline import TickBatch, ingest
 from apps.market.selectors import bars_for_range
-from apps.market.services import symbols_seed
-from apps.ops.timescale_server import PgliteTimescale
 
 NOW = datetime(2026, 3, 2, 14, 30, 41, tzinfo=UTC)  # the backfill floors it to 14:30
 MINUTE = timedelta(minutes=1)
@@ -232,28 +230,6 @@ def test_plain_postgresql_rolls_up_the_backfilled_buckets(market):
     assert (first.open, first.close) == (inside[0].open, inside[-1].close)
     assert first.high == max(m.high for m in inside)
     assert first.volume == sum(m.volume for m in inside)
-
-
-@pytest.fixture
-def timescale_db(django_db_blocker):
-    """Django's connection on a throw-away TimescaleDB (PGlite), migrated and seeded."""
-    with PgliteTimescale() as server, django_db_blocker.unblock():
-        saved = dict(connection.settings_dict)
-        connection.close()
-        connection.settings_dict.update(
-            HOST=server.host, PORT=server.port, NAME="postgres", USER="postgres",
-            PASSWORD=server.password, OPTIONS={"sslmode": "disable"}, CONN_MAX_AGE=0,
-        )  # fmt: skip
-        connection._marketflux_timescale = None
-        try:
-            call_command("migrate", verbosity=0)
-            symbols_seed()
-            yield server
-        finally:
-            connection.close()
-            connection.settings_dict.clear()
-            connection.settings_dict.update(saved)
-            connection._marketflux_timescale = None
 
 
 def rows(sql: str, params: dict | None = None) -> list[tuple]:

@@ -12,15 +12,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
 from apps.indicators.state import store
 from apps.market import selectors, timescale
 from apps.market.models import Bar, Tick
 from apps.market.pipeline import TickBatch, ingest
-from apps.market.services import symbols_seed
-from apps.ops.timescale_server import PgliteTimescale
 from conftest import BASE_DIR, database_url_of_test_db
 
 pytestmark = pytest.mark.timescale
@@ -32,27 +29,6 @@ def rows(sql: str) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchall()
-
-
-@pytest.fixture(scope="module")
-def timescale_db(django_db_blocker):
-    with PgliteTimescale() as server, django_db_blocker.unblock():
-        saved = dict(connection.settings_dict)
-        connection.close()
-        connection.settings_dict.update(
-            HOST=server.host, PORT=server.port, NAME="postgres", USER="postgres",
-            PASSWORD=server.password, OPTIONS={"sslmode": "disable"}, CONN_MAX_AGE=0,
-        )  # fmt: skip
-        connection._marketflux_timescale = None
-        try:
-            call_command("migrate", verbosity=0)
-            symbols_seed()
-            yield server
-        finally:
-            connection.close()
-            connection.settings_dict.clear()
-            connection.settings_dict.update(saved)
-            connection._marketflux_timescale = None
 
 
 @pytest.fixture
