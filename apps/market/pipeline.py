@@ -314,6 +314,7 @@ def ingest(batch: TickBatch) -> IngestResult:
     )
     latest = {symbol: i for i, symbol in enumerate(symbols)}  # a symbol's last tick wins
     hot = []
+    states = {}
     for symbol, i in latest.items():
         meta = state_store.meta[symbol]
         state = messages.hot_state(
@@ -322,6 +323,7 @@ def ingest(batch: TickBatch) -> IngestResult:
             session_volume=meta.session_volume,
             anomaly_threshold=starts[symbol].threshold,
         )
+        states[symbol] = state
         hot += (keys.hot(symbol).encode(), orjson.dumps(state))
     exported = state_store.export(list(latest))
     state_args = [b"HSET", keys.PIPELINE_STATE.encode()]
@@ -340,6 +342,8 @@ def ingest(batch: TickBatch) -> IngestResult:
     watch.lap("hot_state")
 
     # 7. Fan-out to the channel groups (and the market overview, once a second).
-    publish_batch(result.messages, watched=watched, overview=replies[3] is not None)
+    publish_batch(
+        result.messages, watched=watched, overview_from=states if replies[3] is not None else None
+    )
     watch.lap("publish")
     return result

@@ -35,17 +35,22 @@ def watch_symbol(symbol: str, delta: int) -> None:
         client.hdel(keys.WATCHED_SYMBOLS, symbol)
 
 
-def publish_batch(messages: list[dict], *, watched: set[str], overview: bool = False) -> None:
+def publish_batch(
+    messages: list[dict], *, watched: set[str], overview_from: dict[str, dict] | None = None
+) -> None:
     """One send of the whole batch to the market group, one per watched symbol's group.
 
     One message per batch (not per tick) keeps the cost per batch flat in the number of
     /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
-    of 5,000 symbols does not cost 5,000 sends. With `overview`, the market overview goes
-    to the market group too.
+    of 5,000 symbols does not cost 5,000 sends. With `overview_from` (the hot states the
+    batch just wrote, by symbol), the market overview goes to the market group too; only
+    active symbols the batch did not hold are read back from Redis.
     """
     body = None
-    if overview:
-        states = selectors.hot_states(selectors.active_tickers())
+    if overview_from is not None:
+        tickers = selectors.active_tickers()
+        states = selectors.hot_states([t for t in tickers if t not in overview_from])
+        states.update((t, overview_from[t]) for t in tickers if t in overview_from)
         body = shapes.overview_message(shapes.overview(states, now=datetime.now(UTC)))
     if messages or body:
         _loop.run(_send(messages, watched, body))

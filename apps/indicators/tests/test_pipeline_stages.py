@@ -254,6 +254,25 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
     assert tsla == []
 
 
+def test_the_overview_of_a_partial_batch_covers_every_active_symbol(market, redis_client):
+    # A shard's batch holds some symbols; the overview still shows the whole market.
+    ingest(TickBatch.from_rows([("MSFT", T0, 400.0, 10), ("TSLA", T0, 250.0, 10)]))
+    redis_client.delete(keys.OVERVIEW_DUE)
+
+    async def overview_of_next_batch() -> dict:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(MARKET_GROUP, channel)
+        later = T0 + timedelta(seconds=0.5)
+        await sync_to_async(ingest)(TickBatch.from_rows([("AAPL", later, 190.0, 5)]))
+        events = await _drain(layer, channel, 1.0)
+        return next(e["overview"] for e in events if e["type"] == "market.overview")
+
+    overview = async_to_sync(overview_of_next_batch)()
+    prices = {row["symbol"]: row["price"] for row in overview["symbols"]}
+    assert prices == {"AAPL": 190.0, "MSFT": 400.0, "TSLA": 250.0, "AMZN": None, "GOOGL": None}
+
+
 def test_a_corrupt_state_in_redis_is_rebuilt_not_trusted(market, redis_client):
     prices = series()
     for i in range(60):
