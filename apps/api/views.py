@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from django.db import transaction
@@ -27,10 +26,9 @@ from apps.api.filters import SymbolFilter
 from apps.api.permissions import MarketDataPermission
 from apps.indicators.selectors import recent_snapshots
 from apps.market import selectors
-from apps.market.models import Symbol
+from apps.market.models import TICKER_PATTERN, Symbol
 from apps.streaming import messages
 
-_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")
 _TS = "2026-12-02T15:04:05.500000Z"
 _INDICATORS_EXAMPLE = {
     "sma_20": 189.93, "ema_20": 189.95, "rsi_14": 57.1, "zscore_20": 1.2, "anomaly": False,
@@ -79,7 +77,7 @@ def find_symbol(raw: str) -> tuple[str, dict | None]:
     unknown one, is looked up in the database.
     """
     ticker = raw.upper()
-    if _TICKER.match(ticker):
+    if TICKER_PATTERN.match(ticker):
         hot = selectors.hot_states([ticker])[ticker]
         if hot is not None or Symbol.objects.filter(ticker=ticker).exists():
             return ticker, hot
@@ -332,8 +330,7 @@ class MarketOverview(MarketView):
     )
     def get(self, request: Request) -> Response:
         """Every active symbol at a glance: movers, breadth and anomalies."""
-        states = selectors.hot_states(selectors.active_tickers())
-        return Response(messages.overview(states, now=datetime.now(UTC)))
+        return Response(selectors.market_overview())
 
 
 _TOKEN_EXAMPLE = OpenApiExample(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from apps.market.constants import BAR_INTERVALS, DEFAULT_ANOMALY_THRESHOLD
 
+# What a ticker may be, everywhere one comes in (admin, pipeline, API paths, WebSocket paths).
+TICKER_REGEX = r"^[A-Z][A-Z0-9.\-]{0,15}$"
+TICKER_PATTERN = re.compile(TICKER_REGEX)
 ticker_validator = RegexValidator(
-    r"^[A-Z][A-Z0-9.\-]{0,15}$",
+    TICKER_REGEX,
     "A ticker is 1-16 upper-case letters, digits, '.' or '-', starting with a letter.",
 )
 

@@ -12,7 +12,6 @@ their 1-minute bars and what the state store needs to know come back from one st
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from apps.indicators.state import BatchStart
 from apps.indicators.state import store as state_store
 from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
+from apps.market.models import TICKER_PATTERN
 from apps.ops.redis_client import execute_packed, redis_client
 from apps.streaming import messages
 from apps.streaming.publisher import overview_claim, publish_batch
 
-_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")  # as the Symbol model validates
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -71,7 +70,7 @@ class TickBatch:
         if not (len(self.ts) == len(self.prices) == len(self.sizes) == n):
             raise BatchError("symbols, ts, prices and sizes must have the same length")
         for i, symbol in enumerate(self.symbols):
-            if not (type(symbol) is str and _TICKER.match(symbol)):
+            if not (type(symbol) is str and TICKER_PATTERN.match(symbol)):
                 raise BatchError(f"row {i}: {symbol!r} is not a ticker")
         checked: set[int] = set()
         for i, ts in enumerate(self.ts):

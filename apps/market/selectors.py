@@ -14,6 +14,7 @@ from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.market.models import Symbol, Tick
 from apps.market.rollup import floor_to
 from apps.ops.redis_client import redis_client
+from apps.streaming import messages
 
 
 def shard_of(ticker: str, shards: int) -> int:
@@ -39,6 +40,19 @@ def hot_states(tickers: list[str]) -> dict[str, dict | None]:
 
 def active_tickers() -> list[str]:
     return list(Symbol.objects.filter(active=True).values_list("ticker", flat=True))
+
+
+def market_overview(known: dict[str, dict] | None = None) -> dict:
+    """The overview of every active symbol (REST, WebSocket, the pipeline's broadcast).
+
+    `known`: hot states the caller holds already (the batch the pipeline just wrote); only
+    the other active symbols are read from Redis.
+    """
+    known = known or {}
+    tickers = active_tickers()
+    states = hot_states([t for t in tickers if t not in known])
+    states.update((t, known[t]) for t in tickers if t in known)
+    return messages.overview(states, now=datetime.now(UTC))
 
 
 def recent_ticks(

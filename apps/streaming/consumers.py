@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.market import keys, selectors
-from apps.market.models import Symbol
+from apps.market.models import TICKER_PATTERN, Symbol
 from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
 from apps.streaming.groups import MARKET_GROUP, ticks_group
@@ -52,6 +52,8 @@ def _dumps(payload: object) -> str:
 @database_sync_to_async
 def _known_symbol(raw: str) -> str | None:
     ticker = raw.upper()
+    if not TICKER_PATTERN.match(ticker):  # never send PostgreSQL what cannot be a ticker
+        return None
     return Symbol.objects.filter(ticker=ticker).values_list("ticker", flat=True).first()
 
 
@@ -67,8 +69,7 @@ def _stock_snapshot(ticker: str) -> dict:
 
 @database_sync_to_async
 def _overview() -> dict:
-    states = selectors.hot_states(selectors.active_tickers())
-    return messages.overview_message(messages.overview(states, now=datetime.now(UTC)))
+    return messages.overview_message(selectors.market_overview())
 
 
 @database_sync_to_async
@@ -160,7 +161,7 @@ class StockConsumer(_FeedConsumer):
 
     async def start(self) -> bool:
         raw = self.scope["url_route"]["kwargs"]["symbol"]
-        self.ticker = await _known_symbol(raw) if len(raw) <= 16 else None
+        self.ticker = await _known_symbol(raw)
         if self.ticker is None:
             await self.close(code=close_codes.UNKNOWN_SYMBOL)
             return False

@@ -6,7 +6,6 @@ import asyncio
 import os
 import threading
 from collections import defaultdict
-from datetime import UTC, datetime
 
 from channels.layers import get_channel_layer
 
@@ -48,10 +47,7 @@ def publish_batch(
     """
     body = None
     if overview_from is not None:
-        tickers = selectors.active_tickers()
-        states = selectors.hot_states([t for t in tickers if t not in overview_from])
-        states.update((t, overview_from[t]) for t in tickers if t in overview_from)
-        body = shapes.overview_message(shapes.overview(states, now=datetime.now(UTC)))
+        body = shapes.overview_message(selectors.market_overview(known=overview_from))
     if messages or body:
         _loop.run(_send(messages, watched, body))
 

@@ -267,7 +267,7 @@ async def test_the_stock_path_takes_any_case_and_a_trailing_slash(feed, path):
     assert snapshot["price"] == rows[-1][2]
 
 
-@pytest.mark.parametrize("symbol", ["ZZZZ", "A" * 40, "AAPL.X", "$%25", "ms ft"])
+@pytest.mark.parametrize("symbol", ["ZZZZ", "A" * 40, "AAPL.X", "$%25", "ms ft", "A\x00B", "%00"])
 async def test_an_unknown_symbol_is_accepted_then_closed_with_4404(feed, redis_client, symbol):
     socket = await connect(f"/ws/stocks/{symbol}")
     assert await refused_with(socket) == 4404
