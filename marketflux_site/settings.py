@@ -148,11 +148,12 @@ STORAGES = {
 # silently (logged at INFO) once a channel holds `capacity` messages. Delivery is
 # at-most-once, which suits ticks: a socket that reconnects gets a fresh snapshot, and our
 # consumers never block on a slow client (apps/streaming/consumers.py coalesces per
-# symbol), so their in-process queues stay short. Hosts are dicts so redis-py's 5 s socket
+# symbol), so their in-process queues stay short; our subclass decodes each group message
+# once per process instead of once per consumer. Hosts are dicts so redis-py's 5 s socket
 # timeout can be switched off: an idle subscription must not time out.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "apps.streaming.layers.FanOutChannelLayer",
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
             # Pub/sub channels ignore Redis database numbers: name them after the database,
