@@ -8,12 +8,10 @@ symbols (`seed_symbols`), one year of 1-minute bars for AAPL (`backfill --days 3
 Celery worker (`--pool solo`) and beat ticking every 0.5 s so the hot state in Redis is live,
 and one Daphne process serving the API. The server runs with DEBUG=0 and the anonymous
 throttle rate raised to MARKETFLUX_THROTTLE_ANON=1000000/s, so no request is throttled. The
-throttle still runs on every request, as in production: DRF's SimpleRateThrottle reads,
-trims, extends and writes back a pickled list of every request time in its window, per
-client address. The window is one second rather than a minute on purpose: at 200 requests/s
-from one address a minute's list holds 12,000 times (about 100 KB each way per request), a
-cost no real client mix produces (--throttle changes it). After the backfill the bench runs
-ANALYZE on the bar table, as autovacuum would soon after on a live database.
+throttle still runs on every request, as in production (apps/api/throttles.py: one Redis
+round trip per request, a counter per client and window; --throttle changes the rate).
+After the backfill the bench runs ANALYZE on the bar table, as autovacuum would soon after on
+a live database.
 
 For each endpoint, after a 2 s warm-up:
 
@@ -489,7 +487,7 @@ def report(results: list[dict], explain: dict, seeded: dict, args,
     print(
         f"\nsetup: one Daphne process (DEBUG=0), Celery worker --pool solo + beat at "
         f"TICK_INTERVAL={TICK_INTERVAL} s, anonymous throttle raised to {args.throttle} "
-        f"(never throttles; its Redis history still runs), {seeded['bars_1m']:,} 1-minute bars "
+        f"(never throttles; its Redis counter still runs), {seeded['bars_1m']:,} 1-minute bars "
         f"of {SYMBOL}. Client, server, worker, PostgreSQL and Redis share "
         f"{os.cpu_count()} cores (load average now "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}: other work on the machine counts "

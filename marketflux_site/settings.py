@@ -163,15 +163,6 @@ CHANNEL_LAYERS = {
     }
 }
 
-# DRF's throttles and anything else cached live in Redis, shared by every process.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "mf:cache",
-    }
-}
-
 # The API (apps/api). Market data is public unless MARKETFLUX_PUBLIC_READ=0; anything
 # per-user always needs a login.
 MARKETFLUX_PUBLIC_READ = env_bool("MARKETFLUX_PUBLIC_READ", True)
