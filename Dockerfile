@@ -1,4 +1,12 @@
 # One image for web (Daphne), worker and beat; docker-compose.yml picks the command.
+
+# The dashboard's chart library comes from npm (package-lock.json); only its dist files are
+# kept, served as static files like ours (settings.STATICFILES_DIRS).
+FROM node:20-bookworm-slim AS js
+WORKDIR /js
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,6 +22,7 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY --chown=marketflux:marketflux . .
+COPY --from=js --chown=marketflux:marketflux /js/node_modules/lightweight-charts/dist node_modules/lightweight-charts/dist
 # collectstatic needs settings, not secrets: a throwaway key for the build step only.
 RUN SECRET_KEY=build-only-collectstatic-key-not-used-at-runtime-0123456789 \
     python manage.py collectstatic --noinput

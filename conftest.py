@@ -278,3 +278,20 @@ class TcpProxy:
         self.cut()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """Say plainly when the browser tests did not run: a skip alone is easy to miss."""
+    chromium = Path(os.environ.get("MARKETFLUX_CHROMIUM", "/usr/bin/chromium"))
+    if chromium.exists():
+        return
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "test_browser" in r.nodeid]
+    if skipped:
+        terminalreporter.write_line(
+            f"WARNING: {len(skipped)} browser test(s) skipped: {chromium} is missing "
+            "(install it with `apt-get install chromium`)",
+            yellow=True,
+            bold=True,
+        )

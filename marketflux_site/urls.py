@@ -7,6 +7,12 @@ from apps.ops import views as ops_views
 
 urlpatterns = [
     path("", dashboard_views.home, name="home"),
+    # Symbol pages answer with and without the trailing slash (no redirect), like the API.
+    re_path(r"^stocks/?$", dashboard_views.search, name="stock-search"),
+    re_path(r"^stocks/(?P<symbol>[^/]+)/$", dashboard_views.symbol, name="stock"),
+    re_path(r"^stocks/(?P<symbol>[^/]+)$", dashboard_views.symbol),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("alerts/", include("apps.alerts.urls")),
     re_path(r"^health/?$", ops_views.health, name="health"),
     path("api/v1/", include("apps.api.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),

@@ -12,7 +12,8 @@ class FastJSONRenderer(JSONRenderer):
     and the standard library took a fifth of such an answer's time encoding them.
 
     What orjson does not know (datetimes, whose DRF format ends in Z; lazy strings) goes
-    through DRF's own encoder, so answers read exactly as before.
+    through DRF's own encoder, so answers read exactly as before. Integer keys (DRF keys a
+    list item's errors by its index) are retried with the option orjson needs for them.
     """
 
     _fallback = JSONEncoder()
@@ -20,6 +21,9 @@ class FastJSONRenderer(JSONRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
         if data is None:
             return b""
-        return orjson.dumps(
-            data, default=self._fallback.default, option=orjson.OPT_PASSTHROUGH_DATETIME
-        )
+        options = orjson.OPT_PASSTHROUGH_DATETIME
+        try:
+            return orjson.dumps(data, default=self._fallback.default, option=options)
+        except TypeError:  # the slower option, only for the rare answer that needs it
+            options |= orjson.OPT_NON_STR_KEYS
+            return orjson.dumps(data, default=self._fallback.default, option=options)

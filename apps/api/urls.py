@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import re_path
 
-from apps.api import views
+from apps.api import alerts, views
 
 
 def route(pattern: str, view, name: str):
@@ -22,4 +22,11 @@ urlpatterns = [
     route(f"{_SYMBOL}/bars", views.StockBars, "stock-bars"),
     route("market/overview", views.MarketOverview, "market-overview"),
     route("auth/token", views.OwnToken, "auth-token"),
+    route("alerts/rules", alerts.RuleList, "alert-rule-list"),
+    route(r"alerts/rules/(?P<id>[^/]+)", alerts.RuleDetail, "alert-rule-detail"),
+    route("alerts/events", alerts.EventList, "alert-event-list"),
+    # Before the event detail route, whose {id} would otherwise match "acknowledge".
+    route("alerts/events/acknowledge", alerts.EventsAcknowledge, "alert-event-acknowledge-many"),
+    route(r"alerts/events/(?P<id>[^/]+)", alerts.EventDetail, "alert-event-detail"),
+    route(r"alerts/events/(?P<id>[^/]+)/acknowledge", alerts.EventAcknowledge, "alert-event-ack"),
 ]

@@ -40,3 +40,10 @@ PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
 OVERVIEW_DUE = f"{PREFIX}:streaming:overview_sent"
 # Symbols someone watches over /ws/stocks/{symbol}: hash symbol -> open sockets.
 WATCHED_SYMBOLS = f"{PREFIX}:streaming:watched"
+
+# Alerts: a new random token on every rule change, so workers reload their rule index.
+ALERT_RULES_VERSION = f"{PREFIX}:alerts:rules_version"
+# Per symbol, what crossings compare with: the last evaluated tick's price, SMA and EMA.
+ALERT_PREVIOUS = f"{PREFIX}:alerts:previous"  # hash: symbol -> packed values
+# Per rule and symbol, the tick time the rule last fired (for cooldown and once per bar).
+ALERT_FIRED = f"{PREFIX}:alerts:fired"  # hash: "rule:symbol" -> epoch microseconds

@@ -22,6 +22,7 @@ import orjson
 import psycopg
 from django.db import connection, transaction
 
+from apps.alerts.evaluation import evaluate as evaluate_alerts
 from apps.indicators.engine import FIELDS, PRICE_MAX
 from apps.indicators.state import BatchStart
 from apps.indicators.state import store as state_store
@@ -96,6 +97,7 @@ class IngestResult:
     stored: int = 0
     messages: list[dict] = field(default_factory=list)  # tick messages, as published
     rebuilt: list[str] = field(default_factory=list)  # symbols whose state was rebuilt
+    alerts: int = 0  # alert events fired
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -304,6 +306,20 @@ def ingest(batch: TickBatch) -> IngestResult:
                 copy.write(payload)
             cursor.execute(_STORE_SNAPSHOTS)
         watch.lap("snapshots")
+
+        # 5. The alert rules of the batch's symbols, on each new tick.
+        alerts = evaluate_alerts(
+            cursor,
+            redis_client(),
+            symbols=symbols,
+            micros=micros,
+            prices=prices,
+            values=values,
+            sizes=sizes,
+            prev_micros={symbol: start.prev_micros for symbol, start in starts.items()},
+        )
+        result.alerts = len(alerts.events)
+        watch.lap("alerts")
     watch.lap("commit")
     result.stored = len(rows)
 
@@ -335,6 +351,7 @@ def ingest(batch: TickBatch) -> IngestResult:
             [b"MSET", *hot],
             [b"HKEYS", keys.WATCHED_SYMBOLS.encode()],
             overview_claim(),
+            *alerts.after_commit,
         ],
     )
     watched = {w.decode() for w in replies[2]}
@@ -342,7 +359,10 @@ def ingest(batch: TickBatch) -> IngestResult:
 
     # 7. Fan-out to the channel groups (and the market overview, once a second).
     publish_batch(
-        result.messages, watched=watched, overview_from=states if replies[3] is not None else None
+        result.messages,
+        watched=watched,
+        overview_from=states if replies[3] is not None else None,
+        alerts=alerts.events,
     )
     watch.lap("publish")
     return result

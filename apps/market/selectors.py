@@ -90,25 +90,6 @@ def last_prices_before(*, tickers: list[str], before: datetime) -> dict[str, flo
         return dict(cursor.fetchall())
 
 
-_SYMBOLS_WITH_LAST_TICK = """
-SELECT s.ticker, s.name, s.exchange, s.sector, s.active, last.price, last.ts
-FROM market_symbol s
-LEFT JOIN LATERAL (
-    SELECT t.price, t.ts FROM market_tick t
-    WHERE t.symbol_id = s.ticker ORDER BY t.ts DESC LIMIT 1
-) AS last ON true
-ORDER BY s.ticker
-"""
-
-
-def symbols_with_last_tick() -> list[dict]:
-    """Every symbol with its last stored price and time (None when it has no tick yet)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SYMBOLS_WITH_LAST_TICK)
-        columns = [c.name for c in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
 @dataclass(frozen=True)
 class Candle:
     ts: datetime

@@ -25,9 +25,10 @@ from apps.market import keys, selectors
 from apps.market.models import TICKER_PATTERN, Symbol
 from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
-from apps.streaming.groups import MARKET_GROUP, ticks_group
+from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
 from apps.streaming.outbox import Outbox, SocketFlow
 from apps.streaming.publisher import (
+    ALERTS_EVENT,
     MARKET_BATCH_EVENT,
     MARKET_OVERVIEW_EVENT,
     STOCK_TICKS_EVENT,
@@ -36,7 +37,9 @@ from apps.streaming.publisher import (
 
 logger = logging.getLogger(__name__)
 
-GROUP_EVENTS = frozenset({MARKET_BATCH_EVENT, MARKET_OVERVIEW_EVENT, STOCK_TICKS_EVENT})
+GROUP_EVENTS = frozenset(
+    {ALERTS_EVENT, MARKET_BATCH_EVENT, MARKET_OVERVIEW_EVENT, STOCK_TICKS_EVENT}
+)
 SNAPSHOT_TICKS = 120  # the history a /ws/stocks/{symbol} snapshot carries
 MAX_MESSAGE_BYTES = 64 * 1024
 FLOOD_MESSAGES_PER_SECOND = 20
@@ -191,13 +194,19 @@ class StockConsumer(_FeedConsumer):
 
 
 class MarketConsumer(_FeedConsumer):
-    """`/ws/market`: ticks of the subscribed symbols, the overview, answers."""
+    """`/ws/market`: ticks of the subscribed symbols, the overview, the signed-in user's
+    alerts, answers."""
 
     async def start(self) -> bool:
         self.all_symbols = False
         self.symbols: set[str] = set()
-        await self.channel_layer.group_add(MARKET_GROUP, self.channel_name)
-        self.groups.append(MARKET_GROUP)
+        groups = [MARKET_GROUP]
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            groups.append(alerts_group(user.pk))
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups += groups  # Channels leaves them on disconnect
         self.outbox.replace(await _overview())
         return True
 
@@ -212,6 +221,10 @@ class MarketConsumer(_FeedConsumer):
 
     async def market_overview(self, event: dict) -> None:
         self.outbox.replace(event["overview"])
+
+    async def alerts_fired(self, event: dict) -> None:
+        for alert in event["alerts"]:  # never coalesced: each one is news
+            self.outbox.add(alert)
 
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
         raw = text.encode() if text is not None else data or b""

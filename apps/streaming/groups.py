@@ -12,3 +12,8 @@ MARKET_GROUP = "market"  # every tick batch, as one list; /ws/market consumers f
 def ticks_group(symbol: str) -> str:
     """One symbol's ticks, for /ws/stocks/{symbol}."""
     return f"ticks.{symbol.upper()}"
+
+
+def alerts_group(user_id: int) -> str:
+    """A user's fired alerts, for every /ws/market socket that user has open."""
+    return f"alerts.user.{user_id}"

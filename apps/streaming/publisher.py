@@ -12,11 +12,12 @@ from channels.layers import get_channel_layer
 from apps.market import keys, selectors
 from apps.ops.redis_client import redis_client
 from apps.streaming import messages as shapes
-from apps.streaming.groups import MARKET_GROUP, ticks_group
+from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
 
 MARKET_BATCH_EVENT = "market.batch"  # handler name on consumers: market_batch
 STOCK_TICKS_EVENT = "stock.ticks"  # handler name on consumers: stock_ticks
 MARKET_OVERVIEW_EVENT = "market.overview"  # handler name on consumers: market_overview
+ALERTS_EVENT = "alerts.fired"  # handler name on consumers: alerts_fired
 OVERVIEW_EVERY_MS = 1000
 
 
@@ -35,7 +36,11 @@ def watch_symbol(symbol: str, delta: int) -> None:
 
 
 def publish_batch(
-    messages: list[dict], *, watched: set[str], overview_from: dict[str, dict] | None = None
+    messages: list[dict],
+    *,
+    watched: set[str],
+    overview_from: dict[str, dict] | None = None,
+    alerts: list[dict] = (),
 ) -> None:
     """One send of the whole batch to the market group, one per watched symbol's group.
 
@@ -43,13 +48,20 @@ def publish_batch(
     /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
     of 5,000 symbols does not cost 5,000 sends. With `overview_from` (the hot states the
     batch just wrote, by symbol), the market overview goes to the market group too; only
-    active symbols the batch did not hold are read back from Redis.
+    active symbols the batch did not hold are read back from Redis. `alerts` (fired
+    events, each with its `owner`) go to their owners' groups.
     """
     body = None
     if overview_from is not None:
         body = shapes.overview_message(selectors.market_overview(known=overview_from))
-    if messages or body:
-        _loop.run(_send(messages, watched, body))
+    if messages or body or alerts:
+        _loop.run(_send(messages, watched, body, alerts))
+
+
+def publish_alerts(events: list[dict]) -> None:
+    """Fired events (each with its `owner`) to their owners' /ws/market sockets."""
+    if events:
+        _loop.run(_send([], set(), None, events))
 
 
 class _LoopThread:
@@ -83,7 +95,9 @@ class _LoopThread:
 _loop = _LoopThread()
 
 
-async def _send(messages: list[dict], watched: set[str], overview: dict | None) -> None:
+async def _send(
+    messages: list[dict], watched: set[str], overview: dict | None, alerts: list[dict]
+) -> None:
     layer = get_channel_layer()
     by_symbol: dict[str, list[dict]] = defaultdict(list)
     for message in messages:
@@ -101,4 +115,12 @@ async def _send(messages: list[dict], watched: set[str], overview: dict | None) 
         sends.append(
             layer.group_send(MARKET_GROUP, {"type": MARKET_OVERVIEW_EVENT, "overview": overview})
         )
+    by_owner: dict[int, list[dict]] = defaultdict(list)
+    for event in alerts:
+        body = {k: v for k, v in event.items() if k != "owner"}
+        by_owner[event["owner"]].append(shapes.alert(shapes.alert_event(**body)))
+    sends += [
+        layer.group_send(alerts_group(owner), {"type": ALERTS_EVENT, "alerts": fired})
+        for owner, fired in by_owner.items()
+    ]
     await asyncio.gather(*sends)

@@ -20,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
+from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
 from apps.indicators.state import store
 from apps.market.pipeline import TickBatch, ingest
 from apps.market.services import symbols_seed
@@ -42,6 +43,27 @@ EXPECTED_GET_PATHS = {
 # symbol, a symbol with a few ticks (indicators still null), one without any tick.
 KNOWN_SYMBOLS = ["AAPL", "aapl", "MSFT", "TSLA", "IDLE"]
 INTERVALS = ["1m", "5m", "15m", "1h", "1d"]
+EXPECTED_ALERT_OPERATIONS = {
+    ("GET", "/api/v1/alerts/rules/"),
+    ("POST", "/api/v1/alerts/rules/"),
+    ("GET", "/api/v1/alerts/rules/{id}/"),
+    ("PUT", "/api/v1/alerts/rules/{id}/"),
+    ("PATCH", "/api/v1/alerts/rules/{id}/"),
+    ("DELETE", "/api/v1/alerts/rules/{id}/"),
+    ("GET", "/api/v1/alerts/events/"),
+    ("GET", "/api/v1/alerts/events/{id}/"),
+    ("POST", "/api/v1/alerts/events/{id}/acknowledge/"),
+    ("POST", "/api/v1/alerts/events/acknowledge/"),
+}
+# Rule bodies that are valid, so the fuzz also reaches the code that stores a rule.
+VALID_RULES = [
+    {"symbol": "aapl", "condition": "price_above", "threshold": 200},
+    {"symbol": "*", "condition": "rsi_below", "threshold": 30, "frequency": "every_time",
+     "cooldown_seconds": 60, "message": "{symbol} RSI {value}"},
+    {"symbol": "TSLA", "condition": "change_pct_up", "threshold": 2, "window_seconds": 300,
+     "expires_at": "2199-01-01T00:00:00+05:00"},
+    {"symbol": "MSFT", "condition": "anomaly", "threshold": None, "active": False},
+]  # fmt: skip
 
 
 def seed_market() -> None:
@@ -80,6 +102,42 @@ def near_the_data() -> st.SearchStrategy[dict]:
     return st.one_of(st.just({}), near, near)
 
 
+def seed_alerts(user, other) -> dict[str, list[int]]:
+    """Rules and events of the fuzzing user (and one of someone else's, which must 404)."""
+    rules = [
+        AlertRule.objects.create(owner=user, symbol_id=symbol, condition="price_above",
+                                 threshold=100.0)
+        for symbol in ["AAPL", "MSFT", "TSLA", "AAPL", "GOOGL", None]
+    ]  # fmt: skip
+    theirs = AlertRule.objects.create(owner=other, symbol_id="AAPL", condition="anomaly")
+    now = datetime.now(UTC)
+    events = [
+        AlertEvent.objects.create(
+            rule=rule, owner=rule.owner, symbol=rule.symbol_id or "AAPL",
+            ts=now - timedelta(minutes=i), condition=rule.condition, price=101.0, value=101.0,
+            message="fired", acknowledged=i % 2 == 0,
+        )
+        for i, rule in enumerate([*rules, theirs])
+    ]  # fmt: skip
+    return {
+        "rules": [r.pk for r in rules] + [theirs.pk, 0],
+        "events": [e.pk for e in events] + [0],
+    }
+
+
+def label_operation(label: str) -> tuple[str, str]:
+    """(method, path) of a run's label ("POST /api/v1/alerts/rules/ {...}")."""
+    method, path = label.split()[:2]
+    return method, path
+
+
+def ids_for(operation, ids: dict[str, list[int]]) -> list[int] | None:
+    """The ids worth putting in `operation`'s path: real ones, another user's, a missing one."""
+    if "id" not in operation.path_parameters:
+        return None
+    return ids["events" if "/events/" in operation.path else "rules"]
+
+
 def fuzzed(operation) -> bool:
     return operation.method.upper() == "GET" or operation.path.startswith("/api/v1/alerts")
 
@@ -99,22 +157,29 @@ def test_the_live_schema_survives_fuzzing(market, redis_client, processes):
     operations = [result.ok() for result in schema.get_all_operations()]
     selected = [op for op in operations if fuzzed(op)]
     assert {op.path for op in selected if op.method.upper() == "GET"} >= EXPECTED_GET_PATHS
+    assert {(op.method.upper(), op.path) for op in selected} >= EXPECTED_ALERT_OPERATIONS
+    ids = seed_alerts(user, get_user_model().objects.create_user("someone-else"))
 
     session = requests.Session()
     headers = {"Authorization": f"Token {token.key}"}  # per-user endpoints need a login
     failures: list[str] = []
 
+    succeeded: set[tuple[str, str]] = set()  # alert operations that answered a 2xx
+
     def run(label: str, test) -> None:
         try:
-            test()
+            response = test()
         except (Exception, BaseExceptionGroup) as error:  # all are reported
             failures.append(f"{label}: {type(error).__name__}\n{str(error)[:1500]}")
+            return
+        if response is not None and response.status_code < 300:
+            succeeded.add(label_operation(label))
 
     for operation in selected:
         # First each known symbol once, deliberately; then what Hypothesis comes up with.
-        for case in deliberate_cases(operation):
+        for case in deliberate_cases(operation, ids):
             run(
-                f"{operation.label} {case.path_parameters} {case.query}",
+                f"{operation.label} {case.path_parameters} {case.query} {case.body}",
                 lambda case=case: case.call_and_validate(
                     base_url=url, session=session, headers=headers, checks=CHECKS, timeout=30
                 ),
@@ -125,13 +190,21 @@ def test_the_live_schema_survives_fuzzing(market, redis_client, processes):
         for mode in modes:
             run(
                 f"{operation.label} ({mode.value})",
-                fuzzer(operation, mode, base_url=url, session=session, headers=headers),
+                fuzzer(operation, mode, ids, base_url=url, session=session, headers=headers),
             )
     assert not failures, "\n\n".join(failures)
+    # Every alert operation was reached with data behind it at least once, not only refused.
+    assert succeeded >= EXPECTED_ALERT_OPERATIONS
+    made = set(AlertRuleAudit.objects.filter(source="api").values_list("action", flat=True))
+    assert made == {"create", "update", "delete"}
 
 
-def deliberate_cases(operation):
-    """One request per known symbol (and per bar interval), default parameters otherwise."""
+def deliberate_cases(operation, ids: dict[str, list[int]]):
+    """One request per known symbol (and per bar interval), default parameters otherwise;
+    for alert endpoints, each seeded id (the last rule left for DELETE) and valid bodies."""
+    if operation.path.startswith("/api/v1/alerts"):
+        yield from deliberate_alert_cases(operation, ids)
+        return
     symbols = KNOWN_SYMBOLS if "symbol" in operation.path_parameters else [None]
     intervals = INTERVALS if "interval" in operation.query else [None]
     for symbol in symbols:
@@ -142,15 +215,38 @@ def deliberate_cases(operation):
             )
 
 
-def fuzzer(operation, mode, *, base_url: str, session: requests.Session, headers: dict):
+def deliberate_alert_cases(operation, ids: dict[str, list[int]]):
+    method = operation.method.upper()
+    path_ids = ids_for(operation, ids) or [None]
+    if method == "DELETE":
+        path_ids = path_ids[-3:]  # the last own rule, someone else's, a missing one
+    bodies: list = [None]
+    if operation.path.endswith("/events/acknowledge/"):
+        bodies = [{"ids": ids["events"]}, {"ids": [1]}]
+    elif method in ("POST", "PUT") and "rules" in operation.path:
+        bodies = VALID_RULES
+    elif method == "PATCH":
+        bodies = [{"active": False}, {"threshold": 150.5}, {"symbol": "*"}]
+    for path_id in path_ids:
+        for body in bodies:
+            kwargs = {"path_parameters": {"id": path_id} if path_id is not None else {}}
+            if body is not None:
+                kwargs.update(body=body, media_type="application/json")
+            yield operation.Case(**kwargs)
+
+
+def fuzzer(operation, mode, ids: dict, *, base_url: str, session: requests.Session, headers: dict):
     """A Hypothesis test sending `operation` cases of `mode` to the server at `base_url`."""
 
     declared = {parameter.name for parameter in operation.query}
+    path_ids = ids_for(operation, ids)
+    own_id = st.sampled_from([None, *path_ids]) if path_ids else st.just(None)
 
     @given(
         case=operation.as_strategy(generation_mode=mode),
-        symbol=st.sampled_from([None, *KNOWN_SYMBOLS]),  # None: the generated one
+        symbol=st.sampled_from([None, *KNOWN_SYMBOLS, "*"]),  # None: the generated one
         query=near_the_data() if mode.is_positive else st.just({}),
+        path_id=own_id,  # None: the generated one
     )
     @settings(
         max_examples=EXAMPLES,
@@ -159,9 +255,13 @@ def fuzzer(operation, mode, *, base_url: str, session: requests.Session, headers
         phases=[Phase.generate, Phase.shrink],
         suppress_health_check=list(HealthCheck),
     )
-    def fuzz(case, symbol, query):
+    def fuzz(case, symbol, query, path_id):
         if symbol is not None and "symbol" in (case.path_parameters or {}):
-            case.path_parameters["symbol"] = symbol
+            case.path_parameters["symbol"] = symbol.replace("*", "AAPL")
+        if symbol is not None and isinstance(case.body, dict) and "symbol" in case.body:
+            case.body["symbol"] = symbol  # a rule body naming a real symbol (or "*")
+        if path_id is not None and "id" in (case.path_parameters or {}):
+            case.path_parameters["id"] = path_id
         if query.keys() & declared:
             case.query = {**(case.query or {}), **{k: query[k] for k in query.keys() & declared}}
         case.call_and_validate(base_url=base_url, session=session, headers=headers,

@@ -1,0 +1,202 @@
+"""The alerts page (/alerts/) as a signed-in user works with it, in a browser's HTTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+
+from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
+from apps.alerts.tests.conftest import make_rule
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_state")]
+
+PAGE = "/alerts/"
+T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def browser(alice) -> Client:
+    """Alice in a browser that enforces CSRF, as a real one does."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    return client
+
+
+def csrf(client: Client) -> str:
+    page = client.get(PAGE)
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())[1]
+
+
+def post(client: Client, path: str, data: dict | None = None, **kwargs):
+    return client.post(path, {"csrfmiddlewaretoken": csrf(client), **(data or {})}, **kwargs)
+
+
+def make_event(rule, ts, **fields) -> AlertEvent:
+    return AlertEvent.objects.create(
+        rule=rule, owner=rule.owner, symbol=rule.symbol_id or "AAPL", ts=ts,
+        condition=rule.condition, price=201.0, value=201.0,
+        message=fields.pop("message", "fired"), **fields,
+    )  # fmt: skip
+
+
+def rule_rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-rule-id="(\d+)"', html)
+
+
+def event_rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-alert-id="(\d+)"', html)
+
+
+def test_login_required(client, alice):
+    response = client.get(PAGE)
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/alerts/"
+    rule = make_rule(alice)
+    response = client.post(f"/alerts/rules/{rule.pk}/delete")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert AlertRule.objects.exists()
+
+
+def test_shows_only_your_rules(browser, alice, bob):
+    mine = make_rule(alice, "AAPL")
+    everything = make_rule(alice, None, condition="anomaly", threshold=None, active=False)
+    make_rule(bob, "TSLA")
+    html = browser.get(PAGE).content.decode()
+    assert rule_rows(html) == [str(everything.pk), str(mine.pk)]
+    assert '<th scope="row" data-field="symbol">*</th>' in html
+    assert '<th scope="row" data-field="symbol">AAPL</th>' in html
+    assert "TSLA</th>" not in html
+    assert "Price above" in html
+    assert f'aria-label="Disable rule {mine.pk}"' in html
+    assert f'aria-label="Enable rule {everything.pk}"' in html
+
+
+def test_every_form_control_is_labelled(browser):
+    html = browser.get(PAGE).content.decode()
+    form = html[html.index('id="new-rule-title"') :]
+    ids = re.findall(r'<(?:input|select|textarea)[^>]*\bid="(id_[^"]+)"', form)
+    assert {"id_symbol", "id_condition", "id_threshold", "id_frequency", "id_message"} <= set(ids)
+    for control in ids:
+        assert f'<label for="{control}">' in form, control
+
+
+def test_create_a_rule_with_the_form(browser, alice):
+    response = post(
+        browser,
+        PAGE,
+        {"symbol": "MSFT", "condition": "price_below", "threshold": "300",
+         "frequency": "every_time", "cooldown_seconds": "60", "message": "{symbol} dipped"},
+        follow=True,
+    )  # fmt: skip
+    assert response.status_code == 200
+    rule = AlertRule.objects.get()
+    assert (rule.owner, rule.symbol_id, rule.condition, rule.threshold) == (
+        alice, "MSFT", "price_below", 300.0
+    )  # fmt: skip
+    assert (rule.frequency, rule.cooldown_seconds, rule.message) == (
+        "every_time",
+        60,
+        "{symbol} dipped",
+    )
+    assert rule_rows(response.content.decode()) == [str(rule.pk)]
+    assert "created" in response.content.decode()
+    audit = AlertRuleAudit.objects.get()
+    assert (audit.action, audit.actor, audit.source) == ("create", alice, "web")
+
+
+def test_the_form_can_watch_every_symbol(browser):
+    post(browser, PAGE, {"condition": "anomaly", "frequency": "once", "cooldown_seconds": "0"})
+    assert AlertRule.objects.get().symbol_id is None
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"condition": "rsi_above", "threshold": "150"}, "threshold", "between 0 and 100"),
+        ({"condition": "change_pct_up", "threshold": "2"}, "window_seconds", "needs a window"),
+        ({"symbol": "NOPE"}, "symbol", "Select a valid choice"),
+        ({"message": "{nope}"}, "message", "unknown placeholder"),
+        ({"expires_at": "2020-01-01T00:00"}, "expires_at", "is in the past"),
+    ],
+)
+def test_an_invalid_rule_is_shown_beside_its_field(browser, data, field, message):
+    base = {"symbol": "AAPL", "condition": "price_above", "threshold": "200",
+            "frequency": "once_per_bar", "cooldown_seconds": "0"}  # fmt: skip
+    response = post(browser, PAGE, {**base, **data})
+    assert response.status_code == 400
+    html = response.content.decode()
+    errors = re.findall(r'data-error-for="(\w+)">([^<]*)<', html)
+    assert [name for name, _ in errors] == [field]
+    assert message in errors[0][1]
+    assert not AlertRule.objects.exists()
+    assert not AlertRuleAudit.objects.exists()
+
+
+def test_disable_and_enable(browser, alice):
+    rule = make_rule(alice)
+    post(browser, f"/alerts/rules/{rule.pk}/active", {"active": "false"})
+    rule.refresh_from_db()
+    assert rule.active is False
+    html = browser.get(PAGE).content.decode()
+    assert f'aria-label="Enable rule {rule.pk}"' in html
+    post(browser, f"/alerts/rules/{rule.pk}/active", {"active": "true"})
+    rule.refresh_from_db()
+    assert rule.active is True
+    audits = AlertRuleAudit.objects.order_by("id")
+    assert [a.changes for a in audits] == [{"active": [True, False]}, {"active": [False, True]}]
+    assert {(a.actor, a.source) for a in audits} == {(alice, "web")}
+
+
+def test_delete(browser, alice):
+    rule = make_rule(alice)
+    response = post(browser, f"/alerts/rules/{rule.pk}/delete")
+    assert response.status_code == 302
+    assert response["Location"] == PAGE
+    assert not AlertRule.objects.exists()
+    assert AlertRuleAudit.objects.get().action == "delete"
+
+
+def test_someone_elses_rules_and_events_are_404s(browser, bob):
+    theirs = make_rule(bob)
+    event = make_event(theirs, T0)
+    for path, data in [
+        (f"/alerts/rules/{theirs.pk}/active", {"active": "false"}),
+        (f"/alerts/rules/{theirs.pk}/delete", {}),
+        (f"/alerts/events/{event.pk}/acknowledge", {}),
+    ]:
+        assert post(browser, path, data).status_code == 404, path
+    theirs.refresh_from_db()
+    event.refresh_from_db()
+    assert (theirs.active, event.acknowledged) == (True, False)
+    assert not AlertRuleAudit.objects.exists()
+
+
+def test_buttons_are_post_only_and_need_the_csrf_token(browser, alice):
+    rule = make_rule(alice)
+    assert browser.get(f"/alerts/rules/{rule.pk}/delete").status_code == 405
+    assert browser.post(f"/alerts/rules/{rule.pk}/delete").status_code == 403  # no token
+    assert AlertRule.objects.exists()
+
+
+def test_recent_events_newest_first_with_acknowledge(browser, alice, bob):
+    rule = make_rule(alice)
+    events = [make_event(rule, T0 + timedelta(seconds=i)) for i in range(101)]
+    make_event(make_rule(bob), T0 + timedelta(hours=1))
+    html = browser.get(PAGE).content.decode()
+    shown = event_rows(html)
+    assert shown == [str(e.pk) for e in reversed(events[1:])]  # the newest 100
+    newest = events[-1]
+    response = post(browser, f"/alerts/events/{newest.pk}/acknowledge", follow=True)
+    newest.refresh_from_db()
+    assert newest.acknowledged is True
+    html = response.content.decode()
+    row = html[html.index(f'data-alert-id="{newest.pk}"') :].split("</tr>")[0]
+    assert 'data-acknowledged="true"' in row
+    assert "Acknowledge" not in row
+    assert f'aria-label="Acknowledge alert {events[-2].pk}"' in html
+    # Again is fine.
+    assert post(browser, f"/alerts/events/{newest.pk}/acknowledge").status_code == 302

@@ -1,0 +1,69 @@
+"""The alerts page: the signed-in user's rules, a form for a new one, their recent events.
+
+Thin views: every rule change goes through `apps.alerts.services` (audited, source "web");
+each button is a POST form that redirects back here (POST, redirect, GET).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.alerts import selectors, services
+from apps.alerts.forms import RuleForm
+from apps.alerts.models import AlertEvent
+
+SOURCE = "web"
+RECENT_EVENTS = 100
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    """GET: the page. POST: create a rule from the form (errors shown beside their fields)."""
+    form = RuleForm(request.POST or None)
+    if request.method == "POST":
+        form.instance.owner = request.user
+        if form.is_valid():
+            services.rule_save(form.instance, actor=request.user, source=SOURCE)
+            messages.success(request, f"Rule {form.instance} created.")
+            return redirect("alerts:index")
+    rules = selectors.user_rules(request.user)
+    events = selectors.user_events(request.user)[:RECENT_EVENTS]
+    return render(
+        request,
+        "alerts/index.html",
+        {"form": form, "rules": rules, "events": events, "recent_events": RECENT_EVENTS},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+@login_required
+def rule_active(request: HttpRequest, pk: int) -> HttpResponse:
+    """Enable (active=true) or disable (active=false) one of your rules."""
+    rules = selectors.user_rules(request.user).filter(pk=pk)
+    get_object_or_404(rules)
+    active = request.POST.get("active") == "true"
+    services.rules_set_active(rules, active=active, actor=request.user, source=SOURCE)
+    messages.success(request, f"Rule #{pk} {'enabled' if active else 'disabled'}.")
+    return redirect("alerts:index")
+
+
+@require_POST
+@login_required
+def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(selectors.user_rules(request.user), pk=pk)
+    services.rule_delete(rule, actor=request.user, source=SOURCE)
+    messages.success(request, f"Rule #{pk} deleted.")
+    return redirect("alerts:index")
+
+
+@require_POST
+@login_required
+def event_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    event = get_object_or_404(AlertEvent, owner=request.user, pk=pk)
+    services.event_acknowledge(event)
+    return redirect("alerts:index")

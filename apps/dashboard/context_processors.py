@@ -1,0 +1,16 @@
+"""Template context every page of the site layout needs."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from apps.dashboard import selectors
+
+
+def site(request: HttpRequest) -> dict:
+    """The header's ticker suggestions, queried only when a template uses them.
+
+    A callable: Django templates call it on first use, so pages outside the site layout
+    (the admin, the API) pay nothing.
+    """
+    return {"nav_tickers": selectors.nav_tickers}

@@ -1,0 +1,354 @@
+"""The dashboard's server-rendered pages: what the first paint shows, before any JavaScript.
+
+Ticks go in through the real pipeline (`pipeline.ingest`), so the hot state in Redis and the
+rows in PostgreSQL are the ones the live system writes; expected values are read back from
+the hot state the pages are supposed to show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.contrib.staticfiles import finders
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.dashboard import selectors
+from apps.indicators.state import store
+from apps.market.models import Symbol
+from apps.market.pipeline import TickBatch, ingest
+from apps.market.selectors import hot_states
+from apps.streaming.messages import INDICATOR_FIELDS
+
+pytestmark = pytest.mark.django_db
+
+BASE_DIR = Path(__file__).resolve().parents[3]
+TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
+TICKS = 40
+JS_CSS_BUDGET = 50 * 1024
+PASSWORD = "pw-reader-123"  # noqa: S105 (a throwaway test user)
+STUDIES = "static/js/studies.js"
+
+
+@pytest.fixture
+def live_market(market, redis_client) -> dict[str, dict]:
+    """Forty one-second ticks of every default symbol ending now; AAPL jumps on the last one
+    (an anomaly). Returns the hot state the pipeline wrote."""
+    store.forget()
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(seconds=TICKS - 1)
+    for i in range(TICKS):
+        rows = []
+        for k, symbol in enumerate(market):
+            price = symbol.start_price * (1 + 0.0004 * ((i * (k + 3)) % 7 - 3))
+            if symbol.ticker == "AAPL" and i == TICKS - 1:
+                price = symbol.start_price * 1.05
+            rows.append((symbol.ticker, start + timedelta(seconds=i), price, 100 + i + k))
+        ingest(TickBatch.from_rows(rows))
+    yield hot_states(TICKERS)
+    store.forget()
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes and the text directly inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[dict] = []
+        self._open: list[dict] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        element = {"tag": tag, "attrs": dict(attrs), "text": ""}
+        self.elements.append(element)
+        if tag not in {"input", "link", "meta", "br", "img", "option", "polyline"}:
+            self._open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop()["tag"] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for element in self._open:
+            element["text"] += data
+
+
+def parse(html: str) -> list[dict]:
+    parser = Elements()
+    parser.feed(html)
+    return parser.elements
+
+
+def live_values(html: str, symbol: str, field: str) -> list[str]:
+    return [
+        e["text"].strip()
+        for e in parse(html)
+        if e["attrs"].get("data-symbol") == symbol and e["attrs"].get("data-field") == field
+    ]
+
+
+def assert_site_layout(html: str) -> None:
+    assert 'class="brand"' in html
+    assert 'data-field="connection"' in html
+    assert 'id="symbol-search"' in html
+
+
+def json_script(html: str, element_id: str) -> dict:
+    match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html)
+    assert match, element_id
+    return json.loads(match.group(1))
+
+
+# --- The market overview ---------------------------------------------------------------------
+
+
+def test_the_overview_paints_every_symbol_with_its_hot_state(client, live_market):
+    html = client.get("/").content.decode()
+    for ticker in TICKERS:
+        hot = live_market[ticker]
+        assert hot is not None
+        assert f"{hot['price']:,.2f}" in live_values(html, ticker, "price")
+        assert f"{hot['change_pct']:+.2f}%" in live_values(html, ticker, "change_pct")
+        assert live_values(html, ticker, "change") == [f"{hot['change']:+,.2f}"]
+        assert live_values(html, ticker, "volume") == [f"{hot['volume']:,}"]
+        assert live_values(html, ticker, "rsi_14") == [f"{hot['indicators']['rsi_14']:,.1f}"]
+    names = Symbol.objects.values_list("name", flat=True)
+    assert all(name.replace("&", "&amp;") in html for name in names)
+    for sector in {"Technology", "Communication Services", "Consumer Discretionary"}:
+        assert f'aria-label="{sector}"' in html
+    # The jump made AAPL an anomaly: its badge shows, it is in the latest anomalies.
+    assert live_market["AAPL"]["indicators"]["anomaly"] is True
+    badge = re.search(
+        r'data-symbol="AAPL" data-field="anomaly"[^>]*><span class="badge"( hidden)?', html
+    )
+    assert badge
+    assert not badge.group(1), "the badge is not hidden"
+    anomalies = re.search(r'data-list="anomalies">(.*?)</ol>', html, re.S).group(1)
+    assert "AAPL" in anomalies
+    # The data the page's script starts from is the same overview.
+    initial = json_script(html, "overview-initial")
+    assert {s["symbol"] for s in initial["overview"]["symbols"]} == set(TICKERS)
+    assert initial["symbols"]["AAPL"]["session_open"] == live_market["AAPL"]["session_open"]
+    assert initial["symbols"]["AAPL"]["spark"], "a sparkline from the minute bars"
+
+
+def test_the_heatmap_colours_by_a_diverging_scale_and_lists_the_movers(client, live_market):
+    html = client.get("/").content.decode()
+    tiles = [e for e in parse(html) if e["attrs"].get("data-field") == "tile"]
+    assert {t["attrs"]["data-symbol"] for t in tiles} == set(TICKERS)
+    for tile in tiles:
+        pct = live_market[tile["attrs"]["data-symbol"]]["change_pct"]
+        assert tile["attrs"]["data-bucket"] == str(selectors.change_bucket(pct))
+    assert [selectors.change_bucket(p) for p in (5.0, 9.0, -0.3, 0.1, -0.26)] == [5, 5, -1, 0, -1]
+    assert selectors.change_bucket(None) is None
+    assert 'value="volume" data-tile-size' in html  # the equal / by volume toggle
+    gainers = re.search(r'data-list="top_gainers">(.*?)</ol>', html, re.S).group(1)
+    assert "AAPL" in gainers  # +5 % on its last tick
+
+
+def test_the_overview_without_ticks_says_so_and_still_renders(client, market, redis_client):
+    store.forget()
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert set(live_values(html, "AAPL", "price")) == {"—"}
+
+
+def test_every_live_value_carries_data_symbol_and_data_field(client, live_market):
+    for path in ("/", "/stocks/AAPL/"):
+        elements = parse(client.get(path).content.decode())
+        fields = [e for e in elements if "data-field" in e["attrs"]]
+        assert fields
+        for e in fields:
+            if e["attrs"]["data-field"] in {"connection", "user"}:
+                continue  # the page's own state, not a market value
+            assert e["attrs"].get("data-symbol"), (path, e)
+    # The symbol page's live panel: price, change, volume and every indicator of DESIGN §4.
+    html = client.get("/stocks/AAPL/").content.decode()
+    for field in ["price", "change", "change_pct", "volume", "ts", *INDICATOR_FIELDS]:
+        assert live_values(html, "AAPL", field), field
+
+
+# --- The symbol page -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/stocks/AAPL/", "/stocks/AAPL", "/stocks/aapl/", "/stocks/aApL"])
+def test_the_symbol_page_answers_any_case_with_and_without_the_slash(client, live_market, path):
+    response = client.get(path)
+    assert response.status_code == 200  # no redirect
+    html = response.content.decode()
+    assert "<title>AAPL · MarketFlux</title>" in html
+    hot = live_market["AAPL"]
+    assert live_values(html, "AAPL", "price")[0] == f"{hot['price']:,.2f}"
+    assert live_values(html, "AAPL", "rsi_14") == [f"{hot['indicators']['rsi_14']:,.4f}"]
+    assert live_values(html, "AAPL", "anomaly") == ["⚠ yes"]
+
+
+def test_the_symbol_page_embeds_candles_anomalies_and_the_live_snapshot(client, live_market):
+    html = client.get("/stocks/AAPL/").content.decode()
+    initial = json_script(html, "symbol-initial")
+    bars = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1m", "limit": 500}).json()
+    assert initial["candles"] == bars["results"]  # the same candles the API answers
+    assert initial["interval"] == "1m"
+    assert f'data-candles="{len(bars["results"])}"' in html
+    assert initial["live"]["price"] == live_market["AAPL"]["price"]
+    assert initial["live"]["indicators"] == live_market["AAPL"]["indicators"]
+    assert initial["anomalies"] == [live_market["AAPL"]["ts"]]  # the jump's tick
+    for interval in ("1m", "5m", "15m", "1h", "1d"):
+        assert f'value="{interval}" data-interval' in html
+    for overlay, label in (("sma", "SMA 20"), ("ema", "EMA 20"), ("bb", "Bollinger 20/2")):
+        assert re.search(
+            rf'<label><input type="checkbox" data-overlay="{overlay}"[^>]*> {label}', html
+        )
+    assert "/static/vendor/lightweight-charts/" in html  # served here, not from a CDN
+
+
+def test_anomaly_markers_are_bounded_and_oldest_first(live_market):
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert selectors.anomaly_times("AAPL", since=since) == [live_market["AAPL"]["ts"]]
+    assert selectors.anomaly_times("AAPL", since=since, limit=0) == []
+    assert selectors.anomaly_times("MSFT", since=since) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/stocks/NOPE/", "/stocks/nope", "/stocks/%00/", "/stocks/AAPL%00", "/stocks/1AB/",
+     "/stocks/" + "A" * 17 + "/", "/stocks/%ff/", "/no-such-page/"],
+)  # fmt: skip
+def test_unknown_or_malformed_symbols_get_the_404_page(client, market, path):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert_site_layout(html)
+    assert "<h1>Not found</h1>" in html
+    symbol_lookups = [q["sql"] for q in queries if 'FROM "market_symbol" WHERE' in q["sql"]]
+    if path != "/stocks/NOPE/" and path != "/stocks/nope":
+        assert not symbol_lookups, "a malformed ticker reaches no query"
+
+
+def test_the_header_search_goes_to_the_symbol_page(client, market):
+    response = client.get("/stocks/", {"q": " msft "})
+    assert response.status_code == 302
+    assert response["Location"] == "/stocks/MSFT/"
+    assert client.get("/stocks/", {"q": "no such!"}).status_code == 404
+    html = client.get("/").content.decode()
+    assert '<label for="symbol-search">' in html
+    assert all(f'<option value="{t}">' in html for t in TICKERS)
+
+
+# --- Layout, accounts, theme -----------------------------------------------------------------
+
+
+def test_login_then_logout_with_djangos_auth_views(client, market):
+    User.objects.create_user("reader", password=PASSWORD)
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert_site_layout(html)
+    assert '<label for="id_username">' in html
+    assert '<label for="id_password">' in html
+    bad = client.post("/accounts/login/", {"username": "reader", "password": "wrong"})
+    assert bad.status_code == 200
+    assert 'role="alert"' in bad.content.decode()
+    response = client.post("/accounts/login/", {"username": "reader", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    html = client.get("/").content.decode()
+    assert 'data-signed-in="true"' in html
+    assert re.search(r'<form action="/accounts/logout/" method="post"', html)
+    assert 'data-nav="admin"' not in html  # not staff
+    assert client.get("/accounts/logout/").status_code == 405  # Django 5: POST only
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    html = client.get("/").content.decode()
+    assert 'data-signed-in="false"' in html
+    assert 'href="/accounts/login/' in html
+
+
+def test_staff_see_the_admin_link(client, market):
+    staff = User.objects.create_user("staff", password=PASSWORD, is_staff=True)
+    assert 'data-nav="admin"' not in client.get("/").content.decode()
+    client.force_login(staff)
+    html = client.get("/").content.decode()
+    assert '<a href="/admin/" data-nav="admin">Admin</a>' in html
+
+
+def test_the_theme_is_applied_before_the_first_paint_and_can_be_toggled(client, market):
+    html = client.get("/").content.decode()
+    head = html.split("</head>")[0]
+    assert '<html lang="en" data-theme="dark">' in html  # dark by default
+    # The saved theme is read in <head>, before the stylesheet: no flash of the wrong one.
+    assert head.index('localStorage.getItem("mf-theme")') < head.index("marketflux.css")
+    assert re.search(
+        r'<button type="button" class="theme-toggle" data-theme-toggle aria-pressed="false">', html
+    )
+    assert '<link rel="icon" href="/static/favicon.svg"' in html
+    assert " on" + "click=" not in html.lower()  # no inline event handlers
+    assert '<div class="toasts" aria-live="polite"' in html
+
+
+def test_static_files_are_found_and_within_budget():
+    assert finders.find("vendor/lightweight-charts/lightweight-charts.standalone.production.mjs")
+    for name in ("js/site.js", "js/feed.js", "js/overview.js", "js/symbol.js", "favicon.svg"):
+        assert finders.find(name), name
+    own = [*(BASE_DIR / "static/js").glob("*.js"), *(BASE_DIR / "static/css").glob("*.css")]
+    total = sum(p.stat().st_size for p in own)
+    assert total < JS_CSS_BUDGET, f"the pages' own JS+CSS is {total:,} bytes"
+    for path in own:
+        assert "console.log" not in path.read_text(), path
+
+
+# --- Chart studies: the JavaScript against TA-Lib ------------------------------------------
+
+
+STUDIES_SCRIPT = """
+const fs = await import("node:fs");
+const src = fs.readFileSync(process.argv[1], "utf8");
+const s = await import("data:text/javascript," + encodeURIComponent(src));
+const closes = JSON.parse(fs.readFileSync(0, "utf8"));
+const m = s.macd(closes, 12, 26, 9);
+const bb = s.bollinger(closes, 20, 2);
+process.stdout.write(JSON.stringify({
+  sma: s.sma(closes, 20), ema: s.ema(closes, 20), rsi: s.rsi(closes, 14),
+  macd: m.macd, signal: m.signal, hist: m.hist, upper: bb.upper, middle: bb.middle, lower: bb.lower,
+}));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is needed (make test runs npm ci)")
+def test_chart_studies_match_talib():
+    import numpy as np
+    import talib
+
+    rng = np.random.default_rng(7)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 300)))
+    closes[150] *= 1.08  # a jump
+    closes[200:230] = closes[199]  # a flat stretch: RSI with no moves, zero deviation
+    run = subprocess.run(
+        ["node", "--input-type=module", "-e", STUDIES_SCRIPT, str(BASE_DIR / STUDIES)],
+        input=json.dumps(closes.tolist()), capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    got = {
+        k: np.array([np.nan if v is None else v for v in vs])
+        for k, vs in json.loads(run.stdout).items()
+    }
+    macd, signal, hist = talib.MACD(closes, 12, 26, 9)
+    upper, middle, lower = talib.BBANDS(closes, 20, 2, 2)
+    expected = {
+        "sma": talib.SMA(closes, 20), "ema": talib.EMA(closes, 20), "rsi": talib.RSI(closes, 14),
+        "macd": macd, "signal": signal, "hist": hist, "upper": upper, "middle": middle,
+        "lower": lower,
+    }  # fmt: skip
+    for name, want in expected.items():
+        assert np.array_equal(np.isnan(got[name]), np.isnan(want)), f"{name}: warm-up differs"
+        np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-9, err_msg=name, equal_nan=True)
