@@ -36,6 +36,7 @@ from apps.alerts import conditions as c
 from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.ops.redis_client import execute_packed
+from apps.streaming import messages
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = 60_000_000
@@ -141,7 +142,7 @@ def rule_index(client) -> RuleIndex:
 class Evaluation:
     """What stage 5 did: the events it stored, and what to write once the batch commits."""
 
-    events: list[dict] = field(default_factory=list)  # messages.alert_event shapes + owner
+    events: list[dict] = field(default_factory=list)  # messages.alert_event + "owner"
     after_commit: list[list[bytes]] = field(default_factory=list)  # Redis commands
     pairs: int = 0  # (tick, rule) pairs evaluated
 
@@ -716,14 +717,16 @@ def _fire(cursor, client, index, fired, result, symbols, tick_micros, prices, ti
         result.events.append(
             {
                 "owner": owners[i],
-                "id": event_id,
-                "rule": ids[i],
-                "symbol": fired_symbols[i],
-                "ts": _datetime(fired_micros[i]),
-                "condition": fired_conditions[i],
-                "price": fired_prices[i],
-                "value": values[i],
-                "message": texts[i],
-                "acknowledged": False,
+                **messages.alert_event(
+                    id=event_id,
+                    rule=ids[i],
+                    symbol=fired_symbols[i],
+                    ts=_datetime(fired_micros[i]),
+                    condition=fired_conditions[i],
+                    price=fired_prices[i],
+                    value=values[i],
+                    message=texts[i],
+                    acknowledged=False,
+                ),
             }
         )

@@ -49,7 +49,8 @@ def publish_batch(
     of 5,000 symbols does not cost 5,000 sends. With `overview_from` (the hot states the
     batch just wrote, by symbol), the market overview goes to the market group too; only
     active symbols the batch did not hold are read back from Redis. `alerts` (fired
-    events, each with its `owner`) go to their owners' groups.
+    events as `messages.alert_event` shapes them, each with its `owner`) go to their
+    owners' groups.
     """
     body = None
     if overview_from is not None:
@@ -118,7 +119,7 @@ async def _send(
     by_owner: dict[int, list[dict]] = defaultdict(list)
     for event in alerts:
         body = {k: v for k, v in event.items() if k != "owner"}
-        by_owner[event["owner"]].append(shapes.alert(shapes.alert_event(**body)))
+        by_owner[event["owner"]].append(shapes.alert(body))
     sends += [
         layer.group_send(alerts_group(owner), {"type": ALERTS_EVENT, "alerts": fired})
         for owner, fired in by_owner.items()
