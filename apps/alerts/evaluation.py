@@ -144,7 +144,6 @@ class Evaluation:
 
     events: list[dict] = field(default_factory=list)  # messages.alert_event + "owner"
     after_commit: list[list[bytes]] = field(default_factory=list)  # Redis commands
-    pairs: int = 0  # (tick, rule) pairs evaluated
 
 
 # Arrays travel as one text literal each ("{a,b,c}"): psycopg quotes one string far faster
@@ -265,7 +264,6 @@ def evaluate(
         return result
     pair_tick = np.repeat(np.arange(len(symbols)), counts)
     pair_rule = np.concatenate(tick_rows)
-    result.pairs = len(pair_rule)
     tick_micros = np.array(micros, np.int64)
     codes = index.codes[pair_rule]
     thresholds = index.thresholds[pair_rule]

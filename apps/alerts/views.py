@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -46,7 +46,10 @@ def rule_active(request: HttpRequest, pk: int) -> HttpResponse:
     """Enable (active=true) or disable (active=false) one of your rules."""
     rules = selectors.user_rules(request.user).filter(pk=pk)
     get_object_or_404(rules)
-    active = request.POST.get("active") == "true"
+    wanted = request.POST.get("active")
+    if wanted not in ("true", "false"):
+        return HttpResponseBadRequest('"active" must be "true" or "false"')
+    active = wanted == "true"
     services.rules_set_active(rules, active=active, actor=request.user, source=SOURCE)
     messages.success(request, f"Rule #{pk} {'enabled' if active else 'disabled'}.")
     return redirect("alerts:index")

@@ -151,6 +151,15 @@ def test_disable_and_enable(browser, alice):
     assert {(a.actor, a.source) for a in audits} == {(alice, "web")}
 
 
+def test_enable_or_disable_takes_only_true_or_false(browser, alice):
+    rule = make_rule(alice)
+    response = post(browser, f"/alerts/rules/{rule.pk}/active", {"active": "maybe"})
+    assert response.status_code == 400
+    rule.refresh_from_db()
+    assert rule.active is True
+    assert not AlertRuleAudit.objects.exists()
+
+
 def test_delete(browser, alice):
     rule = make_rule(alice)
     response = post(browser, f"/alerts/rules/{rule.pk}/delete")

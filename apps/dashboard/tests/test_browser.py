@@ -250,7 +250,7 @@ def test_the_connection_state_recovers_after_the_server_drops_the_socket(stack, 
 
     processes.stop("web")
     page.wait_for_selector(f'{state}[data-state="reconnecting"]', timeout=WAIT_MS)
-    time.sleep(1)
+    time.sleep(1)  # the server stays down through at least one reconnect attempt
     processes.start(
         "web2",
         ["-m", "daphne", "-b", "127.0.0.1", "-p", port, "marketflux_site.asgi:application"],
