@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,51 +52,72 @@ def _batches(symbols: list[str], count: int, start: datetime):
 
 
 class MarketListener:
-    """A channel-layer consumer of the market group in a thread, as /ws/market would be."""
+    """A channel-layer consumer of the market group, as a /ws/market socket's consumer in
+    Daphne would be: in its own process, so that decoding every batch does not take the
+    GIL from the pipeline as it would in a thread of this one."""
 
     def __init__(self) -> None:
-        self.received = 0
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        context = multiprocessing.get_context("spawn")
+        self._received = context.Value("q", 0)
+        self._ready = context.Event()
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_listen, args=(self._received, self._ready, self._stop), daemon=True
+        )
 
-    async def _run(self) -> None:
-        from channels.layers import get_channel_layer
-
-        from apps.streaming.groups import MARKET_GROUP
-        from apps.streaming.publisher import MARKET_BATCH_EVENT
-
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(MARKET_GROUP, channel)
-        self._ready.set()
-        while not self._stop.is_set():
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
-            except TimeoutError:
-                continue
-            if message["type"] == MARKET_BATCH_EVENT:  # the overview comes once a second too
-                self.received += len(message["messages"])
-        await layer.group_discard(MARKET_GROUP, channel)
+    @property
+    def received(self) -> int:
+        return self._received.value
 
     def __enter__(self) -> MarketListener:
-        self._thread.start()
-        self._ready.wait(10)
+        self._process.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the market listener did not start")
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(5)
+        self._process.join(10)
+
+
+def _listen(received, ready, stop) -> None:
+    import django
+
+    django.setup()  # DATABASE_URL and REDIS_URL came from the parent's environment
+    asyncio.run(_consume(received, ready, stop))
+
+
+async def _consume(received, ready, stop) -> None:
+    from channels.layers import get_channel_layer
+
+    from apps.streaming.groups import MARKET_GROUP
+    from apps.streaming.publisher import MARKET_BATCH_EVENT
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(MARKET_GROUP, channel)
+    ready.set()
+    while not stop.is_set():
+        try:
+            message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+        except TimeoutError:
+            continue
+        if message["type"] == MARKET_BATCH_EVENT:  # the overview comes once a second too
+            with received.get_lock():
+                received.value += len(message["messages"])
+    await layer.group_discard(MARKET_GROUP, channel)
 
 
 def run_pipeline(n_symbols: int, n_batches: int, warmup: int) -> dict:
     from apps.market.pipeline import ingest
     from apps.market.services import symbols_seed
+    from marketflux_site.celery import freeze_startup_objects
 
     symbols = _symbols(n_symbols)
     symbols_seed(tickers=symbols)
+    freeze_startup_objects()  # as each worker process does once started
     start = datetime(2026, 1, 5, tzinfo=UTC) + timedelta(days=n_symbols % 97)
-    latencies, stages = [], {}
+    latencies, stages, overlapped = [], {}, []
     stored = 0
     with MarketListener() as listener:
         began = None
@@ -111,6 +132,7 @@ def run_pipeline(n_symbols: int, n_batches: int, warmup: int) -> dict:
                 stored += result.stored
                 for stage, ms in result.stage_ms.items():
                     stages.setdefault(stage, []).append(ms)
+                overlapped.append(result.overlapped_ms)
         wall = time.perf_counter() - began
         time.sleep(0.5)
         delivered = listener.received - received_before
@@ -121,6 +143,9 @@ def run_pipeline(n_symbols: int, n_batches: int, warmup: int) -> dict:
         "ticks_per_s": stored / wall,
         "latency_ms": summary(latencies),
         "stage_ms_mean": {k: sum(v) / len(v) for k, v in stages.items()},
+        # indicator work done on the helper thread while `store` ran (not in the stages)
+        "overlapped_ms_mean": sum(overlapped) / len(overlapped),
+        "batches_overlapped": sum(1 for ms in overlapped if ms > 0),
         "delivered_to_listener": delivered,
     }
 
@@ -156,7 +181,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer batches")
     args = parser.parse_args()
-    plan = {5: (400, 20), 500: (100, 5), 5000: (30, 3)}
+    # 5,000 symbols: 150 batches (75 s of ticks) include the minute rollovers, where every
+    # symbol starts a new bar, at their real share of one batch in 120.
+    plan = {5: (400, 20), 500: (150, 5), 5000: (150, 3)}
     if args.quick:
         plan = {5: (100, 5), 500: (20, 3), 5000: (8, 2)}
 
@@ -174,11 +201,21 @@ def main() -> None:
         rows.append(
             [r["symbols"], r["batches"], r["ticks_per_s"], lat["p50"], lat["p99"],
              f"< {target:g}" if target else "-",
-             " ".join(f"{k}={v:.1f}" for k, v in r["stage_ms_mean"].items())]
+             " ".join(f"{k}={v:.1f}" for k, v in r["stage_ms_mean"].items()),
+             f"{r['overlapped_ms_mean']:.1f} ({r['batches_overlapped']}/{r['batches']})"]
         )  # fmt: skip
     print_table(
         "pipeline.ingest, every stage (PostgreSQL + indicators + Redis + channel layer)",
-        ["symbols", "batches", "ticks/s", "p50 ms", "p99 ms", "p99 target", "mean ms per stage"],
+        [
+            "symbols",
+            "batches",
+            "ticks/s",
+            "p50 ms",
+            "p99 ms",
+            "p99 target",
+            "mean ms per stage",
+            "overlapped ms (batches)",
+        ],
         rows,
     )
     at_5000 = next(r for r in results if r["symbols"] == 5000)

@@ -12,7 +12,7 @@ ticks, enough for every indicator to agree with a run over the whole series to 1
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -177,6 +177,43 @@ class StateStore:
             )
         if history:
             self.engine.update([row[0] for row in history], np.array([row[1] for row in history]))
+
+    def basis(self, symbols: list[str]) -> dict[str, tuple[int | None, float]] | None:
+        """Each symbol's last tick and threshold as the newest known state has them (if
+        every symbol has one): this process's, or the one another worker last shared.
+
+        Another process's batch leaves this one's state behind (Celery hands a shard's
+        next tick to whichever pool process is free); its shared state is then adopted.
+        The database still has the last word: `prepare` checks what the pipeline used.
+        """
+        newer: dict[str, bytes] = {}
+        blobs = redis_client().hmget(keys.PIPELINE_STATE, symbols)
+        for symbol, blob in zip(symbols, blobs, strict=True):
+            if blob is None or len(blob) < _META.size:
+                continue
+            shared = SymbolMeta.decode(blob)
+            mine = self.meta.get(symbol)
+            if mine is None or (shared.last_micros or _NONE) > (mine.last_micros or _NONE):
+                newer[symbol] = blob
+        if newer:
+            try:
+                self.engine.import_symbols({s: blob[_META.size :] for s, blob in newer.items()})
+            except ValueError:  # a corrupt state: `prepare` rebuilds it
+                return None
+            for symbol, blob in newer.items():
+                self.meta[symbol] = SymbolMeta.decode(blob)
+                self.thresholds[symbol] = self.engine.threshold(symbol)
+        meta, thresholds = self.meta, self.thresholds
+        try:
+            return {s: (meta[s].last_micros, thresholds[s]) for s in symbols}
+        except KeyError:
+            return None
+
+    def forget_symbols(self, symbols: Iterable[str]) -> None:
+        """Stop trusting these symbols' states: the next `prepare` reloads or rebuilds them."""
+        for symbol in symbols:
+            self.meta.pop(symbol, None)
+            self.thresholds.pop(symbol, None)
 
     def apply(
         self,

@@ -12,8 +12,11 @@ their 1-minute bars and what the state store needs to know come back from one st
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,7 +32,8 @@ from apps.indicators.state import store as state_store
 from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.market.models import TICKER_PATTERN
-from apps.ops.redis_client import execute_packed, redis_client
+from apps.ops.pgcopy import binary_copy
+from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
 from apps.streaming import messages
 from apps.streaming.publisher import overview_claim, publish_batch
 
@@ -98,6 +102,7 @@ class IngestResult:
     messages: list[dict] = field(default_factory=list)  # tick messages, as published
     rebuilt: list[str] = field(default_factory=list)  # symbols whose state was rebuilt
     alerts: int = 0  # alert events fired
+    overlapped_ms: float = 0.0  # indicator work done on the helper thread during `store`
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -181,8 +186,10 @@ _CREATE_STAGED_SNAPSHOTS = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGED_SNAPSHOTS}
 (LIKE indicators_indicatorsnapshot INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 """
-_COPY_SNAPSHOTS = f"COPY indicators_indicatorsnapshot ({_SNAPSHOT_COLUMNS}) FROM STDIN"
-_COPY_STAGED_SNAPSHOTS = f"COPY {_STAGED_SNAPSHOTS} ({_SNAPSHOT_COLUMNS}) FROM STDIN"
+_BINARY = "FROM STDIN (FORMAT BINARY)"
+_COPY_STAGING = f"COPY {_STAGING} {_BINARY}"
+_COPY_SNAPSHOTS = f"COPY indicators_indicatorsnapshot ({_SNAPSHOT_COLUMNS}) {_BINARY}"
+_COPY_STAGED_SNAPSHOTS = f"COPY {_STAGED_SNAPSHOTS} ({_SNAPSHOT_COLUMNS}) {_BINARY}"
 _STORE_SNAPSHOTS = f"""
 INSERT INTO indicators_indicatorsnapshot ({_SNAPSHOT_COLUMNS})
 SELECT {_SNAPSHOT_COLUMNS} FROM {_STAGED_SNAPSHOTS}
@@ -219,13 +226,133 @@ def _ensure_staging_tables(cursor) -> None:
     cursor.execute(_CREATE_STAGING + ";" + _CREATE_STAGED_SNAPSHOTS)
 
 
-def _copy_text(columns: Sequence[Sequence[str]]) -> bytes:
-    """PostgreSQL COPY text format: tab-separated columns, one line per row."""
-    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
+@dataclass
+class _Outputs:
+    """What a batch's new ticks become once the indicators have advanced over them."""
+
+    values: dict[str, np.ndarray]
+    snapshots: bytes  # the IndicatorSnapshot rows, as a binary COPY
+    messages: list[dict]  # tick messages
+    states: dict[str, dict]  # hot state by symbol
+    redis: list[Packed]  # the states any worker continues from, and the hot states
+    ms: float = 0.0
 
 
-def _text_or_null(values: list[float]) -> list[str]:
-    return ["\\N" if v != v else repr(v) for v in values]  # v != v: NaN, a null indicator
+def _outputs(
+    symbols: list[str],
+    micros: list[int],
+    tick_text: list[str],
+    prices: np.ndarray,
+    sizes: list[int],
+    thresholds: Mapping[str, float],
+) -> _Outputs:
+    """Advance the indicators over the new ticks and build everything written from them."""
+    began = time.perf_counter()
+    values = state_store.apply(symbols, micros, prices, sizes)
+    snapshots = binary_copy(
+        [
+            ("text", symbols),
+            ("timestamptz", micros),
+            ("float8", prices),
+            *(("bool" if name == "anomaly" else "float8", values[name]) for name in FIELDS),
+        ]
+    )
+    ticks = messages.tick_messages(
+        symbols=symbols, ts=tick_text, prices=prices, sizes=sizes, values=values
+    )
+    latest = {symbol: i for i, symbol in enumerate(symbols)}  # a symbol's last tick wins
+    hot = [b"MSET"]
+    states = {}
+    meta_of = state_store.meta
+    for symbol, i in latest.items():
+        meta = meta_of[symbol]
+        state = messages.hot_state(
+            ticks[i],
+            session_open=meta.session_open,
+            session_volume=meta.session_volume,
+            anomaly_threshold=thresholds[symbol],
+        )
+        states[symbol] = state
+        hot += (keys.hot(symbol).encode(), orjson.dumps(state))
+    exported = [b"HSET", keys.PIPELINE_STATE.encode()]
+    for symbol, blob in state_store.export(list(latest)).items():
+        exported += (symbol.encode(), blob)
+    return _Outputs(
+        values,
+        snapshots,
+        ticks,
+        states,
+        [pack(exported), pack(hot)],
+        (time.perf_counter() - began) * 1e3,
+    )
+
+
+class _Speculation:
+    """A batch's outputs computed on a helper thread while PostgreSQL stores its ticks.
+
+    The store statement is most of a batch's time and the Python work after it (indicators,
+    snapshot rows, messages, hot state) needs only what the statement normally answers:
+    that every tick is new and that each symbol's last stored tick and anomaly threshold
+    are those of the newest state this process can find (its own or the one shared in
+    Redis). The bet is checked against the statement's answer; a lost bet (a replay,
+    another writer, a threshold edited in the admin, no state yet) makes the process
+    forget the states it advanced, and the batch takes the careful path, which reloads
+    them from Redis or rebuilds them from the database.
+    """
+
+    _pool: ThreadPoolExecutor | None = None
+    _pid = 0
+
+    def __init__(self, batch: TickBatch) -> None:
+        self.batch = batch
+        self.future: futures.Future | None = None
+
+    def start(self, micros: list[int], tick_text: list[str]) -> None:
+        """Bet (just before the store statement: a helper thread holding the GIL while the
+        main thread still has round trips to make slows both)."""
+        self.future = self._executor().submit(self._run, micros, tick_text)
+
+    def _run(self, micros: list[int], tick_text: list[str]):
+        batch = self.batch
+        basis = state_store.basis(list(dict.fromkeys(batch.symbols)))
+        if basis is None:
+            return None
+        thresholds = {symbol: threshold for symbol, (_, threshold) in basis.items()}
+        outputs = _outputs(
+            batch.symbols, micros, tick_text, batch.prices, batch.sizes.tolist(), thresholds
+        )
+        return basis, outputs
+
+    @classmethod
+    def _executor(cls) -> ThreadPoolExecutor:
+        if cls._pool is None or cls._pid != os.getpid():  # a forked worker has no thread
+            cls._pool = ThreadPoolExecutor(1, thread_name_prefix="marketflux-speculation")
+            cls._pid = os.getpid()
+        return cls._pool
+
+    def won(self, stored: int, starts: dict[str, BatchStart]) -> _Outputs | None:
+        """The outputs, if the bet holds for what the store statement answered."""
+        if self.future is None or stored != len(self.batch):
+            return None
+        try:
+            bet = self.future.result()
+        except Exception:  # e.g. Redis unreachable: the careful path reports what matters
+            return None
+        if bet is None:
+            return None
+        basis, outputs = bet
+        for symbol, start in starts.items():
+            if (start.prev_micros, start.threshold) != basis[symbol]:
+                return None
+        self.future = None
+        return outputs
+
+    def discard(self) -> None:
+        """Forget what the bet advanced (waiting for it first); nothing if it was taken."""
+        if self.future is not None:
+            futures.wait([self.future])
+            self.future = None
+            state_store.forget_symbols(self.batch.symbols)
 
 
 def ingest(batch: TickBatch) -> IngestResult:
@@ -244,20 +371,27 @@ def ingest(batch: TickBatch) -> IngestResult:
         if ts not in ts_text:
             ts_text[ts] = messages.format_ts(ts)
             ts_micros[ts] = epoch_micros(ts)
-    batch_ts_text = [ts_text[ts] for ts in batch.ts]
+    speculation = _Speculation(batch)
+    try:
+        return _ingest(batch, result, watch, speculation, ts_text, ts_micros)
+    finally:
+        speculation.discard()
 
+
+def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResult:
+    batch_micros = [ts_micros[ts] for ts in batch.ts]
     with transaction.atomic(), connection.cursor() as cursor:
         # 1-2. Ticks and 1-minute bars, skipping what is already stored.
         _ensure_staging_tables(cursor)
-        with cursor.cursor.copy(f"COPY {_STAGING} FROM STDIN") as copy:
+        with cursor.cursor.copy(_COPY_STAGING) as copy:
             copy.write(
-                _copy_text(
+                binary_copy(
                     [
-                        [str(i) for i in range(len(batch))],
-                        batch.symbols,
-                        batch_ts_text,
-                        list(map(repr, batch.prices.tolist())),
-                        list(map(str, batch.sizes.tolist())),
+                        ("int4", np.arange(len(batch), dtype=np.int32)),
+                        ("text", batch.symbols),
+                        ("timestamptz", batch_micros),
+                        ("float8", batch.prices),
+                        ("int4", batch.sizes),
                     ]
                 )
             )
@@ -265,6 +399,7 @@ def ingest(batch: TickBatch) -> IngestResult:
         unknown = cursor.fetchone()[0]
         if unknown:
             raise BatchError(f"unknown symbols: {', '.join(sorted(unknown))}")
+        speculation.start(batch_micros, [ts_text[ts] for ts in batch.ts])
         cursor.execute(_STORE_TICKS_AND_BARS, {"interval": BAR_INTERVAL_1M})
         rows = cursor.fetchall()
         watch.lap("store")
@@ -273,7 +408,7 @@ def ingest(batch: TickBatch) -> IngestResult:
         index = [r[0] for r in rows]
         symbols = [batch.symbols[i] for i in index]
         tick_ts = [batch.ts[i] for i in index]
-        micros = [ts_micros[ts] for ts in tick_ts]
+        micros = [batch_micros[i] for i in index]
         prices = batch.prices[index]
         sizes = batch.sizes[index].tolist()
         starts: dict[str, BatchStart] = {}
@@ -281,29 +416,28 @@ def ingest(batch: TickBatch) -> IngestResult:
             if symbol not in starts:  # rows are in time order: the first is the first new tick
                 starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
 
-        # 3. Indicators, from a state the database vouches for.
-        result.rebuilt = state_store.prepare(starts, cursor)
-        values = state_store.apply(symbols, micros, prices, sizes)
+        # 3. Indicators, from a state the database vouches for (usually already done).
+        outputs = speculation.won(len(rows), starts)
+        if outputs is not None:
+            result.overlapped_ms = outputs.ms
+        else:
+            speculation.discard()
+            result.rebuilt = state_store.prepare(starts, cursor)
+            thresholds = {symbol: start.threshold for symbol, start in starts.items()}
+            tick_text = [ts_text[ts] for ts in tick_ts]
+            outputs = _outputs(symbols, micros, tick_text, prices, sizes, thresholds)
+        values = outputs.values
         watch.lap("indicators")
 
         # 4. One snapshot per new tick. Their ticks are new, so normally the snapshots are
         # too and go straight in by COPY; only if someone deleted ticks but not their
         # snapshots does that conflict, and then they go through staging, idempotently.
-        tick_text = [batch_ts_text[i] for i in index]
-        price_text = list(map(repr, prices.tolist()))
-        columns = [symbols, tick_text, price_text]
-        for name in FIELDS:
-            if name == "anomaly":
-                columns.append(["t" if v else "f" for v in values[name].tolist()])
-            else:
-                columns.append(_text_or_null(values[name].tolist()))
-        payload = _copy_text(columns)
         try:
             with transaction.atomic(), cursor.cursor.copy(_COPY_SNAPSHOTS) as copy:
-                copy.write(payload)
+                copy.write(outputs.snapshots)
         except psycopg.errors.UniqueViolation:  # raised by psycopg's own COPY cursor
             with cursor.cursor.copy(_COPY_STAGED_SNAPSHOTS) as copy:
-                copy.write(payload)
+                copy.write(outputs.snapshots)
             cursor.execute(_STORE_SNAPSHOTS)
         watch.lap("snapshots")
 
@@ -322,33 +456,13 @@ def ingest(batch: TickBatch) -> IngestResult:
         watch.lap("alerts")
     watch.lap("commit")
     result.stored = len(rows)
+    result.messages = outputs.messages
 
     # 6. Hot state and the states any worker continues from, in one round trip.
-    result.messages = messages.tick_messages(
-        symbols=symbols, ts=tick_text, prices=prices, sizes=sizes, values=values
-    )
-    latest = {symbol: i for i, symbol in enumerate(symbols)}  # a symbol's last tick wins
-    hot = []
-    states = {}
-    for symbol, i in latest.items():
-        meta = state_store.meta[symbol]
-        state = messages.hot_state(
-            result.messages[i],
-            session_open=meta.session_open,
-            session_volume=meta.session_volume,
-            anomaly_threshold=starts[symbol].threshold,
-        )
-        states[symbol] = state
-        hot += (keys.hot(symbol).encode(), orjson.dumps(state))
-    exported = state_store.export(list(latest))
-    state_args = [b"HSET", keys.PIPELINE_STATE.encode()]
-    for symbol, blob in exported.items():
-        state_args += (symbol.encode(), blob)
     replies = execute_packed(
         redis_client(),
         [
-            state_args,
-            [b"MSET", *hot],
+            *outputs.redis,
             [b"HKEYS", keys.WATCHED_SYMBOLS.encode()],
             overview_claim(),
             *alerts.after_commit,
@@ -361,7 +475,7 @@ def ingest(batch: TickBatch) -> IngestResult:
     publish_batch(
         result.messages,
         watched=watched,
-        overview_from=states if replies[3] is not None else None,
+        overview_from=outputs.states if replies[3] is not None else None,
         alerts=alerts.events,
     )
     watch.lap("publish")

@@ -159,13 +159,13 @@ def market_tick(*, shard: int, shards: int, scheduled_at: datetime) -> TickRun:
         for ticker, price in zip(batch.symbols, batch.prices.tolist(), strict=True):
             _last_seen[ticker] = (scheduled_at, price)
         run.received, run.stored = result.received, result.stored
-        _record_batch_stats(run, result.stage_ms, total_ms=(time.time() - started) * 1000.0)
+        _record_batch_stats(run, result, total_ms=(time.time() - started) * 1000.0)
         return run
     finally:
         client.eval(_RELEASE_LOCK, 1, lock, token)
 
 
-def _record_batch_stats(run: TickRun, stage_ms: dict[str, float], *, total_ms: float) -> None:
+def _record_batch_stats(run: TickRun, result: pipeline.IngestResult, *, total_ms: float) -> None:
     """Keep the newest batch timings in Redis, for the metrics endpoint."""
     entry = json.dumps(
         {
@@ -175,7 +175,8 @@ def _record_batch_stats(run: TickRun, stage_ms: dict[str, float], *, total_ms: f
             "total_ms": round(total_ms, 3),
             "received": run.received,
             "stored": run.stored,
-            "stage_ms": {k: round(v, 3) for k, v in stage_ms.items()},
+            "stage_ms": {k: round(v, 3) for k, v in result.stage_ms.items()},
+            "overlapped_ms": round(result.overlapped_ms, 3),
         }
     )
     pipe = redis_client().pipeline(transaction=False)

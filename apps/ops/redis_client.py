@@ -17,18 +17,22 @@ def redis_client() -> redis.Redis:
     return _client(settings.REDIS_URL)
 
 
-def _pack(args: list[bytes]) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args])
+class Packed(bytes):
+    """A command already in the Redis protocol (`pack`), e.g. built on another thread."""
 
 
-def execute_packed(client: redis.Redis, commands: list[list[bytes]]) -> list:
+def pack(args: list[bytes]) -> Packed:
+    return Packed(b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args]))
+
+
+def execute_packed(client: redis.Redis, commands: list[list[bytes] | Packed]) -> list:
     """Send commands in one round trip, encoded here rather than by redis-py.
 
     For the pipeline's wide commands (HSET/MSET of thousands of fields) redis-py's
     per-argument packing dominated the stage; a single join of pre-encoded bytes does not.
     Errors come back as exceptions, like a redis-py pipeline with raise_on_error.
     """
-    payload = b"".join([_pack(command) for command in commands])
+    payload = b"".join([c if isinstance(c, Packed) else pack(c) for c in commands])
     conn = client.connection_pool.get_connection()
     try:
         conn.send_packed_command([payload])

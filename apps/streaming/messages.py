@@ -31,12 +31,7 @@ def tick_messages(
     values: Mapping[str, np.ndarray],
 ) -> list[dict]:
     """`tick` messages for a batch, built column-wise (`ts` already formatted)."""
-    columns = [
-        values[f].tolist()
-        if f == "anomaly"
-        else [None if v != v else v for v in values[f].tolist()]
-        for f in INDICATOR_FIELDS
-    ]
+    rows = zip(*(_json_column(values[f]) for f in INDICATOR_FIELDS), strict=True)
     return [
         {
             "type": "tick",
@@ -44,12 +39,22 @@ def tick_messages(
             "ts": stamp,
             "price": price,
             "size": size,
-            "indicators": dict(zip(INDICATOR_FIELDS, row, strict=True)),
+            "indicators": dict(zip(INDICATOR_FIELDS, row, strict=False)),  # a row per field
         }
         for symbol, stamp, price, size, row in zip(
-            symbols, ts, prices.tolist(), sizes, zip(*columns, strict=True), strict=True
+            symbols, ts, prices.tolist(), sizes, rows, strict=True
         )
     ]
+
+
+def _json_column(column: np.ndarray) -> list:
+    """Python values for JSON, NaN (not warmed up yet) as None."""
+    if column.dtype.kind == "f":
+        missing = np.isnan(column)
+        if missing.any():
+            column = column.astype(object)
+            column[missing] = None
+    return column.tolist()
 
 
 def hot_state(

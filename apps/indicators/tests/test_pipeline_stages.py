@@ -286,3 +286,47 @@ def test_a_corrupt_state_in_redis_is_rebuilt_not_trusted(market, redis_client):
     for i in range(61, 120):
         ingest(batch_at(i, prices))
     assert_snapshots_match_talib("AAPL")
+
+
+# The indicator work runs on a helper thread while PostgreSQL stores the ticks, betting that
+# they are all new and that the newest state it finds is the one the database vouches for.
+# A won bet must give exactly what the careful path gives; a lost one must leave no trace.
+
+
+def test_a_worker_continues_from_the_state_another_worker_shared(market, redis_client):
+    """Pool processes take turns at a shard: each continues from the other's shared state."""
+    prices = series()
+    overlapped = []
+    for i in range(60):
+        overlapped.append(ingest(batch_at(i, prices)).overlapped_ms > 0)
+        store.forget()  # the next batch goes to a process that holds no state
+    assert not overlapped[0]  # nothing shared yet: the careful path rebuilds
+    assert all(overlapped[1:])  # then every batch takes the other process's shared state
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+
+
+def test_a_replay_between_batches_does_not_advance_the_indicators(market, redis_client):
+    prices = series()
+    for i in range(40):
+        ingest(batch_at(i, prices))
+        if i % 7 == 6:
+            assert ingest(batch_at(i, prices)).stored == 0  # Celery redelivers the batch
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+
+
+def test_a_threshold_edited_between_batches_applies_to_the_next_tick(market):
+    from apps.market.models import Symbol
+
+    prices = series()
+    for i in range(40):
+        ingest(batch_at(i, prices))
+    Symbol.objects.filter(ticker="AMZN").update(anomaly_threshold=0.01)
+    for i in range(40, 60):
+        ingest(batch_at(i, prices))
+    after = IndicatorSnapshot.objects.filter(symbol_id="AMZN", ts__gte=T0 + timedelta(seconds=20))
+    assert len(after) == 20
+    for snapshot in after:
+        assert snapshot.anomaly == (abs(snapshot.zscore_20) > 0.01)
+    assert any(s.anomaly for s in after)
