@@ -90,6 +90,17 @@ def test_a_tick_repeated_inside_one_batch_is_stored_once(market):
     assert bars("AAPL")[0][5:] == (1, 1)
 
 
+def test_batches_inside_a_callers_transaction_store_only_their_own_ticks(market):
+    """Nothing commits between these batches (the test's transaction holds them all), so
+    the staging tables are never emptied by a commit; the second batch must not bring back
+    the first one's tick, which was deleted in between."""
+    ingest(TickBatch.from_rows([("AAPL", at(0), 10.0, 1), ("MSFT", at(0), 20.0, 2)]))
+    Tick.objects.all().delete()
+    result = ingest(TickBatch.from_rows([("AAPL", at(1), 11.0, 3), ("MSFT", at(1), 21.0, 4)]))
+    assert result.stored == 2
+    assert sorted(Tick.objects.values_list("symbol_id", "ts")) == [("AAPL", at(1)), ("MSFT", at(1))]
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
