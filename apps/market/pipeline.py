@@ -35,7 +35,7 @@ from apps.market.models import TICKER_PATTERN
 from apps.ops.pgcopy import binary_copy
 from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
 from apps.streaming import messages
-from apps.streaming.publisher import overview_claim, publish_batch
+from apps.streaming.publisher import market_batch, overview_claim, publish_batch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -253,6 +253,7 @@ class _Outputs:
     messages: list[dict]  # tick messages
     states: dict[str, dict]  # hot state by symbol
     redis: list[Packed]  # the states any worker continues from, and the hot states
+    market_message: dict  # for the market group, serialized
     ms: float = 0.0
 
 
@@ -301,6 +302,7 @@ def _outputs(
         ticks,
         states,
         [pack(exported), pack(hot)],
+        market_batch(ticks),
         (time.perf_counter() - began) * 1e3,
     )
 
@@ -425,12 +427,16 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
         watch.lap("store")
         if not rows:
             return result
-        index = [r[0] for r in rows]
-        symbols = [batch.symbols[i] for i in index]
-        tick_ts = [batch.ts[i] for i in index]
-        micros = [batch_micros[i] for i in index]
-        prices = batch.prices[index]
-        sizes = batch.sizes[index].tolist()
+        if len(rows) == len(batch):  # every tick is new, the usual case: rows are in order
+            symbols, tick_ts, micros, prices = batch.symbols, batch.ts, batch_micros, batch.prices
+            sizes = batch.sizes.tolist()
+        else:
+            index = [r[0] for r in rows]
+            symbols = [batch.symbols[i] for i in index]
+            tick_ts = [batch.ts[i] for i in index]
+            micros = [batch_micros[i] for i in index]
+            prices = batch.prices[index]
+            sizes = batch.sizes[index].tolist()
         starts: dict[str, BatchStart] = {}
         for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
             if symbol not in starts:  # rows are in time order: the first is the first new tick
@@ -497,6 +503,7 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
         watched=watched,
         overview_from=outputs.states if replies[3] is not None else None,
         alerts=alerts.events,
+        market_message=outputs.market_message,
     )
     watch.lap("publish")
     return result

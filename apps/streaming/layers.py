@@ -5,6 +5,12 @@ from __future__ import annotations
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
 
+class Prepared(dict):
+    """A group message serialized ahead of its send (`FanOutChannelLayer.prepare`)."""
+
+    __slots__ = ("payload",)
+
+
 class FanOutChannelLayer(RedisPubSubChannelLayer):
     """Channels' Redis pub/sub layer, decoding each group message once per process.
 
@@ -15,6 +21,18 @@ class FanOutChannelLayer(RedisPubSubChannelLayer):
     """
 
     _last: tuple[bytes | None, object] = (None, None)
+
+    def prepare(self, message: dict) -> Prepared:
+        """Serialize a message now (on any thread), so that sending it later does not: the
+        pipeline prepares a 5,000-tick batch while PostgreSQL stores it."""
+        prepared = Prepared(message)
+        prepared.payload = super().serialize(message)
+        return prepared
+
+    def serialize(self, message) -> bytes:
+        if type(message) is Prepared:
+            return message.payload
+        return super().serialize(message)
 
     def deserialize(self, message: bytes):
         raw, decoded = self._last

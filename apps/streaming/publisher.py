@@ -35,12 +35,21 @@ def watch_symbol(symbol: str, delta: int) -> None:
         client.hdel(keys.WATCHED_SYMBOLS, symbol)
 
 
+def market_batch(messages: list[dict]) -> dict:
+    """The market group's message for a batch's tick messages, serialized already when the
+    layer can (see `FanOutChannelLayer.prepare`): callable from any thread."""
+    message = {"type": MARKET_BATCH_EVENT, "messages": messages}
+    prepare = getattr(get_channel_layer(), "prepare", None)
+    return prepare(message) if prepare else message
+
+
 def publish_batch(
     messages: list[dict],
     *,
     watched: set[str],
     overview_from: dict[str, dict] | None = None,
     alerts: list[dict] = (),
+    market_message: dict | None = None,
 ) -> None:
     """One send of the whole batch to the market group, one per watched symbol's group.
 
@@ -50,19 +59,21 @@ def publish_batch(
     batch just wrote, by symbol), the market overview goes to the market group too; only
     active symbols the batch did not hold are read back from Redis. `alerts` (fired
     events as `messages.alert_event` shapes them, each with its `owner`) go to their
-    owners' groups.
+    owners' groups. `market_message`: `market_batch(messages)`, if the caller built it.
     """
     body = None
     if overview_from is not None:
         body = shapes.overview_message(selectors.market_overview(known=overview_from))
+    if messages and market_message is None:
+        market_message = market_batch(messages)
     if messages or body or alerts:
-        _loop.run(_send(messages, watched, body, alerts))
+        _loop.run(_send(messages, watched, body, alerts, market_message))
 
 
 def publish_alerts(events: list[dict]) -> None:
     """Fired events (each with its `owner`) to their owners' /ws/market sockets."""
     if events:
-        _loop.run(_send([], set(), None, events))
+        _loop.run(_send([], set(), None, events, None))
 
 
 class _LoopThread:
@@ -97,7 +108,11 @@ _loop = _LoopThread()
 
 
 async def _send(
-    messages: list[dict], watched: set[str], overview: dict | None, alerts: list[dict]
+    messages: list[dict],
+    watched: set[str],
+    overview: dict | None,
+    alerts: list[dict],
+    market_message: dict | None,
 ) -> None:
     layer = get_channel_layer()
     by_symbol: dict[str, list[dict]] = defaultdict(list)
@@ -108,10 +123,8 @@ async def _send(
         layer.group_send(ticks_group(symbol), {"type": STOCK_TICKS_EVENT, "messages": ticks})
         for symbol, ticks in by_symbol.items()
     ]
-    if messages:
-        sends.append(
-            layer.group_send(MARKET_GROUP, {"type": MARKET_BATCH_EVENT, "messages": messages})
-        )
+    if market_message is not None:
+        sends.append(layer.group_send(MARKET_GROUP, market_message))
     if overview:
         sends.append(
             layer.group_send(MARKET_GROUP, {"type": MARKET_OVERVIEW_EVENT, "overview": overview})
