@@ -29,13 +29,13 @@ from apps.alerts.evaluation import evaluate as evaluate_alerts
 from apps.indicators.engine import FIELDS, PRICE_MAX
 from apps.indicators.state import BatchStart
 from apps.indicators.state import store as state_store
-from apps.market import keys
+from apps.market import keys, selectors
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.market.models import TICKER_PATTERN
 from apps.ops.pgcopy import binary_copy
 from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
 from apps.streaming import messages
-from apps.streaming.publisher import market_batch, overview_claim, publish_batch
+from apps.streaming.publisher import claim_overview, market_batch, overview_of, publish_batch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -254,6 +254,7 @@ class _Outputs:
     states: dict[str, dict]  # hot state by symbol
     redis: list[Packed]  # the states any worker continues from, and the hot states
     market_message: dict  # for the market group, serialized
+    overview: dict | None  # the market overview message, if this batch carries it
     ms: float = 0.0
 
 
@@ -264,8 +265,10 @@ def _outputs(
     prices: np.ndarray,
     sizes: list[int],
     thresholds: Mapping[str, float],
+    overview_tickers: list[str] | None,
 ) -> _Outputs:
-    """Advance the indicators over the new ticks and build everything written from them."""
+    """Advance the indicators over the new ticks and build everything written from them
+    (and the market overview, from the active `overview_tickers`, if the batch carries it)."""
     began = time.perf_counter()
     values = state_store.apply(symbols, micros, prices, sizes)
     snapshots = binary_copy(
@@ -303,6 +306,7 @@ def _outputs(
         states,
         [pack(exported), pack(hot)],
         market_batch(ticks),
+        None if overview_tickers is None else overview_of(states, overview_tickers),
         (time.perf_counter() - began) * 1e3,
     )
 
@@ -327,20 +331,23 @@ class _Speculation:
         self.batch = batch
         self.future: futures.Future | None = None
 
-    def start(self, micros: list[int], tick_text: list[str]) -> None:
+    def start(
+        self, micros: list[int], tick_text: list[str], overview_tickers: list[str] | None
+    ) -> None:
         """Bet (just before the store statement: a helper thread holding the GIL while the
         main thread still has round trips to make slows both)."""
-        self.future = self._executor().submit(self._run, micros, tick_text)
+        self.future = self._executor().submit(self._run, micros, tick_text, overview_tickers)
 
-    def _run(self, micros: list[int], tick_text: list[str]):
+    def _run(self, micros: list[int], tick_text: list[str], overview_tickers: list[str] | None):
         batch = self.batch
         basis = state_store.basis(list(dict.fromkeys(batch.symbols)))
         if basis is None:
             return None
         thresholds = {symbol: threshold for symbol, (_, threshold) in basis.items()}
         outputs = _outputs(
-            batch.symbols, micros, tick_text, batch.prices, batch.sizes.tolist(), thresholds
-        )
+            batch.symbols, micros, tick_text, batch.prices, batch.sizes.tolist(), thresholds,
+            overview_tickers,
+        )  # fmt: skip
         return basis, outputs
 
     @classmethod
@@ -420,7 +427,9 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
         unknown = cursor.fetchone()[0]
         if unknown:
             raise BatchError(f"unknown symbols: {', '.join(sorted(unknown))}")
-        speculation.start(batch_micros, [ts_text[ts] for ts in batch.ts])
+        # The overview goes out once a second; the batch that claims it builds it too.
+        overview_tickers = selectors.active_tickers() if claim_overview() else None
+        speculation.start(batch_micros, [ts_text[ts] for ts in batch.ts], overview_tickers)
         one_tick_per_symbol = len(set(batch.symbols)) == len(batch)
         cursor.execute(_STORE_TICKS_AND_BARS[one_tick_per_symbol], {"interval": BAR_INTERVAL_1M})
         rows = cursor.fetchall()
@@ -451,7 +460,9 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
             result.rebuilt = state_store.prepare(starts, cursor)
             thresholds = {symbol: start.threshold for symbol, start in starts.items()}
             tick_text = [ts_text[ts] for ts in tick_ts]
-            outputs = _outputs(symbols, micros, tick_text, prices, sizes, thresholds)
+            outputs = _outputs(
+                symbols, micros, tick_text, prices, sizes, thresholds, overview_tickers
+            )
         values = outputs.values
         watch.lap("indicators")
 
@@ -490,7 +501,6 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
         [
             *outputs.redis,
             [b"HKEYS", keys.WATCHED_SYMBOLS.encode()],
-            overview_claim(),
             *alerts.after_commit,
         ],
     )
@@ -501,7 +511,7 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
     publish_batch(
         result.messages,
         watched=watched,
-        overview_from=outputs.states if replies[3] is not None else None,
+        overview=outputs.overview,
         alerts=alerts.events,
         market_message=outputs.market_message,
     )

@@ -42,14 +42,16 @@ def active_tickers() -> list[str]:
     return list(Symbol.objects.filter(active=True).values_list("ticker", flat=True))
 
 
-def market_overview(known: dict[str, dict] | None = None) -> dict:
+def market_overview(known: dict[str, dict] | None = None, tickers: list[str] | None = None) -> dict:
     """The overview of every active symbol (REST, WebSocket, the pipeline's broadcast).
 
     `known`: hot states the caller holds already (the batch the pipeline just wrote); only
-    the other active symbols are read from Redis.
+    the other active symbols are read from Redis. `tickers`: the active symbols, if the
+    caller read them already.
     """
     known = known or {}
-    tickers = active_tickers()
+    if tickers is None:
+        tickers = active_tickers()
     states = hot_states([t for t in tickers if t not in known])
     states.update((t, known[t]) for t in tickers if t in known)
     return messages.overview(states, now=datetime.now(UTC))

@@ -21,10 +21,18 @@ ALERTS_EVENT = "alerts.fired"  # handler name on consumers: alerts_fired
 OVERVIEW_EVERY_MS = 1000
 
 
-def overview_claim() -> list[bytes]:
-    """A Redis command that succeeds for one batch a second across every worker: that
-    batch also publishes the overview (one build a second, however many shards run)."""
-    return [b"SET", keys.OVERVIEW_DUE.encode(), b"1", b"NX", b"PX", b"%d" % OVERVIEW_EVERY_MS]
+def claim_overview() -> bool:
+    """True for one batch a second across every worker: that batch also publishes the
+    overview (one build a second, however many shards run)."""
+    return bool(redis_client().set(keys.OVERVIEW_DUE, b"1", nx=True, px=OVERVIEW_EVERY_MS))
+
+
+def overview_of(known: dict[str, dict], tickers: list[str]) -> dict:
+    """The market group's overview message: the active `tickers`, from the hot states the
+    batch holds (`known`, by symbol) and Redis for the rest; serialized when the layer can,
+    and callable from any thread (the pipeline builds it while PostgreSQL stores a batch)."""
+    body = shapes.overview_message(selectors.market_overview(known=known, tickers=tickers))
+    return _prepared({"type": MARKET_OVERVIEW_EVENT, "overview": body})
 
 
 def watch_symbol(symbol: str, delta: int) -> None:
@@ -38,7 +46,10 @@ def watch_symbol(symbol: str, delta: int) -> None:
 def market_batch(messages: list[dict]) -> dict:
     """The market group's message for a batch's tick messages, serialized already when the
     layer can (see `FanOutChannelLayer.prepare`): callable from any thread."""
-    message = {"type": MARKET_BATCH_EVENT, "messages": messages}
+    return _prepared({"type": MARKET_BATCH_EVENT, "messages": messages})
+
+
+def _prepared(message: dict) -> dict:
     prepare = getattr(get_channel_layer(), "prepare", None)
     return prepare(message) if prepare else message
 
@@ -47,7 +58,7 @@ def publish_batch(
     messages: list[dict],
     *,
     watched: set[str],
-    overview_from: dict[str, dict] | None = None,
+    overview: dict | None = None,
     alerts: list[dict] = (),
     market_message: dict | None = None,
 ) -> None:
@@ -55,19 +66,15 @@ def publish_batch(
 
     One message per batch (not per tick) keeps the cost per batch flat in the number of
     /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
-    of 5,000 symbols does not cost 5,000 sends. With `overview_from` (the hot states the
-    batch just wrote, by symbol), the market overview goes to the market group too; only
-    active symbols the batch did not hold are read back from Redis. `alerts` (fired
-    events as `messages.alert_event` shapes them, each with its `owner`) go to their
-    owners' groups. `market_message`: `market_batch(messages)`, if the caller built it.
+    of 5,000 symbols does not cost 5,000 sends. `overview` (`overview_of`) goes to the
+    market group after the batch. `alerts` (fired events as `messages.alert_event` shapes
+    them, each with its `owner`) go to their owners' groups. `market_message`:
+    `market_batch(messages)`, if the caller built it.
     """
-    body = None
-    if overview_from is not None:
-        body = shapes.overview_message(selectors.market_overview(known=overview_from))
     if messages and market_message is None:
         market_message = market_batch(messages)
-    if messages or body or alerts:
-        _loop.run(_send(messages, watched, body, alerts, market_message))
+    if messages or overview or alerts:
+        _loop.run(_send(messages, watched, overview, alerts, market_message))
 
 
 def publish_alerts(events: list[dict]) -> None:
@@ -125,10 +132,8 @@ async def _send(
     ]
     if market_message is not None:
         sends.append(layer.group_send(MARKET_GROUP, market_message))
-    if overview:
-        sends.append(
-            layer.group_send(MARKET_GROUP, {"type": MARKET_OVERVIEW_EVENT, "overview": overview})
-        )
+    if overview is not None:
+        sends.append(layer.group_send(MARKET_GROUP, overview))
     by_owner: dict[int, list[dict]] = defaultdict(list)
     for event in alerts:
         body = {k: v for k, v in event.items() if k != "owner"}
