@@ -255,7 +255,7 @@ class _Outputs:
     redis: list[Packed]  # the states any worker continues from, and the hot states
     market_message: dict  # for the market group, serialized
     overview: dict | None  # the market overview message, if this batch carries it
-    ms: float = 0.0
+    ms: float  # time spent building these
 
 
 def _outputs(
