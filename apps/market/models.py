@@ -99,6 +99,15 @@ class Bar(models.Model):
     close = models.FloatField()
     volume = models.BigIntegerField()
     trades = models.IntegerField()
+    last_tick_at = models.DateTimeField(
+        null=True,
+        editable=False,
+        help_text=(
+            "Time of the newest tick in the bar, kept by the pipeline on 1-minute bars (null"
+            " where unknown: backfilled and derived bars). It tells the pipeline which tick"
+            " a symbol's indicator state must have seen last without a search of the ticks."
+        ),
+    )
 
     class Meta:
         ordering = ["symbol", "interval", "ts"]

@@ -330,3 +330,44 @@ def test_a_threshold_edited_between_batches_applies_to_the_next_tick(market):
     for snapshot in after:
         assert snapshot.anomaly == (abs(snapshot.zscore_20) > 0.01)
     assert any(s.anomaly for s in after)
+
+
+# The last tick stored before a symbol's new one is read from the 1-minute bars (their
+# newest tick); it must be right across minute rollovers, gaps and late ticks, or a state
+# that missed a tick would be taken for current.
+
+
+def test_states_continue_across_minute_rollovers_and_gaps(market, redis_client):
+    prices = series()
+    # Half-second ticks through two rollovers, then gaps: a whole minute without ticks and
+    # one of several minutes.
+    offsets = [55 + 0.5 * i for i in range(20)] + [125 + 0.5 * i for i in range(20)]
+    offsets += [200 + 0.5 * i for i in range(20)] + [500 + 0.5 * i for i in range(20)]
+    results = []
+    for i, offset in enumerate(offsets):
+        ts = T0 + timedelta(seconds=offset)
+        results.append(
+            ingest(TickBatch.from_rows([(t, ts, float(prices[t][i]), 100) for t in TICKERS]))
+        )
+    assert results[0].rebuilt == TICKERS  # a fresh start: nothing to continue from
+    for result in results[1:]:
+        assert result.rebuilt == []
+        assert result.overlapped_ms > 0  # the state the helper thread bet on was the right one
+    for ticker in TICKERS:
+        assert_snapshots_match_talib(ticker)
+
+
+def test_a_late_tick_is_computed_from_the_ticks_before_it(market, redis_client):
+    prices = series()
+    for i in range(40):
+        ingest(batch_at(i, prices))
+    late_ts = T0 + timedelta(seconds=0.5 * 38 + 0.25)  # between the last two stored ticks
+    result = ingest(TickBatch.from_rows([("MSFT", late_ts, 101.0, 1)]))
+    assert result.rebuilt == ["MSFT"]
+    stored = list(
+        Tick.objects.filter(symbol_id="MSFT", ts__lte=late_ts).order_by("ts").values_list("price")
+    )
+    expected = talib_reference(np.array([p for (p,) in stored]))
+    late = IndicatorSnapshot.objects.get(symbol_id="MSFT", ts=late_ts)
+    for field, values in expected.items():
+        assert getattr(late, field) == pytest.approx(values[-1], rel=1e-9), field
