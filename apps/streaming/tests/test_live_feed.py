@@ -326,6 +326,8 @@ def test_a_client_that_sends_but_never_reads_cannot_grow_server_memory(
 ):
     base = processes.daphne()
     server = psutil.Process(processes.procs["web"].pid)
+    with open_socket(base, "/ws/stocks/MSFT") as warm_up:  # what the first socket loads
+        assert receive(warm_up)["type"] == "snapshot"
     baseline = server.memory_info().rss
     sent = 0
     with slow_socket(base, "/ws/stocks/AAPL") as ws:
