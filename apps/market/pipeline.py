@@ -29,13 +29,13 @@ from apps.alerts.evaluation import evaluate as evaluate_alerts
 from apps.indicators.engine import FIELDS, PRICE_MAX
 from apps.indicators.state import BatchStart
 from apps.indicators.state import store as state_store
-from apps.market import keys, selectors
+from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.market.models import TICKER_PATTERN
 from apps.ops.pgcopy import binary_copy
 from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
 from apps.streaming import messages
-from apps.streaming.publisher import claim_overview, market_batch, overview_of, publish_batch
+from apps.streaming.publisher import market_batch, publish_batch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -100,6 +100,7 @@ class IngestResult:
     received: int
     stored: int = 0
     messages: list[dict] = field(default_factory=list)  # tick messages, as published
+    states: dict[str, dict] = field(default_factory=dict)  # hot states written, by symbol
     rebuilt: list[str] = field(default_factory=list)  # symbols whose state was rebuilt
     alerts: int = 0  # alert events fired
     overlapped_ms: float = 0.0  # indicator work done on the helper thread during `store`
@@ -308,7 +309,6 @@ class _Outputs:
     states: dict[str, dict]  # hot state by symbol
     redis: list[Packed]  # the states any worker continues from, and the hot states
     market_message: dict  # for the market group, serialized
-    overview: dict | None  # the market overview message, if this batch carries it
     ms: float  # time spent building these
 
 
@@ -319,10 +319,8 @@ def _outputs(
     prices: np.ndarray,
     sizes: list[int],
     thresholds: Mapping[str, float],
-    overview_tickers: list[str] | None,
 ) -> _Outputs:
-    """Advance the indicators over the new ticks and build everything written from them
-    (and the market overview, from the active `overview_tickers`, if the batch carries it)."""
+    """Advance the indicators over the new ticks and build everything written from them."""
     began = time.perf_counter()
     values = state_store.apply(symbols, micros, prices, sizes)
     snapshots = binary_copy(
@@ -360,7 +358,6 @@ def _outputs(
         states,
         [pack(exported), pack(hot)],
         market_batch(ticks),
-        None if overview_tickers is None else overview_of(states, overview_tickers),
         (time.perf_counter() - began) * 1e3,
     )
 
@@ -385,23 +382,20 @@ class _Speculation:
         self.batch = batch
         self.future: futures.Future | None = None
 
-    def start(
-        self, micros: list[int], tick_text: list[str], overview_tickers: list[str] | None
-    ) -> None:
+    def start(self, micros: list[int], tick_text: list[str]) -> None:
         """Bet (just before the store statement: a helper thread holding the GIL while the
         main thread still has round trips to make slows both)."""
-        self.future = self._executor().submit(self._run, micros, tick_text, overview_tickers)
+        self.future = self._executor().submit(self._run, micros, tick_text)
 
-    def _run(self, micros: list[int], tick_text: list[str], overview_tickers: list[str] | None):
+    def _run(self, micros: list[int], tick_text: list[str]):
         batch = self.batch
         basis = state_store.basis(list(dict.fromkeys(batch.symbols)))
         if basis is None:
             return None
         thresholds = {symbol: threshold for symbol, (_, threshold) in basis.items()}
         outputs = _outputs(
-            batch.symbols, micros, tick_text, batch.prices, batch.sizes.tolist(), thresholds,
-            overview_tickers,
-        )  # fmt: skip
+            batch.symbols, micros, tick_text, batch.prices, batch.sizes.tolist(), thresholds
+        )
         return basis, outputs
 
     @classmethod
@@ -481,9 +475,7 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
         unknown = cursor.fetchone()[0]
         if unknown:
             raise BatchError(f"unknown symbols: {', '.join(sorted(unknown))}")
-        # The overview goes out once a second; the batch that claims it builds it too.
-        overview_tickers = selectors.active_tickers() if claim_overview() else None
-        speculation.start(batch_micros, [ts_text[ts] for ts in batch.ts], overview_tickers)
+        speculation.start(batch_micros, [ts_text[ts] for ts in batch.ts])
         one_tick_per_symbol = len(set(batch.symbols)) == len(batch)
         params = {"interval": BAR_INTERVAL_1M}
         try:
@@ -519,9 +511,7 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
             result.rebuilt = state_store.prepare(starts, cursor)
             thresholds = {symbol: start.threshold for symbol, start in starts.items()}
             tick_text = [ts_text[ts] for ts in tick_ts]
-            outputs = _outputs(
-                symbols, micros, tick_text, prices, sizes, thresholds, overview_tickers
-            )
+            outputs = _outputs(symbols, micros, tick_text, prices, sizes, thresholds)
         values = outputs.values
         watch.lap("indicators")
 
@@ -553,6 +543,7 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
     watch.lap("commit")
     result.stored = len(rows)
     result.messages = outputs.messages
+    result.states = outputs.states
 
     # 6. Hot state and the states any worker continues from, in one round trip.
     replies = execute_packed(
@@ -566,11 +557,11 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
     watched = {w.decode() for w in replies[2]}
     watch.lap("hot_state")
 
-    # 7. Fan-out to the channel groups (and the market overview, once a second).
+    # 7. Fan-out to the channel groups. (The market overview, once a second, is the
+    # caller's next step: `publisher.publish_overview_if_due(result.states)`.)
     publish_batch(
         result.messages,
         watched=watched,
-        overview=outputs.overview,
         alerts=alerts.events,
         market_message=outputs.market_message,
     )

@@ -17,6 +17,7 @@ from apps.market import keys, pipeline, selectors, simulator, timescale
 from apps.market.constants import DEFAULT_SYMBOLS
 from apps.market.models import Bar, Symbol, Tick
 from apps.ops.redis_client import redis_client
+from apps.streaming.publisher import publish_overview_if_due
 
 logger = logging.getLogger(__name__)
 
@@ -159,14 +160,21 @@ def market_tick(*, shard: int, shards: int, scheduled_at: datetime) -> TickRun:
         for ticker, price in zip(batch.symbols, batch.prices.tolist(), strict=True):
             _last_seen[ticker] = (scheduled_at, price)
         run.received, run.stored = result.received, result.stored
-        _record_batch_stats(run, result, total_ms=(time.time() - started) * 1000.0)
+        total_ms = (time.time() - started) * 1000.0
+        overview_began, overview_ms = time.perf_counter(), None
+        if publish_overview_if_due(result.states):
+            overview_ms = (time.perf_counter() - overview_began) * 1000.0
+        _record_batch_stats(run, result, total_ms=total_ms, overview_ms=overview_ms)
         return run
     finally:
         client.eval(_RELEASE_LOCK, 1, lock, token)
 
 
-def _record_batch_stats(run: TickRun, result: pipeline.IngestResult, *, total_ms: float) -> None:
-    """Keep the newest batch timings in Redis, for the metrics endpoint."""
+def _record_batch_stats(
+    run: TickRun, result: pipeline.IngestResult, *, total_ms: float, overview_ms: float | None
+) -> None:
+    """Keep the newest batch timings in Redis, for the metrics endpoint (`overview_ms`:
+    the market overview published after the batch, if this run sent it)."""
     entry = json.dumps(
         {
             "shard": run.shard,
@@ -177,6 +185,7 @@ def _record_batch_stats(run: TickRun, result: pipeline.IngestResult, *, total_ms
             "stored": run.stored,
             "stage_ms": {k: round(v, 3) for k, v in result.stage_ms.items()},
             "overlapped_ms": round(result.overlapped_ms, 3),
+            "overview_ms": None if overview_ms is None else round(overview_ms, 3),
         }
     )
     pipe = redis_client().pipeline(transaction=False)

@@ -21,18 +21,19 @@ ALERTS_EVENT = "alerts.fired"  # handler name on consumers: alerts_fired
 OVERVIEW_EVERY_MS = 1000
 
 
-def claim_overview() -> bool:
-    """True for one batch a second across every worker: that batch also publishes the
-    overview (one build a second, however many shards run)."""
-    return bool(redis_client().set(keys.OVERVIEW_DUE, b"1", nx=True, px=OVERVIEW_EVERY_MS))
+def publish_overview_if_due(known: dict[str, dict]) -> bool:
+    """The market overview to the market group, if no worker has sent one this second.
 
-
-def overview_of(known: dict[str, dict], tickers: list[str]) -> dict:
-    """The market group's overview message: the active `tickers`, from the hot states the
-    batch holds (`known`, by symbol) and Redis for the rest; serialized when the layer can,
-    and callable from any thread (the pipeline builds it while PostgreSQL stores a batch)."""
-    body = shapes.overview_message(selectors.market_overview(known=known, tickers=tickers))
-    return _prepared({"type": MARKET_OVERVIEW_EVENT, "overview": body})
+    Called after a batch (`pipeline.ingest`) with the hot states it wrote (`known`, by
+    symbol); the other active symbols' come from Redis. One build a second, however many
+    shards run, and after the batch's ticks are out, so it adds nothing to their latency.
+    """
+    if not redis_client().set(keys.OVERVIEW_DUE, b"1", nx=True, px=OVERVIEW_EVERY_MS):
+        return False
+    body = shapes.overview_message(selectors.market_overview(known=known))
+    overview = _prepared({"type": MARKET_OVERVIEW_EVENT, "overview": body})
+    _loop.run(_send([], set(), overview, [], None))
+    return True
 
 
 def watch_symbol(symbol: str, delta: int) -> None:
@@ -58,7 +59,6 @@ def publish_batch(
     messages: list[dict],
     *,
     watched: set[str],
-    overview: dict | None = None,
     alerts: list[dict] = (),
     market_message: dict | None = None,
 ) -> None:
@@ -66,15 +66,14 @@ def publish_batch(
 
     One message per batch (not per tick) keeps the cost per batch flat in the number of
     /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
-    of 5,000 symbols does not cost 5,000 sends. `overview` (`overview_of`) goes to the
-    market group after the batch. `alerts` (fired events as `messages.alert_event` shapes
-    them, each with its `owner`) go to their owners' groups. `market_message`:
-    `market_batch(messages)`, if the caller built it.
+    of 5,000 symbols does not cost 5,000 sends. `alerts` (fired events as
+    `messages.alert_event` shapes them, each with its `owner`) go to their owners' groups.
+    `market_message`: `market_batch(messages)`, if the caller built it.
     """
     if messages and market_message is None:
         market_message = market_batch(messages)
-    if messages or overview or alerts:
-        _loop.run(_send(messages, watched, overview, alerts, market_message))
+    if messages or alerts:
+        _loop.run(_send(messages, watched, None, alerts, market_message))
 
 
 def publish_alerts(events: list[dict]) -> None:

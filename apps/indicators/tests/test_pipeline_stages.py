@@ -18,7 +18,7 @@ from apps.market import keys
 from apps.market.models import Bar, Tick
 from apps.market.pipeline import TickBatch, epoch_micros, ingest
 from apps.streaming.groups import MARKET_GROUP, ticks_group
-from apps.streaming.publisher import watch_symbol
+from apps.streaming.publisher import publish_overview_if_due, watch_symbol
 
 pytestmark = pytest.mark.django_db
 
@@ -229,11 +229,9 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
         )
 
     market_events, aapl, tsla = async_to_sync(listen_while_ingesting)()
-    batches = [e for e in market_events if e["type"] == "market.batch"]
+    assert [e["type"] for e in market_events] == ["market.batch", "market.batch"]
+    batches = market_events
     assert [len(b["messages"]) for b in batches] == [5, 5]
-    overviews = [e for e in market_events if e["type"] == "market.overview"]
-    assert len(overviews) == 1  # at most one a second, whatever the number of batches
-    assert sorted(r["symbol"] for r in overviews[0]["overview"]["symbols"]) == TICKERS
     tick = next(m for m in batches[1]["messages"] if m["symbol"] == "GOOGL")
     assert tick == {
         "type": "tick",
@@ -254,9 +252,35 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
     assert tsla == []
 
 
+def ingest_and_overview(batch: TickBatch) -> bool:
+    """A batch as the tick task runs it: the batch, then the overview if one is due."""
+    return publish_overview_if_due(ingest(batch).states)
+
+
+def test_the_overview_goes_out_at_most_once_a_second_after_the_batch(market, redis_client):
+    prices = series()
+
+    async def listen_while_ingesting() -> tuple[list[bool], list[dict]]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(MARKET_GROUP, channel)
+        sent = [await sync_to_async(ingest_and_overview)(batch_at(i, prices)) for i in range(3)]
+        return sent, await _drain(layer, channel, 1.0)
+
+    sent, events = async_to_sync(listen_while_ingesting)()
+    assert sent == [True, False, False]  # three batches within a second: one overview
+    assert [e["type"] for e in events] == [
+        "market.batch", "market.overview", "market.batch", "market.batch"
+    ]  # fmt: skip
+    overview = events[1]["overview"]
+    assert {row["symbol"]: row["price"] for row in overview["symbols"]} == {
+        t: prices[t][0] for t in TICKERS
+    }
+
+
 def test_the_overview_of_a_partial_batch_covers_every_active_symbol(market, redis_client):
     # A shard's batch holds some symbols; the overview still shows the whole market.
-    ingest(TickBatch.from_rows([("MSFT", T0, 400.0, 10), ("TSLA", T0, 250.0, 10)]))
+    ingest_and_overview(TickBatch.from_rows([("MSFT", T0, 400.0, 10), ("TSLA", T0, 250.0, 10)]))
     redis_client.delete(keys.OVERVIEW_DUE)
 
     async def overview_of_next_batch() -> dict:
@@ -264,7 +288,8 @@ def test_the_overview_of_a_partial_batch_covers_every_active_symbol(market, redi
         channel = await layer.new_channel()
         await layer.group_add(MARKET_GROUP, channel)
         later = T0 + timedelta(seconds=0.5)
-        await sync_to_async(ingest)(TickBatch.from_rows([("AAPL", later, 190.0, 5)]))
+        batch = TickBatch.from_rows([("AAPL", later, 190.0, 5)])
+        await sync_to_async(ingest_and_overview)(batch)
         events = await _drain(layer, channel, 1.0)
         return next(e["overview"] for e in events if e["type"] == "market.overview")
 

@@ -110,3 +110,5 @@ def test_batch_timings_are_kept_for_the_metrics(market, redis_client, reset_simu
     entries = [json.loads(e) for e in redis_client.lrange(keys.BATCH_STATS, 0, -1)]
     assert [e["stored"] for e in entries] == [5, 5]
     assert all("store" in e["stage_ms"] and "lag_ms" in e for e in entries)
+    first_run = entries[-1]  # newest first; the first run of a second sends the overview
+    assert first_run["overview_ms"] > 0

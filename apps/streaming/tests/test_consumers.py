@@ -28,6 +28,7 @@ from apps.market import keys
 from apps.market.models import Symbol
 from apps.market.pipeline import TickBatch, ingest
 from apps.ops.redis_client import redis_client as app_redis
+from apps.streaming.publisher import publish_overview_if_due
 from marketflux_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,11 +75,14 @@ class Feed:
         return rows
 
     async def ingest_with_overview(self, symbols: list[str] | None = None, slots: int = 1):
-        """A batch that also publishes the overview: the pipeline sends one a second, so
-        the claim of the last second is released first. The overview goes out after the
+        """A batch and then the overview, as the tick task runs them: one goes out a second,
+        so the claim of the last second is released first. The overview goes out after the
         batch's ticks, so once a socket has it, it has had everything of the batch."""
         await sync_to_async(app_redis().delete)(keys.OVERVIEW_DUE)
-        return await self.ingest(symbols, slots)
+        rows = self.rows(symbols or self.tickers, slots)
+        result = await sync_to_async(ingest)(TickBatch.from_rows(rows))
+        await sync_to_async(publish_overview_if_due)(result.states)
+        return rows
 
 
 @pytest.fixture
@@ -327,7 +331,7 @@ async def test_the_market_path_takes_a_trailing_slash(feed):
 
 async def test_the_overview_the_pipeline_publishes_reaches_market_sockets(feed):
     socket = await opened_market()
-    rows = await feed.ingest()  # the first batch of a second publishes the overview
+    rows = await feed.ingest_with_overview()
     _, received = await read_until(socket, has("overview"))
     answer = await rest("/api/v1/market/overview")
     await socket.disconnect()
