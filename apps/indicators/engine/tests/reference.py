@@ -20,6 +20,7 @@ from apps.indicators.engine import FIELDS, ZERO_STD_REL, IndicatorEngine
 
 TOL = 1e-9
 WINDOW_FIELDS = ("sma_20", "zscore_20", "bb_upper", "bb_middle", "bb_lower")
+BANDS = ("bb_upper", "bb_lower")
 
 
 def talib_reference(x: np.ndarray, threshold: float = 3.0) -> dict[str, np.ndarray]:
@@ -63,7 +64,16 @@ def exact_window(x: Sequence[float], threshold: float = 3.0) -> dict[str, np.nda
     scale = max(q for _, q in ratios)  # a power of two
     ints = [p * (scale // q) for p, q in ratios]
     n = len(ints)
-    names = ("sma_20", "std", "zscore_20", "bb_upper", "bb_middle", "bb_lower", "ratio")
+    names = (
+        "sma_20",
+        "std",
+        "zscore_20",
+        "bb_upper",
+        "bb_middle",
+        "bb_lower",
+        "ratio",
+        "band_scale",
+    )
     out = {name: np.full(n, np.nan) for name in names}
     anomaly = np.zeros(n, dtype=bool)
     total = sum(ints[:19])
@@ -78,6 +88,7 @@ def exact_window(x: Sequence[float], threshold: float = 3.0) -> dict[str, np.nda
         out["std"][i] = std
         out["bb_upper"][i] = sma + 2 * std
         out["bb_lower"][i] = sma - 2 * std
+        out["band_scale"][i] = abs(sma) + 2 * std
         out["ratio"][i] = std / abs(sma)
         if std > ZERO_STD_REL * abs(sma):
             num = 20 * ints[i] - total  # (20 * scale) * (x - mean)
@@ -111,9 +122,15 @@ def run_single(prices: Sequence[float], threshold: float = 3.0) -> dict[str, np.
     return {f: v[:, 0] for f, v in res.items()}
 
 
-def mismatch(ours: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> str | None:
+def mismatch(
+    ours: np.ndarray,
+    ref: np.ndarray,
+    mask: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+) -> str | None:
     """None if `ours` equals `ref` where `mask` (default everywhere): same null positions and
-    |ours - ref| <= TOL * max(1, |ref|). Otherwise a description of the first difference."""
+    |ours - ref| <= TOL * max(1, |ref|, `scale`). Otherwise a description of the first
+    difference."""
     ours = np.asarray(ours)
     ref = np.asarray(ref)
     if mask is None:
@@ -123,13 +140,30 @@ def mismatch(ours: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) 
     else:
         nan_o, nan_r = np.isnan(ours), np.isnan(ref)
         with np.errstate(invalid="ignore"):
-            err = np.abs(ours - ref) - TOL * np.maximum(1.0, np.abs(ref))
+            allowed = np.maximum(1.0, np.abs(ref))
+            if scale is not None:
+                allowed = np.fmax(allowed, scale)
+            err = np.abs(ours - ref) - TOL * allowed
         bad = mask & ((nan_o != nan_r) | (~nan_o & ~nan_r & (err > 0)))
     if not bad.any():
         return None
     i = np.flatnonzero(bad.ravel())[0]
     idx = np.unravel_index(i, ours.shape)
     return f"{int(bad.sum())} mismatches, first at {idx}: ours={ours[idx]!r} ref={ref[idx]!r}"
+
+
+def exact_mismatch(
+    ours: np.ndarray, exact: dict[str, np.ndarray], field: str, mask: np.ndarray | None = None
+) -> str | None:
+    """`mismatch` against `exact_window`'s `field`, a Bollinger band held to 1e-9 of what it
+    is made of (|sma| + 2 stddev), every other field to 1e-9 of its own value.
+
+    A band is a subtraction: where it nears zero (a stddev half the mean), it keeps fewer
+    correct digits than 1e-9 of its own value in any double-precision computation, the exact
+    reference's own final rounding of sma - 2 * std included. Its parts are held to 1e-9.
+    """
+    scale = exact["band_scale"] if field in BANDS else None
+    return mismatch(ours, exact[field], mask, scale)
 
 
 def talib_reliable(x: np.ndarray, ref: dict[str, np.ndarray], exact: dict[str, np.ndarray]):
