@@ -39,7 +39,7 @@ def market(db) -> list:
 @pytest.fixture
 def reset_simulator_cache() -> Iterator[None]:
     """Forget the prices this process remembers, as a restarted worker would."""
-    from apps.market import services
+    from apps.ingest import services
 
     services._last_seen.clear()
     yield

@@ -40,8 +40,8 @@ HISTORY_BATCHES = 50  # 25 minutes at one batch every 30 s
 def _batches(symbols: list[str], start: datetime, history: int, measured: int):
     import numpy as np
 
+    from apps.ingest.pipeline import TickBatch
     from apps.market import simulator
-    from apps.market.pipeline import TickBatch
 
     params = [simulator.SimulatorParams(s, 0.05, 0.6, 12.0) for s in symbols]
     prices = np.full(len(symbols), 100.0)
@@ -95,8 +95,8 @@ def run(label: str, prefix: str, *, with_rules: bool, measured: int) -> dict:
     from django.contrib.auth import get_user_model
 
     from apps.alerts.evaluation import new_rules_version
+    from apps.ingest.pipeline import ingest
     from apps.market import keys
-    from apps.market.pipeline import ingest
     from apps.market.services import symbols_seed
     from apps.ops.redis_client import redis_client
 

@@ -40,8 +40,8 @@ def _symbols(n: int) -> list[str]:
 def _batches(symbols: list[str], count: int, start: datetime):
     import numpy as np
 
+    from apps.ingest.pipeline import TickBatch
     from apps.market import simulator
-    from apps.market.pipeline import TickBatch
 
     params = [simulator.SimulatorParams(s, 0.05, 0.3, 12.0) for s in symbols]
     prices = np.full(len(symbols), 100.0)
@@ -115,9 +115,9 @@ def run_pipeline(n_symbols: int, n_batches: int, warmup: int, pace: float | None
     rate a deployment runs: TICK_INTERVAL is 0.5 s)."""
     from django.db import connection
 
-    from apps.market.pipeline import ingest
+    from apps.ingest.pipeline import ingest
+    from apps.ingest.services import publish_overview_if_due
     from apps.market.services import symbols_seed
-    from apps.streaming.publisher import publish_overview_if_due
     from marketflux_site.celery import freeze_startup_objects
 
     with connection.cursor() as cursor:  # every run starts from empty tables, as they grow

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.market",
     "apps.indicators",
     "apps.alerts",
+    "apps.ingest",
     "apps.streaming",
     "apps.api",
     "apps.dashboard",
@@ -86,7 +87,7 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL only (DESIGN.md §1): COPY, date_bin, ON CONFLICT and TimescaleDB need it.
+# PostgreSQL only (docs/architecture.md#stack): COPY, date_bin, ON CONFLICT and TimescaleDB need it.
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketflux")
 # Each process keeps a pool of connections (psycopg_pool). Under ASGI every request runs in
 # a thread of its own, so per-thread persistent connections (CONN_MAX_AGE) would open one

@@ -8,11 +8,14 @@ by themselves, the actions log each rule they changed).
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from apps.alerts import conditions, services
 from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
+from apps.market.admin import SymbolAdmin
+from apps.market.models import Symbol
 
 SOURCE = "admin"
 
@@ -165,3 +168,76 @@ class AlertRuleAuditAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: AlertRuleAudit | None = None
     ) -> bool:
         return False
+
+
+class AlertRuleInline(admin.TabularInline):
+    """The symbol's alert rules (rules for every symbol are on the rules page)."""
+
+    model = AlertRule
+    extra = 0
+    fields = [
+        "owner", "condition", "threshold", "window_seconds", "frequency", "cooldown_seconds",
+        "expires_at", "active", "last_fired_at",
+    ]  # fmt: skip
+    readonly_fields = ["last_fired_at"]
+    autocomplete_fields = ["owner"]
+    show_change_link = True
+    ordering = ["-created_at", "-id"]
+
+
+# The symbol's page lists its rules. The market app knows nothing of alerts (it sits below
+# them), so this app extends its Symbol admin instead (market's admin registers first:
+# INSTALLED_APPS lists market before alerts).
+admin.site.unregister(Symbol)
+
+
+@admin.register(Symbol)
+class SymbolWithRulesAdmin(SymbolAdmin):
+    inlines = [*SymbolAdmin.inlines, AlertRuleInline]
+    list_display = [*SymbolAdmin.list_display[:-1], "active_rules", SymbolAdmin.list_display[-1]]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Symbol]:
+        # One COUNT per page in the same query, not one per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(active_rule_count=Count("alert_rules", filter=Q(alert_rules__active=True)))
+        )
+
+    @admin.display(description="active rules", ordering="active_rule_count")
+    def active_rules(self, symbol: Symbol) -> int:
+        return symbol.active_rule_count
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        """Rules edited in the inline are saved and deleted through the alerts services
+        (audited); each also gets its own admin log entry, on the rule's history."""
+        if formset.model is not AlertRule:
+            super().save_formset(request, form, formset, change)
+            return
+        rules = formset.save(commit=False)
+        self._delete_rules(request, formset.deleted_objects)
+        for rule in rules:
+            adding = rule._state.adding
+            services.rule_save(rule, actor=request.user, source=SOURCE)
+            if adding:
+                self.log_addition(request, rule, [{"added": {}}])
+        for rule, fields in formset.changed_objects:
+            self.log_change(request, rule, [{"changed": {"fields": fields}}])
+
+    def delete_model(self, request: HttpRequest, obj: Symbol) -> None:
+        with transaction.atomic():
+            self._delete_rules(request, AlertRule.objects.filter(symbol=obj))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
+        with transaction.atomic():
+            self._delete_rules(request, AlertRule.objects.filter(symbol__in=queryset))
+            super().delete_queryset(request, queryset)
+
+    def _delete_rules(self, request: HttpRequest, rules) -> None:
+        """Delete rules audited and logged (a symbol's rules would otherwise go with it,
+        by cascade, unrecorded)."""
+        rules = list(rules)
+        self.log_deletions(request, rules)
+        for rule in rules:
+            services.rule_delete(rule, actor=request.user, source=SOURCE)

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from apps.alerts.models import AlertEvent
 from apps.alerts.selectors import event_message
-from apps.streaming.publisher import publish_alerts
+from apps.ops import fanout
 
 
 def push_events(events: Iterable[AlertEvent]) -> None:
-    publish_alerts([{"owner": e.owner_id, **event_message(e)} for e in events])
+    fanout.publisher().publish_alerts([{"owner": e.owner_id, **event_message(e)} for e in events])

@@ -1,4 +1,4 @@
-"""Alert evaluation: stage 5 of `pipeline.ingest` (DESIGN.md §3).
+"""Alert evaluation: stage 5 of `pipeline.ingest` (docs/architecture.md#alert-evaluation).
 
 It runs inside the batch's transaction, after the ticks, bars and snapshots, and only over
 the rules of the symbols in the batch. Rules are held in memory, indexed by symbol, and
@@ -33,10 +33,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from apps.alerts import conditions as c
+from apps.alerts import messages
 from apps.market import keys
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.ops.redis_client import execute_packed
-from apps.streaming import messages
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = 60_000_000

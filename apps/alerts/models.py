@@ -1,4 +1,7 @@
-"""Alert rules, the events they fire, and the audit trail of rule changes (DESIGN.md §6)."""
+"""Alert rules, the events they fire, and the audit trail of rule changes.
+
+Their tables: docs/architecture.md#tables.
+"""
 
 from __future__ import annotations
 

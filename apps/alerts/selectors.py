@@ -6,8 +6,8 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from apps.alerts import messages
 from apps.alerts.models import AlertEvent, AlertRule
-from apps.streaming import messages
 
 
 def user_rules(owner) -> QuerySet[AlertRule]:

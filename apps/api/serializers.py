@@ -1,6 +1,6 @@
 """Query parameters and answer shapes of the API.
 
-Answers are built by `apps.streaming.messages`, the module the WebSocket feed uses too, so
+Answers are built by `apps.market.messages`, the module the WebSocket feed uses too, so
 a field has the same name and format on both doors; the answer serializers here describe
 those shapes for the OpenAPI schema (a test checks every answer against the schema).
 Query serializers validate parameters, so a bad one is a 400 naming it.

@@ -1,4 +1,5 @@
-"""The REST API (DESIGN.md §5): thin views over selectors, answers built by `messages`."""
+"""The REST API (docs/contracts.md#rest-api): thin views over selectors, answers built by
+`apps.market.messages`."""
 
 from __future__ import annotations
 
@@ -25,9 +26,8 @@ from apps.api import serializers as s
 from apps.api.filters import SymbolFilter
 from apps.api.permissions import MarketDataPermission
 from apps.indicators.selectors import recent_snapshots
-from apps.market import selectors
+from apps.market import messages, selectors
 from apps.market.models import TICKER_PATTERN, Symbol
-from apps.streaming import messages
 
 _TS = "2026-12-02T15:04:05.500000Z"
 _INDICATORS_EXAMPLE = {
@@ -216,7 +216,7 @@ class StockIndicators(MarketView):
         ],
     )
     def get(self, request: Request, symbol: str) -> Response:
-        """Every indicator of DESIGN.md §4 at the latest tick (null before warm-up)."""
+        """Every indicator (docs/contracts.md#indicators) at the latest tick, null if not warm."""
         ticker, hot = find_symbol(symbol)
         if hot is None:  # no tick yet: the threshold comes from the symbol itself
             threshold = Symbol.objects.get(ticker=ticker).anomaly_threshold

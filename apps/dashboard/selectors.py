@@ -1,9 +1,9 @@
 """What the dashboard pages show on first paint, read in as few round trips as possible.
 
 Latest values come from the Redis hot state the pipeline writes (`market.selectors`), shapes
-from `streaming.messages`, so a first paint shows exactly what the WebSocket feed then
-updates; history (candles, sparklines, anomaly times) comes from PostgreSQL in bounded
-range scans of their keys.
+from `market.messages` and the symbol feed's snapshot from `streaming.messages`, so a first
+paint shows exactly what the WebSocket feed then updates; history (candles, sparklines,
+anomaly times) comes from PostgreSQL in bounded range scans of their keys.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 
 from apps.indicators.models import IndicatorSnapshot
+from apps.market import messages
 from apps.market import selectors as market
 from apps.market.constants import BAR_INTERVALS
 from apps.market.models import TICKER_PATTERN, Symbol
-from apps.streaming import messages
+from apps.streaming.messages import snapshot
 
 CHART_INTERVALS = list(BAR_INTERVALS)  # 1m 5m 15m 1h 1d, as the bars endpoint accepts
 FIRST_PAINT_INTERVAL = "1m"
@@ -205,7 +206,7 @@ def symbol_page(ticker: str) -> dict | None:
         symbol=ticker, interval=FIRST_PAINT_INTERVAL, limit=FIRST_PAINT_CANDLES
     )
     since = candles[0].ts if candles else datetime.now(UTC) - timedelta(hours=1)
-    live = messages.snapshot(ticker, hot, [])
+    live = snapshot(ticker, hot, [])
     del live["history"]
     return {
         "symbol": row,

@@ -1,4 +1,4 @@
-"""Server-rendered pages: thin views over `apps.dashboard.selectors` (DESIGN.md §2)."""
+"""Server-rendered pages: thin views over `apps.dashboard.selectors` (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ from apps.market.models import series_symbol_field
 
 
 class IndicatorSnapshot(models.Model):
-    """The indicators of DESIGN.md §4 as they stood after a tick (null before warm-up)."""
+    """The indicators (docs/contracts.md#indicators) as they stood after a tick, null before
+    warm-up."""
 
     pk = models.CompositePrimaryKey("symbol", "ts")
     symbol = series_symbol_field()

@@ -1,9 +1,9 @@
 """Seed history: 1-minute bars from the market simulator, ending where live data begins.
 
 Benchmarks and the dashboard want a year of candles long before the live pipeline has
-produced one. `backfill` writes simulated 1-minute bars (DESIGN.md §6: the `Bar` table,
-interval '1m') for the days before a symbol's earliest stored tick or bar, so that the
-history joins the live data without a price gap:
+produced one. `backfill` writes simulated 1-minute bars (the `Bar` table, interval '1m';
+see docs/architecture.md#tables) for the days before a symbol's earliest stored tick or
+bar, so that the history joins the live data without a price gap:
 
 - Window. For each symbol, `end` is the start of the minute of its earliest 1-minute bar
   or tick (the current minute when it has none), and the backfill fills

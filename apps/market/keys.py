@@ -45,5 +45,6 @@ WATCHED_SYMBOLS = f"{PREFIX}:streaming:watched"
 ALERT_RULES_VERSION = f"{PREFIX}:alerts:rules_version"
 # Per symbol, what crossings compare with: the last evaluated tick's price, SMA and EMA.
 ALERT_PREVIOUS = f"{PREFIX}:alerts:previous"  # hash: symbol -> packed values
-# Per rule and symbol, the tick time the rule last fired (for cooldown and once per bar).
-ALERT_FIRED = f"{PREFIX}:alerts:fired"  # hash: "rule:symbol" -> epoch microseconds
+# Per symbol, when each of its rules last fired (for cooldown and once per bar): hash
+# symbol -> packed array of (rule id int64, tick time in epoch microseconds int64).
+ALERT_FIRED = f"{PREFIX}:alerts:fired"

@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 import orjson
 from django.db import connection
 
-from apps.market import keys, timescale
+from apps.market import keys, messages, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.market.models import Symbol, Tick
 from apps.market.rollup import floor_to
 from apps.ops.redis_client import redis_client
-from apps.streaming import messages
 
 
 def shard_of(ticker: str, shards: int) -> int:

@@ -1,4 +1,4 @@
-"""TimescaleDB as an upgrade, never a fork (DESIGN.md §6).
+"""TimescaleDB as an upgrade, never a fork (docs/operations.md#timescaledb).
 
 The same models and queries run on plain PostgreSQL; when the extension is available the
 migrations turn the time-series tables into hypertables with compression, retention and

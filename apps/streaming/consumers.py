@@ -1,4 +1,4 @@
-"""The WebSocket feed (DESIGN.md §5): thin consumers over selectors and `messages`.
+"""The WebSocket feed (docs/contracts.md#websocket): thin consumers over selectors and messages.
 
 `/ws/stocks/{symbol}` sends a snapshot, then one `tick` frame per tick of that symbol.
 `/ws/market` sends frames that are JSON arrays of messages: the ticks of the symbols a
@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.market import keys, selectors
+from apps.market.messages import history_tick, overview_message
 from apps.market.models import TICKER_PATTERN, Symbol
 from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
@@ -67,12 +68,12 @@ def _stock_snapshot(ticker: str) -> dict:
     hot = selectors.hot_states([ticker])[ticker]
     until = datetime.fromisoformat(hot["ts"]) if hot else None
     ticks = selectors.recent_ticks(ticker, SNAPSHOT_TICKS, until=until)
-    return messages.snapshot(ticker, hot, [messages.history_tick(*t) for t in ticks])
+    return messages.snapshot(ticker, hot, [history_tick(*t) for t in ticks])
 
 
 @database_sync_to_async
 def _overview() -> dict:
-    return messages.overview_message(selectors.market_overview())
+    return overview_message(selectors.market_overview())
 
 
 @database_sync_to_async

@@ -1,192 +1,12 @@
-"""The shapes of every message MarketFlux sends (DESIGN.md §5), built in one place.
-
-One module for every shape, so that REST answers built from them keep a field's name and
-format the same on both doors: timestamps are ISO 8601 UTC with a `Z`, numbers are
-full-precision JSON numbers, and a value not known yet (an indicator before warm-up) is null.
-"""
+"""The WebSocket envelopes (docs/contracts.md#websocket): the first message of a symbol
+feed, subscription acknowledgements and errors. The market shapes inside them come from
+`apps.market.messages`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
-import numpy as np
-
-from apps.indicators.engine import FIELDS
-
-INDICATOR_FIELDS = FIELDS  # DESIGN.md §4, defined by the engine
-
-
-def format_ts(ts: datetime) -> str:
-    """ISO 8601 in UTC with a Z (microseconds only when there are any)."""
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def tick_messages(
-    *,
-    symbols: list[str],
-    ts: list[str],
-    prices: np.ndarray,
-    sizes: list[int],
-    values: Mapping[str, np.ndarray],
-) -> list[dict]:
-    """`tick` messages for a batch, built column-wise (`ts` already formatted)."""
-    rows = zip(*(_json_column(values[f]) for f in INDICATOR_FIELDS), strict=True)
-    return [
-        {
-            "type": "tick",
-            "symbol": symbol,
-            "ts": stamp,
-            "price": price,
-            "size": size,
-            "indicators": dict(zip(INDICATOR_FIELDS, row, strict=False)),  # a row per field
-        }
-        for symbol, stamp, price, size, row in zip(
-            symbols, ts, prices.tolist(), sizes, rows, strict=True
-        )
-    ]
-
-
-def _json_column(column: np.ndarray) -> list:
-    """Python values for JSON, NaN (not warmed up yet) as None."""
-    if column.dtype.kind == "f":
-        missing = np.isnan(column)
-        if missing.any():
-            column = column.astype(object)
-            column[missing] = None
-    return column.tolist()
-
-
-def hot_state(
-    tick: Mapping, *, session_open: float, session_volume: int, anomaly_threshold: float
-) -> dict:
-    """What the pipeline keeps in Redis per symbol: the latest tick, its session, indicators.
-
-    Prices reaching here were validated finite and positive, so plain arithmetic is safe.
-    """
-    change = tick["price"] - session_open
-    return {
-        "symbol": tick["symbol"],
-        "ts": tick["ts"],
-        "price": tick["price"],
-        "size": tick["size"],
-        "session_open": session_open,
-        "change": change,
-        "change_pct": change / session_open * 100.0,
-        "volume": session_volume,
-        "anomaly_threshold": anomaly_threshold,
-        "indicators": tick["indicators"],
-    }
-
-
-# What REST and WebSocket answers are built from. `hot` is a hot state as above, or None
-# for a symbol that has no tick yet: its values are then null.
-
-_NO_INDICATORS = {**dict.fromkeys(INDICATOR_FIELDS), "anomaly": False}  # DESIGN.md §4
-
-
-def price(symbol: str, hot: Mapping | None) -> dict:
-    """The latest price and the session's change and volume (`/price`)."""
-    hot = hot or {}
-    return {
-        "symbol": symbol,
-        "price": hot.get("price"),
-        "ts": hot.get("ts"),
-        "change": hot.get("change"),
-        "change_pct": hot.get("change_pct"),
-        "volume": hot.get("volume"),
-    }
-
-
-def indicators(symbol: str, hot: Mapping | None, *, anomaly_threshold: float) -> dict:
-    """The latest tick's indicators, flat (`/indicators`)."""
-    hot = hot or {}
-    return {
-        "symbol": symbol,
-        "ts": hot.get("ts"),
-        "price": hot.get("price"),
-        "anomaly_threshold": anomaly_threshold,
-        **(hot.get("indicators") or _NO_INDICATORS),
-    }
-
-
-def stock(row: Mapping, hot: Mapping | None) -> dict:
-    """A symbol in the stock list: what it is and where its price stands."""
-    hot = hot or {}
-    return {
-        "symbol": row["ticker"],
-        "name": row["name"],
-        "exchange": row["exchange"],
-        "sector": row["sector"],
-        "active": row["active"],
-        "price": hot.get("price"),
-        "change": hot.get("change"),
-        "change_pct": hot.get("change_pct"),
-        "volume": hot.get("volume"),
-        "updated_at": hot.get("ts"),
-    }
-
-
-def history_tick(ts: datetime, price_: float, size: int) -> dict:
-    return {"ts": format_ts(ts), "price": price_, "size": size}
-
-
-def candle(ts: datetime, open_: float, high: float, low: float, close: float, volume: int,
-           trades: int) -> dict:  # fmt: skip
-    return {
-        "ts": format_ts(ts),
-        "open": open_,
-        "high": high,
-        "low": low,
-        "close": close,
-        "volume": volume,
-        "trades": trades,
-    }
-
-
-def indicator_snapshot(ts: datetime, price_: float, values: Mapping) -> dict:
-    """One stored snapshot (`/indicators/history`), flat like `/indicators`."""
-    return {"ts": format_ts(ts), "price": price_, **{f: values[f] for f in INDICATOR_FIELDS}}
-
-
-def series(symbol: str, results: list[dict]) -> dict:
-    """Every list of series answers this way, oldest first (DESIGN.md §5)."""
-    return {"symbol": symbol, "count": len(results), "results": results}
-
-
-OVERVIEW_TOP = 5
-
-
-def overview(states: Mapping[str, Mapping | None], *, now: datetime) -> dict:
-    """The whole market at a glance, from the hot state of every active symbol."""
-    rows = []
-    for symbol, hot in states.items():
-        hot = hot or {}
-        ind = hot.get("indicators") or _NO_INDICATORS
-        rows.append(
-            {
-                "symbol": symbol,
-                "price": hot.get("price"),
-                "change_pct": hot.get("change_pct"),
-                "volume": hot.get("volume"),
-                "rsi_14": ind["rsi_14"],
-                "anomaly": bool(ind["anomaly"]),
-            }
-        )
-    priced = [r for r in rows if r["change_pct"] is not None]
-    by_change = sorted(priced, key=lambda r: r["change_pct"])
-    return {
-        "ts": format_ts(now),
-        "symbols": rows,
-        "advancers": sum(r["change_pct"] > 0 for r in priced),
-        "decliners": sum(r["change_pct"] < 0 for r in priced),
-        "top_gainers": [r for r in reversed(by_change) if r["change_pct"] > 0][:OVERVIEW_TOP],
-        "top_losers": [r for r in by_change if r["change_pct"] < 0][:OVERVIEW_TOP],
-        "anomalies": [r for r in rows if r["anomaly"]],
-    }
-
-
-# WebSocket-only envelopes.
+from apps.market.messages import NO_INDICATORS, price
 
 
 def snapshot(symbol: str, hot: Mapping | None, history: list[dict]) -> dict:
@@ -195,13 +15,9 @@ def snapshot(symbol: str, hot: Mapping | None, history: list[dict]) -> dict:
     return {
         "type": "snapshot",
         **price(symbol, hot),
-        "indicators": hot.get("indicators") or _NO_INDICATORS,
+        "indicators": hot.get("indicators") or NO_INDICATORS,
         "history": history,
     }
-
-
-def overview_message(body: dict) -> dict:
-    return {"type": "overview", **body}
 
 
 def subscribed(symbols: list[str]) -> dict:
@@ -210,26 +26,3 @@ def subscribed(symbols: list[str]) -> dict:
 
 def error(message: str, **details: object) -> dict:
     return {"type": "error", "message": message, **details}
-
-
-def alert_event(
-    *, id: int, rule: int, symbol: str, ts: datetime, condition: str, price: float,
-    value: float, message: str, acknowledged: bool,
-) -> dict:  # fmt: skip
-    """A fired alert, as `/api/v1/alerts/events/` lists it."""
-    return {
-        "id": id,
-        "rule": rule,
-        "symbol": symbol,
-        "ts": format_ts(ts),
-        "condition": condition,
-        "price": price,
-        "value": value,
-        "message": message,
-        "acknowledged": acknowledged,
-    }
-
-
-def alert(event: dict) -> dict:
-    """An `alert_event` pushed live to its owner over /ws/market."""
-    return {"type": "alert", **event}

@@ -1,4 +1,5 @@
-"""Fan-out of pipeline batches to channel groups (DESIGN.md §3 step 7)."""
+"""Fan-out to the channel groups: the publisher the pipeline and alerts reach through
+`apps.ops.fanout` (docs/architecture.md, "A tick's path", step 7)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,19 @@ import asyncio
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 
 from channels.layers import get_channel_layer
 
-from apps.market import keys, selectors
+from apps.alerts.messages import alert
+from apps.market import keys
 from apps.ops.redis_client import redis_client
-from apps.streaming import messages as shapes
 from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
 
 MARKET_BATCH_EVENT = "market.batch"  # handler name on consumers: market_batch
 STOCK_TICKS_EVENT = "stock.ticks"  # handler name on consumers: stock_ticks
 MARKET_OVERVIEW_EVENT = "market.overview"  # handler name on consumers: market_overview
 ALERTS_EVENT = "alerts.fired"  # handler name on consumers: alerts_fired
-OVERVIEW_EVERY_MS = 1000
-
-
-def publish_overview_if_due(known: dict[str, dict]) -> bool:
-    """The market overview to the market group, if no worker has sent one this second.
-
-    Called after a batch (`pipeline.ingest`) with the hot states it wrote (`known`, by
-    symbol); the other active symbols' come from Redis. One build a second, however many
-    shards run, and after the batch's ticks are out, so it adds nothing to their latency.
-    """
-    if not redis_client().set(keys.OVERVIEW_DUE, b"1", nx=True, px=OVERVIEW_EVERY_MS):
-        return False
-    body = shapes.overview_message(selectors.market_overview(known=known))
-    overview = _prepared({"type": MARKET_OVERVIEW_EVENT, "overview": body})
-    _loop.run(_send([], set(), overview, [], None))
-    return True
 
 
 def watch_symbol(symbol: str, delta: int) -> None:
@@ -44,42 +30,46 @@ def watch_symbol(symbol: str, delta: int) -> None:
         client.hdel(keys.WATCHED_SYMBOLS, symbol)
 
 
-def market_batch(messages: list[dict]) -> dict:
-    """The market group's message for a batch's tick messages, serialized already when the
-    layer can (see `FanOutChannelLayer.prepare`): callable from any thread."""
-    return _prepared({"type": MARKET_BATCH_EVENT, "messages": messages})
-
-
 def _prepared(message: dict) -> dict:
     prepare = getattr(get_channel_layer(), "prepare", None)
     return prepare(message) if prepare else message
 
 
-def publish_batch(
-    messages: list[dict],
-    *,
-    watched: set[str],
-    alerts: list[dict] = (),
-    market_message: dict | None = None,
-) -> None:
-    """One send of the whole batch to the market group, one per watched symbol's group.
+class ChannelPublisher:
+    """`apps.ops.fanout.Publisher` over the Channels layer (installed by `StreamingConfig`)."""
 
-    One message per batch (not per tick) keeps the cost per batch flat in the number of
-    /ws/market clients; per-symbol groups get only the symbols someone watches, so a batch
-    of 5,000 symbols does not cost 5,000 sends. `alerts` (fired events as
-    `messages.alert_event` shapes them, each with its `owner`) go to their owners' groups.
-    `market_message`: `market_batch(messages)`, if the caller built it.
-    """
-    if messages and market_message is None:
-        market_message = market_batch(messages)
-    if messages or alerts:
-        _loop.run(_send(messages, watched, None, alerts, market_message))
+    def prepare_batch(self, ticks: list[dict]) -> dict:
+        """Serialized already when the layer can (see `FanOutChannelLayer.prepare`)."""
+        return _prepared({"type": MARKET_BATCH_EVENT, "messages": ticks})
 
+    def publish_batch(
+        self,
+        ticks: list[dict],
+        *,
+        watched: set[str],
+        alerts: Sequence[dict] = (),
+        prepared: dict | None = None,
+    ) -> None:
+        """One send of the whole batch to the market group, one per watched symbol's group.
 
-def publish_alerts(events: list[dict]) -> None:
-    """Fired events (each with its `owner`) to their owners' /ws/market sockets."""
-    if events:
-        _loop.run(_send([], set(), None, events, None))
+        One message per batch (not per tick) keeps the cost per batch flat in the number of
+        /ws/market clients; per-symbol groups get only the symbols someone watches, so a
+        batch of 5,000 symbols does not cost 5,000 sends. `alerts` (fired events as
+        `apps.alerts.messages.alert_event` shapes them, each with its `owner`) go to their
+        owners' groups. `prepared`: `prepare_batch(ticks)`, if the caller built it.
+        """
+        if ticks and prepared is None:
+            prepared = self.prepare_batch(ticks)
+        if ticks or alerts:
+            _loop.run(_send(ticks=ticks, watched=watched, market_message=prepared, alerts=alerts))
+
+    def publish_overview(self, overview: dict) -> None:
+        message = _prepared({"type": MARKET_OVERVIEW_EVENT, "overview": overview})
+        _loop.run(_send(market_message=message))
+
+    def publish_alerts(self, events: Sequence[dict]) -> None:
+        if events:
+            _loop.run(_send(alerts=events))
 
 
 class _LoopThread:
@@ -114,31 +104,32 @@ _loop = _LoopThread()
 
 
 async def _send(
-    messages: list[dict],
-    watched: set[str],
-    overview: dict | None,
-    alerts: list[dict],
-    market_message: dict | None,
+    *,
+    ticks: list[dict] = (),
+    watched: set[str] = frozenset(),
+    market_message: dict | None = None,
+    alerts: Sequence[dict] = (),
 ) -> None:
     layer = get_channel_layer()
     by_symbol: dict[str, list[dict]] = defaultdict(list)
-    for message in messages:
+    for message in ticks:
         if message["symbol"] in watched:
             by_symbol[message["symbol"]].append(message)
     sends = [
-        layer.group_send(ticks_group(symbol), {"type": STOCK_TICKS_EVENT, "messages": ticks})
-        for symbol, ticks in by_symbol.items()
+        layer.group_send(ticks_group(symbol), {"type": STOCK_TICKS_EVENT, "messages": sent})
+        for symbol, sent in by_symbol.items()
     ]
     if market_message is not None:
         sends.append(layer.group_send(MARKET_GROUP, market_message))
-    if overview is not None:
-        sends.append(layer.group_send(MARKET_GROUP, overview))
     by_owner: dict[int, list[dict]] = defaultdict(list)
     for event in alerts:
         body = {k: v for k, v in event.items() if k != "owner"}
-        by_owner[event["owner"]].append(shapes.alert(body))
+        by_owner[event["owner"]].append(alert(body))
     sends += [
         layer.group_send(alerts_group(owner), {"type": ALERTS_EVENT, "alerts": fired})
         for owner, fired in by_owner.items()
     ]
     await asyncio.gather(*sends)
+
+
+publisher = ChannelPublisher()

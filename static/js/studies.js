@@ -1,5 +1,5 @@
 // Chart studies over candle closes, with TA-Lib's definitions (the same ones the pipeline's
-// per-tick indicators follow, DESIGN.md §4). Each returns an array as long as its input,
+// per-tick indicators follow, docs/contracts.md#indicators). Each returns an array as long as its input,
 // with null where TA-Lib gives no value yet (its look-back).
 
 /** Simple moving average (TA-Lib SMA). */

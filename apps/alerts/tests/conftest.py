@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from apps.alerts.models import AlertRule
 from apps.indicators.state import store
-from apps.market.pipeline import TickBatch, ingest
+from apps.ingest.pipeline import TickBatch, ingest
 
 
 @pytest.fixture

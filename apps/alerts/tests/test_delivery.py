@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from apps.alerts import conditions as c
 from apps.alerts.models import AlertEvent, AlertRule
-from apps.market.pipeline import TickBatch, ingest
+from apps.ingest.pipeline import TickBatch, ingest
 from marketflux_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,8 +13,8 @@ from apps.alerts import conditions as c
 from apps.alerts import evaluation
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.indicators.models import IndicatorSnapshot
+from apps.ingest.pipeline import TickBatch, ingest
 from apps.market.models import Tick
-from apps.market.pipeline import TickBatch, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -276,7 +276,7 @@ def test_a_replayed_batch_fires_nothing_twice(make_rule):
 
 
 def test_a_batch_that_fails_after_evaluating_fires_once_when_replayed(make_rule, monkeypatch):
-    from apps.market import pipeline
+    from apps.ingest import pipeline
 
     rule = make_rule(c.PRICE_ABOVE, 100.0, frequency=c.EVERY_TIME, cooldown_seconds=3600)
     batch = TickBatch.from_rows([("AAPL", at(0), 101.0, 1)])

@@ -16,8 +16,8 @@ from conftest import wait_for
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
-# DESIGN.md §5: the REST paths under /api/v1/ (alerts come with their own issue).
-DESIGN_PATHS = {
+# docs/contracts.md#rest-api: the REST paths under /api/v1/ (alerts come with their own issue).
+CONTRACT_PATHS = {
     "/api/v1/stocks",
     "/api/v1/stocks/{symbol}/price",
     "/api/v1/stocks/{symbol}/history",
@@ -130,7 +130,7 @@ def test_the_live_server_serves_an_openapi_3_document_of_every_path(db, processe
         schema = response.json()
         assert schema["openapi"].startswith("3.")
         paths = {p.rstrip("/") for p in schema["paths"]}
-        assert paths >= DESIGN_PATHS, DESIGN_PATHS - paths
+        assert paths >= CONTRACT_PATHS, CONTRACT_PATHS - paths
         assert "/api/v1/auth/token" in paths
     # Every operation documents its answer, typed, with an example (none for a 204).
     missing = []

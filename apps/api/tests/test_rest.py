@@ -1,4 +1,4 @@
-"""The REST API of DESIGN.md §5, read like a program would, over the real pipeline.
+"""The REST API of docs/contracts.md#rest-api, read like a program would, over the real pipeline.
 
 Ticks go in through `pipeline.ingest`, so the database rows and the hot state in Redis are
 the ones the live system has; every expected value is worked out here from the ticks fed in.
@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.indicators.models import IndicatorSnapshot
 from apps.indicators.state import store
+from apps.ingest.pipeline import TickBatch, ingest
 from apps.market.models import Symbol
-from apps.market.pipeline import TickBatch, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
 # A past UTC day; MIDNIGHT is the start of the next one.
 MIDNIGHT = datetime(2026, 3, 3, tzinfo=UTC)
 
-# DESIGN.md §4: every indicator field and how many prices it needs before it has a value.
+# Every indicator field (docs/contracts.md#indicators) and the prices it needs for a value.
 WARM_UP = {
     "sma_20": 20,
     "ema_20": 20,
@@ -358,7 +358,7 @@ def test_indicators_before_the_first_tick_are_null_and_not_anomalous(client, mar
     assert body["price"] is None
     assert body["anomaly_threshold"] == 4.5
     assert {f: body[f] for f in WARM_UP} == dict.fromkeys(WARM_UP)
-    assert body["anomaly"] is False  # DESIGN.md §4: false until warm (a boolean in the schema)
+    assert body["anomaly"] is False  # false until warm, a boolean (contracts.md#indicators)
 
 
 def test_indicators_warm_up_as_designed_and_equal_the_stored_snapshot(client, market):

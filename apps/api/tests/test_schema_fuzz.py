@@ -22,14 +22,14 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
 from apps.indicators.state import store
-from apps.market.pipeline import TickBatch, ingest
+from apps.ingest.pipeline import TickBatch, ingest
 from apps.market.services import symbols_seed
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = 60  # per operation and mode: under 1,000 requests in all, well under a minute
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
-# Paths DESIGN.md §5 promises; the fuzz must not pass by fuzzing nothing.
+# Paths docs/contracts.md#rest-api promises; the fuzz must not pass by fuzzing nothing.
 EXPECTED_GET_PATHS = {
     "/api/v1/stocks/",
     "/api/v1/stocks/{symbol}/price/",

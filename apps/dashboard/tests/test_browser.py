@@ -67,7 +67,7 @@ def stack(market, redis_client, processes) -> str:
 def anomaly_two_hours_ago(stack) -> str:
     """An anomalous snapshot of AAPL inside the chart's first window: a marker to draw."""
     from apps.indicators.models import IndicatorSnapshot
-    from apps.streaming.messages import format_ts
+    from apps.market.messages import format_ts
 
     ts = (datetime.now(UTC) - timedelta(hours=2)).replace(second=7, microsecond=0)
     IndicatorSnapshot.objects.create(symbol_id="AAPL", ts=ts, price=228.0, anomaly=True)

@@ -22,10 +22,10 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.dashboard import selectors
 from apps.indicators.state import store
+from apps.ingest.pipeline import TickBatch, ingest
+from apps.market.messages import INDICATOR_FIELDS
 from apps.market.models import Symbol
-from apps.market.pipeline import TickBatch, ingest
 from apps.market.selectors import hot_states
-from apps.streaming.messages import INDICATOR_FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -170,7 +170,7 @@ def test_every_live_value_carries_data_symbol_and_data_field(client, live_market
             if e["attrs"]["data-field"] in {"connection", "user"}:
                 continue  # the page's own state, not a market value
             assert e["attrs"].get("data-symbol"), (path, e)
-    # The symbol page's live panel: price, change, volume and every indicator of DESIGN §4.
+    # The symbol page's live panel: price, change, volume and every indicator.
     html = client.get("/stocks/AAPL/").content.decode()
     for field in ["price", "change", "change_pct", "volume", "ts", *INDICATOR_FIELDS]:
         assert live_values(html, "AAPL", field), field

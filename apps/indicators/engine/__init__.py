@@ -5,7 +5,7 @@ Usage::
     engine = IndicatorEngine()
     values = engine.update(["AAPL", "MSFT"], [189.5, 411.2])  # field -> array per input row
 
-See DESIGN.md section 4 for the indicator contracts and core.py for the design.
+See docs/contracts.md#indicators for the indicator contracts and core.py for the design.
 """
 
 from .constants import DEFAULT_THRESHOLD, FIELDS, PRICE_MAX, PRICE_MIN, WARMUP, ZERO_STD_REL

@@ -1,4 +1,4 @@
-"""Indicator parameters and numerical limits of the engine (DESIGN.md section 4).
+"""Indicator parameters and numerical limits of the engine (docs/contracts.md#indicators).
 
 Everything here is part of the engine's contract: changing a value changes indicator output
 and, for the numerical limits, which prices are accepted.
@@ -21,7 +21,7 @@ FIELDS: Final[tuple[str, ...]] = (
     "bb_middle",
     "bb_lower",
 )
-"""The output fields, in the order of DESIGN.md section 4."""
+"""The output fields, in the order of docs/contracts.md#indicators."""
 
 FLOAT_FIELDS: Final[tuple[str, ...]] = tuple(f for f in FIELDS if f != "anomaly")
 """The float-valued fields (``anomaly`` is boolean)."""

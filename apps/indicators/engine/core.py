@@ -91,7 +91,7 @@ _C_PRICE_MAX = np.array(PRICE_MAX)
 
 class IndicatorEngine:
     """Incremental sma_20, ema_20, rsi_14, zscore_20, anomaly, macd (+signal, hist) and
-    Bollinger bands for any number of symbols; see DESIGN.md section 4 and the module doc.
+    Bollinger bands for any number of symbols; see docs/contracts.md#indicators and the module doc.
     """
 
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Bar table tuning, and TimescaleDB where available (DESIGN.md §6): hypertables, aggregates.
+"""Bar table tuning, and TimescaleDB where available (docs/operations.md#timescaledb): hypertables, aggregates.
 
 On plain PostgreSQL this does nothing; with MARKETFLUX_REQUIRE_TIMESCALE=1 it stops.
 Policies (retention, compression, refresh) follow the settings and are applied after every

@@ -13,10 +13,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from apps.indicators.state import store
+from apps.ingest.pipeline import TickBatch, ingest
 from apps.market import backfill, timescale
 from apps.market.constants import BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
 from apps.market.models import Bar, Symbol, Tick
-from apps.market.pipeline import TickBatch, ingest
 from apps.market.selectors import bars_for_range
 
 NOW = datetime(2026, 3, 2, 14, 30, 41, tzinfo=UTC)  # the backfill floors it to 14:30

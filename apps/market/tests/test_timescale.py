@@ -15,9 +15,9 @@ import pytest
 from django.db import connection
 
 from apps.indicators.state import store
+from apps.ingest.pipeline import TickBatch, ingest
 from apps.market import selectors, timescale
 from apps.market.models import Bar, Tick
-from apps.market.pipeline import TickBatch, ingest
 from conftest import BASE_DIR, database_url_of_test_db
 
 pytestmark = pytest.mark.timescale

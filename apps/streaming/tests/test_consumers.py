@@ -1,4 +1,4 @@
-"""The WebSocket feeds (DESIGN.md §5) through Channels' WebsocketCommunicator.
+"""The WebSocket feeds (docs/contracts.md#websocket) through Channels' WebsocketCommunicator.
 
 The real ASGI application, the real Redis channel layer and PostgreSQL: ticks enter through
 `pipeline.ingest` in this process, which publishes them as the Celery worker would, and
@@ -24,17 +24,17 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.ingest.pipeline import TickBatch, ingest
+from apps.ingest.services import publish_overview_if_due
 from apps.market import keys
 from apps.market.models import Symbol
-from apps.market.pipeline import TickBatch, ingest
 from apps.ops.redis_client import redis_client as app_redis
-from apps.streaming.publisher import publish_overview_if_due
 from marketflux_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT = 30.0  # seconds to wait for anything the server should send
-# DESIGN.md §4: the indicators every tick and snapshot carries.
+# docs/contracts.md#indicators: the indicators every tick and snapshot carries.
 INDICATOR_FIELDS = {
     "sma_20", "ema_20", "rsi_14", "zscore_20", "anomaly",
     "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower",
@@ -43,7 +43,7 @@ MAX_MESSAGE = 64 * 1024  # the issue: messages over 64 KiB are refused
 
 
 def parse_ts(text: str) -> datetime:
-    assert text.endswith("Z"), text  # DESIGN.md §5: ISO 8601 UTC with a Z
+    assert text.endswith("Z"), text  # docs/contracts.md#messages: ISO 8601 UTC with a Z
     return datetime.fromisoformat(text)
 
 

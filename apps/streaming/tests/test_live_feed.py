@@ -22,9 +22,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from apps.ingest.pipeline import TickBatch, ingest
 from apps.market import keys
 from apps.market.models import Symbol, Tick
-from apps.market.pipeline import TickBatch, ingest
 from apps.market.services import symbols_seed
 from conftest import wait_for
 
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 WAIT = 30.0  # seconds to wait for anything the server should send
 INTERVAL = "0.5"  # TICK_INTERVAL of the worker and beat
-# DESIGN.md §4: the indicators every tick carries.
+# docs/contracts.md#indicators: the indicators every tick carries.
 INDICATOR_FIELDS = {
     "sma_20", "ema_20", "rsi_14", "zscore_20", "anomaly",
     "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower",

@@ -1,6 +1,6 @@
 """Reference values for the engine tests: TA-Lib, and exact rational window statistics.
 
-TA-Lib is the contract (DESIGN.md section 4). For the window fields it is not an exact
+TA-Lib is the contract (docs/contracts.md#indicators). For the window fields it is not an exact
 oracle: its SMA is a running sum, so a series that passed through large prices keeps an
 absolute error of about eps * (those prices) in later SMAs, and a z-score derived from it
 inherits (that error) / stddev. `exact_window` gives the true values (integer arithmetic on

@@ -1,4 +1,4 @@
-"""The ingest pipeline (DESIGN.md §3): every tick source hands its batches to `ingest`.
+"""The ingest pipeline (docs/architecture.md): every tick source hands its batches to `ingest`.
 
 Each stage is a step of `ingest`. The database stages run in one transaction, so a batch
 is stored whole or not at all, and every write is idempotent on its key: replaying a batch
@@ -29,13 +29,12 @@ from apps.alerts.evaluation import evaluate as evaluate_alerts
 from apps.indicators.engine import FIELDS, PRICE_MAX
 from apps.indicators.state import BatchStart
 from apps.indicators.state import store as state_store
-from apps.market import keys
+from apps.market import keys, messages
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.market.models import TICKER_PATTERN
+from apps.ops import fanout
 from apps.ops.pgcopy import binary_copy
 from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
-from apps.streaming import messages
-from apps.streaming.publisher import market_batch, publish_batch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -308,7 +307,7 @@ class _Outputs:
     messages: list[dict]  # tick messages
     states: dict[str, dict]  # hot state by symbol
     redis: list[Packed]  # the states any worker continues from, and the hot states
-    market_message: dict  # for the market group, serialized
+    market_message: object  # for the market group, serialized (`Publisher.prepare_batch`)
     ms: float  # time spent building these
 
 
@@ -357,7 +356,7 @@ def _outputs(
         ticks,
         states,
         [pack(exported), pack(hot)],
-        market_batch(ticks),
+        fanout.publisher().prepare_batch(ticks),
         (time.perf_counter() - began) * 1e3,
     )
 
@@ -558,12 +557,12 @@ def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResu
     watch.lap("hot_state")
 
     # 7. Fan-out to the channel groups. (The market overview, once a second, is the
-    # caller's next step: `publisher.publish_overview_if_due(result.states)`.)
-    publish_batch(
+    # caller's next step: `services.publish_overview_if_due(result.states)`.)
+    fanout.publisher().publish_batch(
         result.messages,
         watched=watched,
         alerts=alerts.events,
-        market_message=outputs.market_message,
+        prepared=outputs.market_message,
     )
     watch.lap("publish")
     return result

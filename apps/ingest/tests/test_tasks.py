@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
+from apps.ingest.tasks import tick
 from apps.market.models import Bar, Symbol, Tick
 from apps.market.services import symbols_seed
-from apps.market.tasks import tick
 from conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -14,11 +14,12 @@ from channels.layers import get_channel_layer
 
 from apps.indicators.models import IndicatorSnapshot
 from apps.indicators.state import store
+from apps.ingest.pipeline import TickBatch, epoch_micros, ingest
+from apps.ingest.services import publish_overview_if_due
 from apps.market import keys
 from apps.market.models import Bar, Tick
-from apps.market.pipeline import TickBatch, epoch_micros, ingest
 from apps.streaming.groups import MARKET_GROUP, ticks_group
-from apps.streaming.publisher import publish_overview_if_due, watch_symbol
+from apps.streaming.publisher import watch_symbol
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from apps.ingest.pipeline import BatchError, TickBatch, ingest
 from apps.market.models import Bar, Tick
-from apps.market.pipeline import BatchError, TickBatch, ingest
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 
