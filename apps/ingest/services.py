@@ -136,8 +136,9 @@ def market_tick(*, shard: int, shards: int, scheduled_at: datetime) -> TickRun:
 def _record_batch_stats(
     run: TickRun, result: pipeline.IngestResult, *, total_ms: float, overview_ms: float | None
 ) -> None:
-    """Keep the newest batch timings in Redis, for the metrics endpoint (`overview_ms`:
-    the market overview published after the batch, if this run sent it)."""
+    """Keep the newest batch timings in Redis (`keys.BATCH_STATS`), for operators and the
+    benchmarks (`overview_ms`: the market overview published after the batch, if this run
+    sent it)."""
     entry = json.dumps(
         {
             "shard": run.shard,
