@@ -1,4 +1,7 @@
-"""MarketFlux settings: every value comes from the environment (see env.py and README)."""
+"""MarketFlux settings: every value comes from the environment.
+
+See env.py, and docs/operations.md#settings for the list.
+"""
 
 from __future__ import annotations
 
