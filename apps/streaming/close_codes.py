@@ -2,4 +2,5 @@
 
 UNAUTHORIZED = 4401  # no login while MARKETFLUX_PUBLIC_READ=0, or a bad ?token=
 UNKNOWN_SYMBOL = 4404
+UNKNOWN_PATH = 4404  # no feed at that path: the same "not found" as an unknown symbol
 FLOODING = 4429  # more than 20 messages in a second, or 40 answers left unread

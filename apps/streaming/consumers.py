@@ -152,7 +152,10 @@ class _FeedConsumer(AsyncWebsocketConsumer):
         if flooding or len(self.outbox.others) >= MAX_PENDING_REPLIES:
             await self.close(code=close_codes.FLOODING)
             self.gate.drop()
-            return
+            # A dropped (muted) connection never reports its disconnect to us: end the
+            # socket's groups and tasks now, as its disconnect would (raises StopConsumer).
+            flooded = {"type": "websocket.disconnect", "code": close_codes.FLOODING}
+            await self.websocket_disconnect(flooded)
         for message in await self.answer(text_data, bytes_data):
             self.outbox.add(message)
 
@@ -270,3 +273,16 @@ class MarketConsumer(_FeedConsumer):
         current = ["*"] if self.all_symbols else sorted(self.symbols)
         replies.append(messages.subscribed(current))
         return replies
+
+
+class NoSuchFeed(AsyncWebsocketConsumer):
+    """Every other WebSocket path: accepted, then closed with 4404.
+
+    Without it Channels' router raises "No route found", which Daphne logs as a traceback
+    and answers with an HTTP 500; a client deserves the same clear "not found" as for an
+    unknown symbol.
+    """
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=close_codes.UNKNOWN_PATH)

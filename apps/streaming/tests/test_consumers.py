@@ -271,6 +271,13 @@ async def test_the_stock_path_takes_any_case_and_a_trailing_slash(feed, path):
     assert snapshot["price"] == rows[-1][2]
 
 
+@pytest.mark.parametrize("path", ["/ws/nonexistent", "/ws/", "/ws/stocks", "/ws/market/x", "/"])
+async def test_a_path_that_is_no_feed_is_accepted_then_closed_with_4404(path):
+    socket = await connect(path)
+    assert await refused_with(socket) == 4404
+    await socket.disconnect()
+
+
 @pytest.mark.parametrize("symbol", ["ZZZZ", "A" * 40, "AAPL.X", "$%25", "ms ft", "A\x00B", "%00"])
 async def test_an_unknown_symbol_is_accepted_then_closed_with_4404(feed, redis_client, symbol):
     socket = await connect(f"/ws/stocks/{symbol}")

@@ -384,6 +384,9 @@ def test_a_real_client_sees_the_close_codes_and_the_origin_rule(market, redis_cl
 
     with open_socket(base, "/ws/stocks/NOPE") as ws:
         assert closed_with(ws) == 4404
+    with open_socket(base, "/ws/nonexistent") as ws:  # no such feed: the same clean refusal
+        assert closed_with(ws) == 4404
+    assert "Traceback" not in processes.log("web")
     with open_socket(base, "/ws/market?token=0123456789abcdef0123456789abcdef01234567") as ws:
         assert closed_with(ws) == 4401
 
@@ -413,3 +416,19 @@ def test_an_oversized_message_to_a_real_server_gets_an_error_and_the_socket_stay
         answer = receive(ws)
         assert [m["type"] for m in answer] == ["subscribed"]
         assert answer[0]["symbols"] == ["MSFT"]
+
+
+def test_a_flood_close_ends_the_sockets_tasks(market, redis_client, processes):
+    base = processes.daphne()
+    with open_socket(base, "/ws/market") as ws:
+        assert [m["type"] for m in receive(ws)] == ["overview"]
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(30):  # over the limit of twenty a second
+                ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}))
+        assert closed_with(ws) == 4429
+    # Daphne gives a closed socket's application 10 s to end before it kills it.
+    time.sleep(12)
+    processes.stop("web")
+    log = processes.log("web")
+    assert "took too long to shut down" not in log, log
+    assert "Task was destroyed but it is pending" not in log, log
