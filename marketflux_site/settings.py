@@ -133,6 +133,8 @@ LOGOUT_REDIRECT_URL = "home"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# One way to write a time across the site and the admin (marketflux_site/formats/en).
+FORMAT_MODULE_PATH = ["marketflux_site.formats"]
 USE_I18N = True
 USE_TZ = True
 

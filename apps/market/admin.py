@@ -5,6 +5,7 @@ The alerts app adds the symbol's alert rules to this page (`apps.alerts.admin`).
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,8 +14,22 @@ from apps.market import services
 from apps.market.models import Symbol
 
 
+class SymbolForm(forms.ModelForm):
+    class Meta:
+        model = Symbol
+        fields = [
+            "ticker", "name", "exchange", "sector", "active",
+            "start_price", "drift", "volatility", "jump_rate", "anomaly_threshold",
+        ]  # fmt: skip
+
+    def clean_ticker(self) -> str:
+        # URLs, the API and the WebSocket take a ticker in any case; so does this form.
+        return self.cleaned_data["ticker"].strip().upper()
+
+
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
+    form = SymbolForm
     list_display = [
         "ticker",
         "name",
