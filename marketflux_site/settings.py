@@ -68,7 +68,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.dashboard.middleware.SiteNotFoundPage",
 ]
+# DEBUG shows the site's own 404 page (apps/dashboard/middleware.py) unless this is set.
+MARKETFLUX_DEBUG_404 = env_bool("MARKETFLUX_DEBUG_404", False)
 
 ROOT_URLCONF = "marketflux_site.urls"
 WSGI_APPLICATION = "marketflux_site.wsgi.application"

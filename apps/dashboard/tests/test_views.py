@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from apps.dashboard import selectors
@@ -234,6 +235,21 @@ def test_unknown_or_malformed_symbols_get_the_404_page(client, market, path):
         assert not symbol_lookups, "a malformed ticker reaches no query"
 
 
+@pytest.mark.parametrize("path", ["/stocks/NOPE/", "/no-such-page/"])
+def test_with_debug_on_as_make_run_serves_a_404_is_still_the_sites_page(market, settings, path):
+    settings.DEBUG = True
+    response = Client().get(path)  # a new client: middleware is set up with the settings
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "<h1>Not found</h1>" in html
+    assert "URLconf" not in html  # none of Django's technical page
+    # The API's 404s stay JSON.
+    assert Client().get("/api/v1/stocks/NOPE/price").json()["detail"]
+    # A developer can ask for Django's page.
+    settings.MARKETFLUX_DEBUG_404 = True
+    assert "URLconf" in Client().get("/no-such-page/").content.decode()
+
+
 def test_the_header_search_goes_to_the_symbol_page(client, market):
     response = client.get("/stocks/", {"q": " msft "})
     assert response.status_code == 302
@@ -350,3 +366,11 @@ def test_chart_studies_match_talib():
     for name, want in expected.items():
         assert np.array_equal(np.isnan(got[name]), np.isnan(want)), f"{name}: warm-up differs"
         np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-9, err_msg=name, equal_nan=True)
+
+
+def test_the_favicon_that_the_admin_and_redoc_ask_for_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    icon = client.get(response["Location"])
+    assert icon.status_code == 200
+    assert icon["Content-Type"].startswith("image/svg+xml")

@@ -1,0 +1,30 @@
+"""The site's own 404 page while DEBUG is on, which is how `make run` serves users."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.defaults import page_not_found
+
+
+class SiteNotFoundPage:
+    """With DEBUG on, Django answers every HTML 404 with its yellow technical page (the URL
+    patterns, the exception). `make run` runs with DEBUG on, for tracebacks in the log, and
+    is what users run: they get the site's page. `MARKETFLUX_DEBUG_404=1` keeps Django's.
+    JSON answers (the API's 404s) pass untouched."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.replace = settings.DEBUG and not settings.MARKETFLUX_DEBUG_404
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            self.replace
+            and response.status_code == 404
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return page_not_found(request, Http404())
+        return response
