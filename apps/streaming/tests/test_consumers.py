@@ -215,6 +215,34 @@ async def test_the_stock_snapshot_says_what_the_rest_api_says(feed):
     ]
 
 
+async def test_a_tick_published_while_the_snapshot_is_read_arrives_exactly_once(feed, monkeypatch):
+    """The socket joins its group, then reads the snapshot. A tick that lands between the
+    two is in the snapshot and also reaches the group: the feed must send it once."""
+    from apps.streaming import consumers
+
+    await feed.ingest(["AAPL"], slots=5)
+    read_snapshot = consumers._stock_snapshot
+    between: list[tuple] = []
+
+    async def tick_lands_first(ticker: str) -> dict:
+        between.extend(await feed.ingest(["AAPL"]))  # published to the joined group
+        return await read_snapshot(ticker)
+
+    monkeypatch.setattr(consumers, "_stock_snapshot", tick_lands_first)
+    socket = await connect("/ws/stocks/AAPL")
+    snapshot = await socket.receive_json_from(timeout=WAIT)
+    later = await feed.ingest(["AAPL"])
+    after = await socket.receive_json_from(timeout=WAIT)
+    await socket.disconnect()
+
+    ((_, ts, price, size),) = between
+    assert (parse_ts(snapshot["ts"]), snapshot["price"]) == (ts, price)  # it is in the snapshot
+    assert (parse_ts(snapshot["history"][-1]["ts"]), snapshot["history"][-1]["size"]) == (ts, size)
+    # ... and not sent again: the next frame is the next tick.
+    assert after["type"] == "tick"
+    assert tick_keys([after]) == later
+
+
 async def test_a_symbol_without_ticks_gets_an_empty_snapshot_then_its_first_tick(feed):
     socket = await connect("/ws/stocks/TSLA")
     snapshot = await socket.receive_json_from(timeout=WAIT)
