@@ -22,7 +22,11 @@ CONTINUOUS_AGGREGATE_VIEWS: dict[str, str] = {
     "1d": "market_bar_1d",
 }
 
-DEFAULT_ANOMALY_THRESHOLD = 3.0
+# |z-score| of a price against its last 20 at which a tick is an anomaly. A random walk's
+# own noise crosses 3.0 about 18 times an hour per symbol at 0.5 s ticks (1.5 a minute
+# across the five default symbols); at 3.5 it is about once an hour, half of them the
+# simulator's jumps (docs/contracts.md#indicators; apps/market/tests/test_simulator.py).
+DEFAULT_ANOMALY_THRESHOLD = 3.5
 
 # Jumps: size of a jump in units of one tick's standard deviation, so anomalies show.
 JUMP_SIGMAS_MIN = 6.0

@@ -85,3 +85,35 @@ def test_slots_follow_the_wall_clock_grid():
     assert slot_of(1_700_000_000.0, 0.5) == 3_400_000_000
     assert slot_of(1_700_000_000.49, 0.5) == 3_400_000_000
     assert slot_of(1_700_000_000.5, 0.5) == 3_400_000_001
+
+
+def test_anomalies_at_the_default_threshold_are_rare_and_mostly_the_simulators_jumps():
+    """At 0.5 s ticks a random walk's own z-score over 20 prices crosses 3.0 about 18 times
+    an hour (1.5 a minute across the five default symbols): too often to mean anything. At
+    the default threshold an anomaly starts about once an hour per symbol."""
+    from apps.indicators.engine import IndicatorEngine
+    from apps.market.constants import DEFAULT_ANOMALY_THRESHOLD, DEFAULT_SYMBOLS
+
+    def onsets_per_hour(jumps: bool) -> float:
+        params = [
+            SimulatorParams(d["ticker"], d["drift"], d["volatility"], d["jump_rate"] * jumps)
+            for d in DEFAULT_SYMBOLS
+        ]
+        tickers = [p.ticker for p in params]
+        engine = IndicatorEngine()
+        for ticker in tickers:
+            engine.add_symbol(ticker, anomaly_threshold=DEFAULT_ANOMALY_THRESHOLD)
+        prices = np.array([d["start_price"] for d in DEFAULT_SYMBOLS])
+        hours, slots = 6, 6 * 7200
+        flags = np.empty((slots, len(params)), dtype=bool)
+        for slot in range(slots):
+            prices, _ = step(params=params, last_prices=prices, slot=slot, seed=11, interval=0.5)
+            flags[slot] = engine.update(tickers, prices)["anomaly"]
+        starts = flags[1:] & ~flags[:-1]
+        return starts.sum() / hours / len(params)
+
+    with_jumps, noise_only = onsets_per_hour(True), onsets_per_hour(False)
+    jumps_per_hour = np.mean([d["jump_rate"] for d in DEFAULT_SYMBOLS]) / 24
+    print(f"anomalies/h/symbol: {with_jumps:.2f} ({noise_only:.2f} without jumps)")
+    assert 0.2 <= with_jumps <= 2.0  # about one an hour, not 18
+    assert with_jumps - noise_only >= 0.3 * jumps_per_hour  # jumps do show as anomalies
