@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.api.router import router as api_router
 from apps.dashboard import views as dashboard_views
 from apps.ops import views as ops_views
 
@@ -17,6 +18,10 @@ urlpatterns = [
     path("alerts/", include("apps.alerts.urls")),
     re_path(r"^health/?$", ops_views.health, name="health"),
     path("api/v1/", include("apps.api.urls")),
+    # The API root without its trailing slash, answered (not redirected) like every API path;
+    # the include's prefix ends in a slash, so this one route sits here. It is documented
+    # once, at /api/v1/.
+    re_path(r"^api/v1$", api_router.get_api_root_view(schema=None)),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(

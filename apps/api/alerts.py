@@ -1,4 +1,5 @@
-"""`/api/v1/alerts/`: the signed-in user's own alert rules (CRUD) and fired events.
+"""`/api/v1/alerts/`: the signed-in user's own alert rules (CRUD) and fired events, as two
+viewsets registered in `apps/api/router.py`.
 
 Alerts are personal: every view needs a login whatever MARKETFLUX_PUBLIC_READ says, and
 sees only its user's rows, so another user's rule or event is a 404 (not a 403 that would
@@ -19,13 +20,14 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    extend_schema_view,
 )
-from rest_framework import generics, serializers
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.alerts import conditions, selectors, services
 from apps.alerts.models import AlertEvent, AlertRule
@@ -200,80 +202,70 @@ _RULE_EXAMPLES = [
 _ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Rule id.")
 
 
-class _OwnRules:
-    permission_classes = [IsAuthenticated]
-    serializer_class = RuleSerializer
-
-    def get_queryset(self):
-        return selectors.user_rules(self.request.user)
+# One text per path, as the API has always described them.
+_RULES_DESCRIPTION = "Your alert rules, newest first (GET), or a new one (POST)."
+_RULE_DESCRIPTION = "One of your rules: read, replace (PUT), change some fields (PATCH), delete."
 
 
-class RuleList(_OwnRules, generics.ListCreateAPIView):
-    """Your alert rules, newest first (GET), or a new one (POST)."""
-
-    @extend_schema(
+@extend_schema_view(
+    list=extend_schema(
         operation_id="alerts_rules_list",
+        description=_RULES_DESCRIPTION,
         responses=answers(
             200,
             RuleSerializer(many=True),
             {404: OpenApiResponse(DetailSerializer, description="No such page.")},
         ),
         examples=[OpenApiExample("A rule", response_only=True, value=_RULE_EXAMPLE)],
-    )
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        return self.list(request, *args, **kwargs)
-
-    @extend_schema(
+    ),
+    create=extend_schema(
         operation_id="alerts_rules_create",
+        description=_RULES_DESCRIPTION,
         responses=answers(201, RuleSerializer, _BAD_RULE),
         examples=_RULE_EXAMPLES,
-    )
-    def post(self, request: Request, *args, **kwargs) -> Response:
-        return self.create(request, *args, **kwargs)
-
-
-class RuleDetail(_OwnRules, generics.RetrieveUpdateDestroyAPIView):
-    """One of your rules: read, replace (PUT), change some fields (PATCH), delete."""
-
-    lookup_url_kwarg = "id"
-
-    @extend_schema(
+    ),
+    retrieve=extend_schema(
         operation_id="alerts_rules_retrieve",
+        description=_RULE_DESCRIPTION,
         parameters=[_ID],
         responses=answers(200, RuleSerializer, _NOT_FOUND),
         examples=[OpenApiExample("A rule", response_only=True, value=_RULE_EXAMPLE)],
-    )
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        return self.retrieve(request, *args, **kwargs)
-
-    @extend_schema(
+    ),
+    update=extend_schema(
         operation_id="alerts_rules_update",
+        description=_RULE_DESCRIPTION,
         parameters=[_ID],
         responses=answers(200, RuleSerializer, _NOT_FOUND, _BAD_RULE),
         examples=_RULE_EXAMPLES,
-    )
-    def put(self, request: Request, *args, **kwargs) -> Response:
-        return self.update(request, *args, **kwargs)
-
-    @extend_schema(
+    ),
+    partial_update=extend_schema(
         operation_id="alerts_rules_partial_update",
+        description=_RULE_DESCRIPTION,
         parameters=[_ID],
         responses=answers(200, RuleSerializer, _NOT_FOUND, _BAD_RULE),
         examples=[
             OpenApiExample("Disable", request_only=True, value={"active": False}),
             OpenApiExample("A rule", response_only=True, value=_RULE_EXAMPLE),
         ],
-    )
-    def patch(self, request: Request, *args, **kwargs) -> Response:
-        return self.partial_update(request, *args, **kwargs)
-
-    @extend_schema(
+    ),
+    destroy=extend_schema(
         operation_id="alerts_rules_destroy",
+        description=_RULE_DESCRIPTION,
         parameters=[_ID],
         responses={204: None, **_UNAUTHORIZED, **_THROTTLED, **_NOT_FOUND},
-    )
-    def delete(self, request: Request, *args, **kwargs) -> Response:
-        return self.destroy(request, *args, **kwargs)
+    ),
+)
+class RuleViewSet(viewsets.ModelViewSet):
+    """Your alert rules (`alerts/rules`): list them newest first, create, read, replace
+    (PUT), change some fields (PATCH), delete. Another user's rule is a 404."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = RuleSerializer
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "[^/]+"  # "abc" is a 404 from the view, as any unknown id
+
+    def get_queryset(self):
+        return selectors.user_rules(self.request.user)
 
     def perform_destroy(self, instance: AlertRule) -> None:
         services.rule_delete(instance, actor=self.request.user, source=SOURCE)
@@ -337,68 +329,6 @@ _EVENT_EXAMPLE = {
 _EVENT_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Event id.")
 
 
-class EventList(generics.ListAPIView):
-    """Your fired alerts, newest first."""
-
-    permission_classes = [IsAuthenticated]
-    serializer_class = EventSerializer
-
-    @extend_schema(
-        operation_id="alerts_events_list",
-        parameters=[EventsQuery],
-        responses=answers(
-            200,
-            EventSerializer(many=True),
-            _BAD_FILTER,
-            {404: OpenApiResponse(DetailSerializer, description="No such page.")},
-        ),
-        examples=[OpenApiExample("An event", response_only=True, value=_EVENT_EXAMPLE)],
-    )
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        query = validated(EventsQuery, request)
-        if "acknowledged" in query:
-            query["acknowledged"] = query["acknowledged"] == "true"
-        page = self.paginate_queryset(selectors.user_events(request.user, **query))
-        return self.get_paginated_response([selectors.event_message(e) for e in page])
-
-
-def _own_event(request: Request, id: str) -> AlertEvent:
-    try:
-        return AlertEvent.objects.get(owner=request.user, pk=int(id))
-    except (ValueError, OverflowError, AlertEvent.DoesNotExist):
-        raise NotFound("No such event.") from None
-
-
-class EventDetail(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(
-        operation_id="alerts_events_retrieve",
-        parameters=[_EVENT_ID],
-        responses=answers(200, EventSerializer, _NOT_FOUND),
-        examples=[OpenApiExample("An event", value=_EVENT_EXAMPLE)],
-    )
-    def get(self, request: Request, id: str) -> Response:
-        """One of your events."""
-        return Response(selectors.event_message(_own_event(request, id)))
-
-
-class EventAcknowledge(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(
-        operation_id="alerts_events_acknowledge",
-        parameters=[_EVENT_ID],
-        request=None,
-        responses=answers(200, EventSerializer, _NOT_FOUND),
-        examples=[OpenApiExample("Acknowledged", value={**_EVENT_EXAMPLE, "acknowledged": True})],
-    )
-    def post(self, request: Request, id: str) -> Response:
-        """Mark one of your events acknowledged (again is fine); answers the event."""
-        event = services.event_acknowledge(_own_event(request, id))
-        return Response(selectors.event_message(event))
-
-
 class AcknowledgeMany(serializers.Serializer):
     ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
@@ -412,8 +342,65 @@ class AcknowledgedCount(serializers.Serializer):
     acknowledged = serializers.IntegerField(help_text="How many were newly acknowledged.")
 
 
-class EventsAcknowledge(APIView):
+def _own_event(request: Request, id: str) -> AlertEvent:
+    try:
+        return AlertEvent.objects.get(owner=request.user, pk=int(id))
+    except (ValueError, OverflowError, AlertEvent.DoesNotExist):
+        raise NotFound("No such event.") from None
+
+
+class EventViewSet(viewsets.GenericViewSet):
+    """Your fired alerts (`alerts/events`), in the shape of the WebSocket `alert` message:
+    list them newest first, read one, acknowledge one or many. Another user's event is a 404
+    (and is left alone by the bulk acknowledge)."""
+
     permission_classes = [IsAuthenticated]
+    serializer_class = EventSerializer
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "[^/]+"  # "abc" is a 404 from the view, as any unknown id
+
+    @extend_schema(
+        operation_id="alerts_events_list",
+        parameters=[EventsQuery],
+        responses=answers(
+            200,
+            EventSerializer(many=True),
+            _BAD_FILTER,
+            {404: OpenApiResponse(DetailSerializer, description="No such page.")},
+        ),
+        examples=[OpenApiExample("An event", response_only=True, value=_EVENT_EXAMPLE)],
+    )
+    def list(self, request: Request) -> Response:
+        """Your fired alerts, newest first."""
+        query = validated(EventsQuery, request)
+        if "acknowledged" in query:
+            query["acknowledged"] = query["acknowledged"] == "true"
+        page = self.paginate_queryset(selectors.user_events(request.user, **query))
+        return self.get_paginated_response([selectors.event_message(e) for e in page])
+
+    @extend_schema(
+        operation_id="alerts_events_retrieve",
+        parameters=[_EVENT_ID],
+        responses=answers(200, EventSerializer, _NOT_FOUND),
+        examples=[OpenApiExample("An event", value=_EVENT_EXAMPLE)],
+    )
+    def retrieve(self, request: Request, id: str) -> Response:
+        """One of your events."""
+        return Response(selectors.event_message(_own_event(request, id)))
+
+    @extend_schema(
+        operation_id="alerts_events_acknowledge",
+        parameters=[_EVENT_ID],
+        request=None,
+        responses=answers(200, EventSerializer, _NOT_FOUND),
+        examples=[OpenApiExample("Acknowledged", value={**_EVENT_EXAMPLE, "acknowledged": True})],
+    )
+    # No body: the browsable page offers a bare POST button, not a form of event fields.
+    @action(detail=True, methods=["post"], serializer_class=serializers.Serializer)
+    def acknowledge(self, request: Request, id: str) -> Response:
+        """Mark one of your events acknowledged (again is fine); answers the event."""
+        event = services.event_acknowledge(_own_event(request, id))
+        return Response(selectors.event_message(event))
 
     @extend_schema(
         operation_id="alerts_events_acknowledge_many",
@@ -432,7 +419,16 @@ class EventsAcknowledge(APIView):
             OpenApiExample("Answer", response_only=True, value={"acknowledged": 2}),
         ],
     )
-    def post(self, request: Request) -> Response:
+    # `alerts/events/acknowledge`: the router puts list-level routes before `{id}`, so the
+    # word is never taken for an event id.
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="acknowledge",
+        url_name="acknowledge-many",
+        serializer_class=AcknowledgeMany,
+    )
+    def acknowledge_many(self, request: Request) -> Response:
         """Acknowledge many of your events at once (one UPDATE; idempotent)."""
         body = AcknowledgeMany(data=request.data)
         body.is_valid(raise_exception=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.market.constants import BAR_INTERVALS
@@ -149,6 +150,9 @@ class OverviewSymbolSerializer(serializers.Serializer):
     anomaly = serializers.BooleanField()
 
 
+# One object, though `market/overview` is a viewset's list route (which the schema would
+# otherwise answer with an array of them).
+@extend_schema_serializer(many=False)
 class OverviewSerializer(serializers.Serializer):
     ts = serializers.DateTimeField()
     symbols = OverviewSymbolSerializer(many=True)

@@ -1,5 +1,5 @@
-"""The REST API (docs/contracts.md#rest-api): thin views over selectors, answers built by
-`apps.market.messages`."""
+"""The market data API (docs/contracts.md#rest-api): thin viewsets over selectors, answers
+built by `apps.market.messages`, registered in `apps/api/router.py`; and the caller's own token."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
 )
-from rest_framework import generics, status
+from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -91,18 +92,31 @@ def validated(query: type[s.serializers.Serializer], request: Request) -> dict:
     return params.validated_data
 
 
-class MarketView(APIView):
-    permission_classes = [MarketDataPermission]
+def symbol_action(url_path: str):
+    """A GET route under `stocks/{symbol}/`. It neither filters nor pages: those are the
+    list's, and would otherwise put the list's filter form on its browsable page."""
+    return action(
+        detail=True,
+        methods=["get"],
+        url_path=url_path,
+        filter_backends=[],
+        pagination_class=None,
+    )
 
 
-class StockList(generics.ListAPIView):
-    """Every symbol with its latest price (from the pipeline's hot state)."""
+class StockViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The symbols (`stocks`) and, per symbol (any case), its latest price and indicators,
+    its tick and indicator history and its OHLCV bars."""
 
     permission_classes = [MarketDataPermission]
     serializer_class = s.StockSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = SymbolFilter
     queryset = Symbol.objects.order_by("ticker")
+    # `{symbol}` in the paths; `find_symbol` reads it (any case), never `get_object`.
+    lookup_field = "ticker"
+    lookup_url_kwarg = "symbol"
+    lookup_value_regex = "[^/]+"  # not the default `[^/.]+`: "a.b" gets find_symbol's JSON 404
 
     @extend_schema(
         operation_id="stocks_list",
@@ -130,10 +144,8 @@ class StockList(generics.ListAPIView):
             )
         ],
     )
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        return self.list(request, *args, **kwargs)
-
     def list(self, request: Request, *args, **kwargs) -> Response:
+        """Every symbol with its latest price (from the pipeline's hot state)."""
         page = self.paginate_queryset(
             self.filter_queryset(self.get_queryset()).values(
                 "ticker", "name", "exchange", "sector", "active"
@@ -144,8 +156,6 @@ class StockList(generics.ListAPIView):
             [messages.stock(row, hot[row["ticker"]]) for row in page]
         )
 
-
-class StockPrice(MarketView):
     @extend_schema(
         operation_id="stocks_price",
         parameters=[SYMBOL_PARAMETER],
@@ -164,13 +174,12 @@ class StockPrice(MarketView):
             )
         ],
     )
-    def get(self, request: Request, symbol: str) -> Response:
+    @symbol_action("price")
+    def price(self, request: Request, symbol: str) -> Response:
         """The latest price, with the UTC day's change and volume."""
         ticker, hot = find_symbol(symbol)
         return Response(messages.price(ticker, hot))
 
-
-class StockHistory(MarketView):
     @extend_schema(
         operation_id="stocks_history",
         parameters=[SYMBOL_PARAMETER, s.LimitQuery],
@@ -189,15 +198,14 @@ class StockHistory(MarketView):
             )
         ],
     )
-    def get(self, request: Request, symbol: str) -> Response:
+    @symbol_action("history")
+    def history(self, request: Request, symbol: str) -> Response:
         """The last `limit` ticks, oldest first."""
         ticker, _ = find_symbol(symbol)
         limit = validated(s.LimitQuery, request)["limit"]
         ticks = selectors.recent_ticks(ticker, limit)
         return Response(messages.series(ticker, [messages.history_tick(*t) for t in ticks]))
 
-
-class StockIndicators(MarketView):
     @extend_schema(
         operation_id="stocks_indicators",
         parameters=[SYMBOL_PARAMETER],
@@ -215,7 +223,8 @@ class StockIndicators(MarketView):
             )
         ],
     )
-    def get(self, request: Request, symbol: str) -> Response:
+    @symbol_action("indicators")
+    def indicators(self, request: Request, symbol: str) -> Response:
         """Every indicator (docs/contracts.md#indicators) at the latest tick, null if not warm."""
         ticker, hot = find_symbol(symbol)
         if hot is None:  # no tick yet: the threshold comes from the symbol itself
@@ -224,8 +233,6 @@ class StockIndicators(MarketView):
             threshold = hot["anomaly_threshold"]
         return Response(messages.indicators(ticker, hot, anomaly_threshold=threshold))
 
-
-class StockIndicatorHistory(MarketView):
     @extend_schema(
         operation_id="stocks_indicators_history",
         parameters=[SYMBOL_PARAMETER, s.LimitQuery],
@@ -241,7 +248,8 @@ class StockIndicatorHistory(MarketView):
             )
         ],
     )
-    def get(self, request: Request, symbol: str) -> Response:
+    @symbol_action("indicators/history")
+    def indicator_history(self, request: Request, symbol: str) -> Response:
         """The last `limit` indicator snapshots, oldest first."""
         ticker, _ = find_symbol(symbol)
         limit = validated(s.LimitQuery, request)["limit"]
@@ -252,8 +260,6 @@ class StockIndicatorHistory(MarketView):
             )
         )
 
-
-class StockBars(MarketView):
     @extend_schema(
         operation_id="stocks_bars",
         parameters=[SYMBOL_PARAMETER, s.BarsQuery],
@@ -279,7 +285,8 @@ class StockBars(MarketView):
             )
         ],
     )
-    def get(self, request: Request, symbol: str) -> Response:
+    @symbol_action("bars")
+    def bars(self, request: Request, symbol: str) -> Response:
         """OHLCV candles, oldest first; the still-open bucket included."""
         ticker, _ = find_symbol(symbol)
         query = validated(s.BarsQuery, request)
@@ -301,7 +308,11 @@ class StockBars(MarketView):
         )
 
 
-class MarketOverview(MarketView):
+class MarketOverviewViewSet(viewsets.ViewSet):
+    """The market at a glance (`market/overview`): one answer, not a list of rows."""
+
+    permission_classes = [MarketDataPermission]
+
     @extend_schema(
         operation_id="market_overview",
         responses=answers(s.OverviewSerializer),
@@ -328,7 +339,7 @@ class MarketOverview(MarketView):
             )
         ],
     )
-    def get(self, request: Request) -> Response:
+    def list(self, request: Request) -> Response:
         """Every active symbol at a glance: movers, breadth and anomalies."""
         return Response(selectors.market_overview())
 

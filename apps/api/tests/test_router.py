@@ -1,0 +1,60 @@
+"""The API root (`GET /api/v1/`), which the router gives: every endpoint group, linked."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+
+pytestmark = pytest.mark.django_db
+
+GROUPS = {
+    "stocks": "/api/v1/stocks",
+    "market/overview": "/api/v1/market/overview",
+    "alerts/rules": "/api/v1/alerts/rules",
+    "alerts/events": "/api/v1/alerts/events",
+    "auth/token": "/api/v1/auth/token",
+}
+
+
+@pytest.fixture
+def signed_in(client, market, redis_client):
+    """A signed-in client: per-user groups (alerts, token) answer only such a caller."""
+    client.force_login(get_user_model().objects.create_user("alice"))
+    return client
+
+
+@pytest.mark.parametrize("root", ["/api/v1/", "/api/v1"])
+def test_the_root_lists_every_endpoint_group_with_absolute_urls_that_answer(signed_in, root):
+    response = signed_in.get(root)
+    assert response.status_code == 200  # no redirect, with or without the slash
+    assert response["Content-Type"].startswith("application/json")
+    links = response.json()
+    assert set(links) == set(GROUPS)
+    for group, url in links.items():
+        parts = urlsplit(url)
+        assert (parts.scheme, parts.netloc) == ("http", "testserver"), url  # absolute
+        assert parts.path.rstrip("/") == GROUPS[group]
+        followed = signed_in.get(url)
+        assert followed.status_code == 200, (group, followed.content[:300])
+        assert followed["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("root", ["/api/v1/", "/api/v1"])
+def test_the_browsable_api_renders_the_root_with_its_links(signed_in, root):
+    response = signed_in.get(root, headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    for path in GROUPS.values():
+        assert f"http://testserver{path}" in html
+
+
+def test_the_root_is_as_public_as_market_data(client, market, redis_client, settings):
+    assert client.get("/api/v1/").status_code == 200
+    settings.MARKETFLUX_PUBLIC_READ = False
+    for root in ("/api/v1/", "/api/v1"):
+        response = client.get(root)
+        assert response.status_code == 401
+        assert "detail" in response.json()
