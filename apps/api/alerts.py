@@ -359,6 +359,11 @@ class EventViewSet(viewsets.GenericViewSet):
     lookup_url_kwarg = "id"
     lookup_value_regex = "[^/]+"  # "abc" is a 404 from the view, as any unknown id
 
+    def get_queryset(self):
+        # The actions read through `selectors` themselves; the browsable API's page of the
+        # list asks for a queryset too (without one that page was a 500).
+        return selectors.user_events(self.request.user)
+
     @extend_schema(
         operation_id="alerts_events_list",
         parameters=[EventsQuery],

@@ -430,3 +430,18 @@ def test_api_changes_are_audited(as_alice, alice):
     assert audits[0].changes["symbol_id"] == [None, "AAPL"]
     assert audits[1].changes == {"threshold": [200.0, 250.0]}
     assert audits[2].changes["threshold"] == [250.0, None]
+
+
+# The browsable API.
+
+
+def test_the_browsable_api_renders_your_rules_and_events(as_alice, alice):
+    rule = make_rule(alice)
+    event = make_event(rule, T0, message="AAPL crossed 200")
+    for path in ["rules", f"rules/{rule.pk}", "events", f"events/{event.pk}"]:
+        response = as_alice.get(f"{API}/{path}", headers={"accept": "text/html"})
+        assert response.status_code == 200, path
+        assert response["Content-Type"].startswith("text/html")
+        assert "AAPL" in response.content.decode(), path
+    events = as_alice.get(f"{API}/events", headers={"accept": "text/html"}).content.decode()
+    assert "AAPL crossed 200" in events
