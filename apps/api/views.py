@@ -86,7 +86,12 @@ def find_symbol(raw: str) -> tuple[str, dict | None]:
 
 
 def validated(query: type[s.serializers.Serializer], request: Request) -> dict:
-    params = query(data=request.query_params)
+    """The query parameters, checked; a bad one is a 400 naming it.
+
+    A plain dict, not the QueryDict: DRF reads an empty form value as "not given" and would
+    answer `?interval=` with the default, where an empty value is malformed.
+    """
+    params = query(data=request.query_params.dict())
     if not params.is_valid():
         raise ValidationError(params.errors)
     return params.validated_data

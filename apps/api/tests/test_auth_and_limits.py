@@ -222,6 +222,38 @@ def test_a_user_over_the_user_rate_gets_429(client, market, low_rates, alice):
     assert client.get(f"{API}/stocks").status_code == 200  # anonymous counts on its own
 
 
+def test_each_anonymous_address_has_its_own_budget(client, market, low_rates):
+    for _ in range(3):
+        assert client.get(f"{API}/stocks", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert_throttled(client.get(f"{API}/stocks", REMOTE_ADDR="127.0.0.1"))
+    for _ in range(3):  # another address is not held back by the first one's requests
+        assert client.get(f"{API}/stocks", REMOTE_ADDR="127.0.0.2").status_code == 200
+    assert_throttled(client.get(f"{API}/stocks", REMOTE_ADDR="127.0.0.2"))
+
+
+def test_behind_a_proxy_each_forwarded_address_has_its_own_budget(
+    client, market, low_rates, settings
+):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+    for address in ("203.0.113.7", "203.0.113.8"):
+        forwarded = {**proxy, "HTTP_X_FORWARDED_FOR": address}
+        for _ in range(3):
+            assert client.get(f"{API}/stocks", **forwarded).status_code == 200
+        assert_throttled(client.get(f"{API}/stocks", **forwarded))
+
+
+def test_two_users_from_one_address_each_have_their_own_budget(
+    client, market, low_rates, alice, bob
+):
+    for user in (alice, bob):
+        client.force_login(user)
+        for _ in range(5):
+            assert client.get(f"{API}/stocks", REMOTE_ADDR="127.0.0.1").status_code == 200
+        assert_throttled(client.get(f"{API}/stocks", REMOTE_ADDR="127.0.0.1"))
+        client.logout()
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_live_server_takes_its_rates_from_the_environment(market, redis_client, processes):

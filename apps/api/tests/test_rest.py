@@ -633,6 +633,10 @@ BAD_PARAMETERS = [
     ("bars", {"interval": "2m"}, "interval"),
     ("bars", {"interval": "1M"}, "interval"),
     ("bars", {"interval": "%00"}, "interval"),
+    # An empty value is malformed, not "use the default".
+    ("bars", {"interval": ""}, "interval"),
+    *((path, {"limit": ""}, "limit") for path in ("history", "indicators/history", "bars")),
+    *(("bars", {name: ""}, name) for name in ("start", "end")),
     ("bars", {"start": "2026-03-03T00:00:00Z", "end": "2026-03-02T00:00:00Z"}, "start"),
     *(
         ("bars", {name: value}, name)

@@ -58,3 +58,20 @@ def test_the_root_is_as_public_as_market_data(client, market, redis_client, sett
         response = client.get(root)
         assert response.status_code == 401
         assert "detail" in response.json()
+
+
+def test_the_browsable_api_prints_an_answer_over_several_lines(client, market, redis_client):
+    html = client.get("/api/v1/stocks/AAPL/price", HTTP_ACCEPT="text/html").content.decode()
+    assert "\n  &quot;symbol&quot;: &quot;AAPL&quot;,\n" in html  # one field a line, indented
+    asked = client.get("/api/v1/stocks/AAPL/price", HTTP_ACCEPT="application/json; indent=4")
+    assert asked.content.decode().splitlines()[1] == '  "symbol": "AAPL",'
+    plain = client.get("/api/v1/stocks/AAPL/price")
+    assert b"\n" not in plain.content  # programs still get it compact
+
+
+def test_the_token_page_shows_code_not_markdown_backticks(signed_in):
+    html = signed_in.get("/api/v1/auth/token", HTTP_ACCEPT="text/html").content.decode()
+    assert "<code>Authorization: Token &lt;key&gt;</code>" in html
+    description = html.split('<div class="pull-left">', 1)[1].split("</div>", 1)[0]
+    assert "Your API token" in description
+    assert "`" not in description
