@@ -25,6 +25,7 @@ import orjson
 import psycopg
 from django.db import IntegrityError, connection, transaction
 
+from apps.alerts.evaluation import Evaluation
 from apps.alerts.evaluation import evaluate as evaluate_alerts
 from apps.indicators.engine import FIELDS, PRICE_MAX
 from apps.indicators.state import BatchStart
@@ -437,7 +438,53 @@ def ingest(batch: TickBatch) -> IngestResult:
         return result
     batch = _sorted_unique(batch)
     watch = _Stopwatch(result.stage_ms)
+    ts_text, micros = _tick_times(batch)
+    nested = connection.in_atomic_block
+    speculation = _Speculation(batch)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # 1-2. Ticks and 1-minute bars, skipping what is already stored.
+            rows = _store_ticks(
+                cursor,
+                batch=batch,
+                micros=micros,
+                ts_text=ts_text,
+                speculation=speculation,
+                nested=nested,
+            )
+            watch.lap("store")
+            if not rows:
+                return result
+            new = _new_ticks(batch, micros=micros, rows=rows)
+            # 3. Indicators, from a state the database vouches for (usually already done).
+            outputs = _advance_indicators(
+                cursor, new=new, ts_text=ts_text, speculation=speculation, result=result
+            )
+            watch.lap("indicators")
+            # 4. One snapshot per new tick.
+            _store_snapshots(cursor, snapshots=outputs.snapshots)
+            watch.lap("snapshots")
+            # 5. The alert rules of the batch's symbols, on each new tick.
+            alerts = _evaluate_alerts(cursor, new=new, values=outputs.values)
+            result.alerts = len(alerts.events)
+            watch.lap("alerts")
+        watch.lap("commit")
+        result.stored = len(new)
+        result.messages = outputs.messages
+        result.states = outputs.states
+        # 6. Hot state and the states any worker continues from, in one round trip.
+        watched = _write_hot_state(outputs=outputs, after_commit=alerts.after_commit)
+        watch.lap("hot_state")
+        # 7. Fan-out to the channel groups.
+        _publish(outputs=outputs, watched=watched, alerts=alerts.events)
+        watch.lap("publish")
+        return result
+    finally:
+        speculation.discard()
 
+
+def _tick_times(batch: TickBatch) -> tuple[dict[datetime, str], list[int]]:
+    """Each distinct tick time as message text, and each tick's time in epoch µs."""
     # Each distinct timestamp is formatted once (a simulator batch has a single one).
     ts_text: dict[datetime, str] = {}
     ts_micros: dict[datetime, int] = {}
@@ -445,124 +492,156 @@ def ingest(batch: TickBatch) -> IngestResult:
         if ts not in ts_text:
             ts_text[ts] = messages.format_ts(ts)
             ts_micros[ts] = epoch_micros(ts)
-    speculation = _Speculation(batch)
-    try:
-        return _ingest(batch, result, watch, speculation, ts_text, ts_micros)
-    finally:
-        speculation.discard()
+    return ts_text, [ts_micros[ts] for ts in batch.ts]
 
 
-def _ingest(batch, result, watch, speculation, ts_text, ts_micros) -> IngestResult:
-    batch_micros = [ts_micros[ts] for ts in batch.ts]
-    nested = connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        # 1-2. Ticks and 1-minute bars, skipping what is already stored.
-        _ensure_staging_tables(cursor, nested=nested)
-        with cursor.cursor.copy(_COPY_STAGING) as copy:
-            copy.write(
-                binary_copy(
-                    [
-                        ("int4", np.arange(len(batch), dtype=np.int32)),
-                        ("text", batch.symbols),
-                        ("timestamptz", batch_micros),
-                        ("float8", batch.prices),
-                        ("int4", batch.sizes),
-                    ]
-                )
+def _store_ticks(
+    cursor,
+    *,
+    batch: TickBatch,
+    micros: list[int],
+    ts_text: dict[datetime, str],
+    speculation: _Speculation,
+    nested: bool,
+) -> list[tuple]:
+    """Stages 1-2: store the new ticks and roll them into their 1-minute bars.
+
+    Answers one row per new tick, in time order: its position in the batch and, for a
+    symbol's first new tick, the tick stored before it and the anomaly threshold. The
+    speculation starts just before the store statement.
+    """
+    _ensure_staging_tables(cursor, nested=nested)
+    with cursor.cursor.copy(_COPY_STAGING) as copy:
+        copy.write(
+            binary_copy(
+                [
+                    ("int4", np.arange(len(batch), dtype=np.int32)),
+                    ("text", batch.symbols),
+                    ("timestamptz", micros),
+                    ("float8", batch.prices),
+                    ("int4", batch.sizes),
+                ]
             )
-        cursor.execute(_UNKNOWN_SYMBOLS)
-        unknown = cursor.fetchone()[0]
-        if unknown:
-            raise BatchError(f"unknown symbols: {', '.join(sorted(unknown))}")
-        speculation.start(batch_micros, [ts_text[ts] for ts in batch.ts])
-        one_tick_per_symbol = len(set(batch.symbols)) == len(batch)
-        params = {"interval": BAR_INTERVAL_1M}
-        try:
-            with transaction.atomic():
-                cursor.execute(_STORE_TICKS_AND_BARS[one_tick_per_symbol, True], params)
-        except IntegrityError:  # a tick already stored: a replay, or another writer
-            cursor.execute(_STORE_TICKS_AND_BARS[one_tick_per_symbol, False], params)
-        rows = cursor.fetchall()
-        watch.lap("store")
-        if not rows:
-            return result
-        if len(rows) == len(batch):  # every tick is new, the usual case: rows are in order
-            symbols, tick_ts, micros, prices = batch.symbols, batch.ts, batch_micros, batch.prices
-            sizes = batch.sizes.tolist()
-        else:
-            index = [r[0] for r in rows]
-            symbols = [batch.symbols[i] for i in index]
-            tick_ts = [batch.ts[i] for i in index]
-            micros = [batch_micros[i] for i in index]
-            prices = batch.prices[index]
-            sizes = batch.sizes[index].tolist()
-        starts: dict[str, BatchStart] = {}
-        for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
-            if symbol not in starts:  # rows are in time order: the first is the first new tick
-                starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
-
-        # 3. Indicators, from a state the database vouches for (usually already done).
-        outputs = speculation.won(len(rows), starts)
-        if outputs is not None:
-            result.overlapped_ms = outputs.ms
-        else:
-            speculation.discard()
-            result.rebuilt = state_store.prepare(starts, cursor)
-            thresholds = {symbol: start.threshold for symbol, start in starts.items()}
-            tick_text = [ts_text[ts] for ts in tick_ts]
-            outputs = _outputs(symbols, micros, tick_text, prices, sizes, thresholds)
-        values = outputs.values
-        watch.lap("indicators")
-
-        # 4. One snapshot per new tick. Their ticks are new, so normally the snapshots are
-        # too and go straight in by COPY; only if someone deleted ticks but not their
-        # snapshots does that conflict, and then they go through staging, idempotently.
-        try:
-            with transaction.atomic(), cursor.cursor.copy(_COPY_SNAPSHOTS) as copy:
-                copy.write(outputs.snapshots)
-        except psycopg.errors.UniqueViolation:  # raised by psycopg's own COPY cursor
-            with cursor.cursor.copy(_COPY_STAGED_SNAPSHOTS) as copy:
-                copy.write(outputs.snapshots)
-            cursor.execute(_STORE_SNAPSHOTS)
-        watch.lap("snapshots")
-
-        # 5. The alert rules of the batch's symbols, on each new tick.
-        alerts = evaluate_alerts(
-            cursor,
-            redis_client(),
-            symbols=symbols,
-            micros=micros,
-            prices=prices,
-            values=values,
-            sizes=sizes,
-            prev_micros={symbol: start.prev_micros for symbol, start in starts.items()},
         )
-        result.alerts = len(alerts.events)
-        watch.lap("alerts")
-    watch.lap("commit")
-    result.stored = len(rows)
-    result.messages = outputs.messages
-    result.states = outputs.states
+    cursor.execute(_UNKNOWN_SYMBOLS)
+    unknown = cursor.fetchone()[0]
+    if unknown:
+        raise BatchError(f"unknown symbols: {', '.join(sorted(unknown))}")
+    speculation.start(micros, [ts_text[ts] for ts in batch.ts])
+    one_tick_per_symbol = len(set(batch.symbols)) == len(batch)
+    params = {"interval": BAR_INTERVAL_1M}
+    try:
+        with transaction.atomic():
+            cursor.execute(_STORE_TICKS_AND_BARS[one_tick_per_symbol, True], params)
+    except IntegrityError:  # a tick already stored: a replay, or another writer
+        cursor.execute(_STORE_TICKS_AND_BARS[one_tick_per_symbol, False], params)
+    return cursor.fetchall()
 
-    # 6. Hot state and the states any worker continues from, in one round trip.
+
+@dataclass(frozen=True)
+class _NewTicks:
+    """The ticks this run added, as columns in time order (usually the whole batch)."""
+
+    symbols: list[str]
+    ts: list[datetime]
+    micros: list[int]
+    prices: np.ndarray
+    sizes: list[int]
+    starts: dict[str, BatchStart]  # per symbol: its first new tick, and what came before
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
+def _new_ticks(batch: TickBatch, *, micros: list[int], rows: list[tuple]) -> _NewTicks:
+    """The new ticks, from the store statement's rows."""
+    if len(rows) == len(batch):  # every tick is new, the usual case: rows are in order
+        symbols, tick_ts, new_micros, prices = batch.symbols, batch.ts, micros, batch.prices
+        sizes = batch.sizes.tolist()
+    else:
+        index = [r[0] for r in rows]
+        symbols = [batch.symbols[i] for i in index]
+        tick_ts = [batch.ts[i] for i in index]
+        new_micros = [micros[i] for i in index]
+        prices = batch.prices[index]
+        sizes = batch.sizes[index].tolist()
+    starts: dict[str, BatchStart] = {}
+    for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
+        if symbol not in starts:  # rows are in time order: the first is the first new tick
+            starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
+    return _NewTicks(symbols, tick_ts, new_micros, prices, sizes, starts)
+
+
+def _advance_indicators(
+    cursor,
+    *,
+    new: _NewTicks,
+    ts_text: dict[datetime, str],
+    speculation: _Speculation,
+    result: IngestResult,
+) -> _Outputs:
+    """Stage 3: the outputs of the new ticks, from the speculation if its bet held, else
+    from states made current here (noted in `result.rebuilt`)."""
+    outputs = speculation.won(len(new), new.starts)
+    if outputs is not None:
+        result.overlapped_ms = outputs.ms
+        return outputs
+    speculation.discard()
+    result.rebuilt = state_store.prepare(new.starts, cursor)
+    thresholds = {symbol: start.threshold for symbol, start in new.starts.items()}
+    tick_text = [ts_text[ts] for ts in new.ts]
+    return _outputs(new.symbols, new.micros, tick_text, new.prices, new.sizes, thresholds)
+
+
+def _store_snapshots(cursor, *, snapshots: bytes) -> None:
+    """Stage 4: one IndicatorSnapshot row per new tick."""
+    # Their ticks are new, so normally the snapshots are too and go straight in by COPY;
+    # only if someone deleted ticks but not their snapshots does that conflict, and then
+    # they go through staging, idempotently.
+    try:
+        with transaction.atomic(), cursor.cursor.copy(_COPY_SNAPSHOTS) as copy:
+            copy.write(snapshots)
+    except psycopg.errors.UniqueViolation:  # raised by psycopg's own COPY cursor
+        with cursor.cursor.copy(_COPY_STAGED_SNAPSHOTS) as copy:
+            copy.write(snapshots)
+        cursor.execute(_STORE_SNAPSHOTS)
+
+
+def _evaluate_alerts(cursor, *, new: _NewTicks, values: dict[str, np.ndarray]) -> Evaluation:
+    """Stage 5: the alert rules of the batch's symbols, on each new tick."""
+    return evaluate_alerts(
+        cursor,
+        redis_client(),
+        symbols=new.symbols,
+        micros=new.micros,
+        prices=new.prices,
+        values=values,
+        sizes=new.sizes,
+        prev_micros={symbol: start.prev_micros for symbol, start in new.starts.items()},
+    )
+
+
+def _write_hot_state(*, outputs: _Outputs, after_commit: list[list[bytes]]) -> set[str]:
+    """Stage 6, after the commit: the hot states, the states any worker continues from and
+    the alert stage's writes, in one round trip; answers the watched symbols."""
     replies = execute_packed(
         redis_client(),
         [
             *outputs.redis,
             [b"HKEYS", keys.WATCHED_SYMBOLS.encode()],
-            *alerts.after_commit,
+            *after_commit,
         ],
     )
-    watched = {w.decode() for w in replies[2]}
-    watch.lap("hot_state")
+    return {w.decode() for w in replies[2]}
 
-    # 7. Fan-out to the channel groups. (The market overview, once a second, is the
-    # caller's next step: `services.publish_overview_if_due(result.states)`.)
+
+def _publish(*, outputs: _Outputs, watched: set[str], alerts: list[dict]) -> None:
+    """Stage 7: fan-out to the channel groups."""
+    # The market overview, once a second, is the caller's next step:
+    # `services.publish_overview_if_due(result.states)`.
     fanout.publisher().publish_batch(
-        result.messages,
+        outputs.messages,
         watched=watched,
-        alerts=alerts.events,
+        alerts=alerts,
         prepared=outputs.market_message,
     )
-    watch.lap("publish")
-    return result
