@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
+from apps.ops.timestamps import epoch_micros
 from bench.common import (
     CpuMeter,
     Stack,
@@ -115,14 +116,11 @@ class _Window:
         known = self.ts_cache.get(ts)
         if known is None:
             moment = datetime.fromisoformat(ts)
-            micros = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
+            micros = epoch_micros(moment)
             known = self.ts_cache[ts] = (micros / 1e6, micros)
             if len(self.ts_cache) > 10_000:
                 self.ts_cache.clear()
         return known
-
-
-_MICROSECOND = datetime.resolution
 
 
 class _Client:
@@ -530,9 +528,8 @@ def _db_ticks(t0: float, t1: float) -> set[tuple[str, int]]:
     from apps.market.models import Tick
 
     start, end = datetime.fromtimestamp(t0, UTC), datetime.fromtimestamp(t1, UTC)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     rows = Tick.objects.filter(ts__gte=start, ts__lt=end).values_list("symbol_id", "ts")
-    return {(symbol, (ts - epoch) // _MICROSECOND) for symbol, ts in rows}
+    return {(symbol, epoch_micros(ts)) for symbol, ts in rows}
 
 
 def _pipeline_stats(t0: float, t1: float) -> dict:

@@ -43,7 +43,8 @@ from django.db import connection, transaction
 from apps.market import rollup, simulator, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
 from apps.market.models import Symbol
-from apps.market.rollup import floor_to
+from apps.ops.pgcopy import binary_copy
+from apps.ops.timestamps import UNIX_EPOCH, floor_to
 
 MAX_DAYS = 3650
 SUBSTEP_SECONDS = 5
@@ -55,8 +56,7 @@ _SUBSTEPS_PER_HOUR = 3600 // SUBSTEP_SECONDS
 CHUNK_ROWS = 100_000  # bars per COPY and transaction: memory stays near 100 MB for any length
 
 _MINUTE = timedelta(minutes=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PG_EPOCH_SECONDS = 946_684_800  # 2000-01-01, the origin of PostgreSQL's binary timestamps
+_MINUTE_MICROS = 60_000_000
 
 
 class BackfillError(ValueError):
@@ -107,10 +107,6 @@ def resolve_symbols(tickers: list[str] | None) -> list[Symbol]:
     return [found[t] for t in sorted(wanted)]
 
 
-def floor_minute(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(second=0, microsecond=0)
-
-
 # One forward index probe per symbol and table (the composite keys lead with the symbol).
 _EARLIEST = """
 SELECT s.ticker, b.ts, b.open, t.ts, t.price
@@ -134,11 +130,11 @@ def plan(*, symbols: list[Symbol], days: int, now: datetime) -> list[Window]:
             _EARLIEST, {"tickers": [s.ticker for s in symbols], "interval": BAR_INTERVAL_1M}
         )
         earliest = {row[0]: row[1:] for row in cursor.fetchall()}
-    now = floor_minute(now)
+    now = floor_to(now, _MINUTE)
     windows = []
     for symbol in symbols:
         bar_ts, bar_open, tick_ts, tick_price = earliest[symbol.ticker]
-        tick_minute = floor_minute(tick_ts) if tick_ts is not None else None
+        tick_minute = floor_to(tick_ts, _MINUTE) if tick_ts is not None else None
         if tick_minute is not None and (bar_ts is None or tick_minute <= bar_ts):
             end, anchor = tick_minute, tick_price
         elif bar_ts is not None:
@@ -169,7 +165,7 @@ class Chunk:
 
 
 def _epoch_minute(ts: datetime) -> int:
-    return (ts - _EPOCH) // _MINUTE
+    return (ts - UNIX_EPOCH) // _MINUTE
 
 
 def simulate(*, windows: list[Window], seed: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
@@ -233,57 +229,26 @@ def simulate(*, windows: list[Window], seed: int, chunk_rows: int = CHUNK_ROWS) 
         hour_hi = hour_lo
 
 
-# Binary COPY (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4):
-# a signature, then per row a field count and each field as a length and big-endian value.
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # flags 0, no header extension
-_COPY_TRAILER = b"\xff\xff"
-_COPY_FIELDS = 9
 _COPY_COLUMNS = "symbol_id, interval, ts, open, high, low, close, volume, trades"
 
 
-def _row_dtype(ticker_bytes: int) -> np.dtype:
-    fields = [("count", ">i2"), ("symbol_len", ">i4"), ("symbol", f"S{ticker_bytes}")]
-    for name, kind in [
-        ("interval", f"S{len(BAR_INTERVAL_1M)}"),
-        ("ts", ">i8"),
-        ("open", ">f8"),
-        ("high", ">f8"),
-        ("low", ">f8"),
-        ("close", ">f8"),
-        ("volume", ">i8"),
-        ("trades", ">i4"),
-    ]:
-        fields += [(f"{name}_len", ">i4"), (name, kind)]
-    return np.dtype(fields)
-
-
 def copy_payload(chunk: Chunk) -> bytes:
-    """The chunk in PostgreSQL's binary COPY format, built with numpy (no per-row Python)."""
-    pg_micros = (chunk.minutes * 60 - _PG_EPOCH_SECONDS) * 1_000_000
-    parts = [_COPY_SIGNATURE]
-    for i, ticker in enumerate(chunk.tickers):
-        symbol = ticker.encode()
-        dtype = _row_dtype(len(symbol))
-        rows = np.empty(len(chunk.minutes), dtype=dtype)
-        rows["count"] = _COPY_FIELDS
-        rows["symbol_len"] = len(symbol)
-        rows["symbol"] = symbol
-        values = {
-            "interval": BAR_INTERVAL_1M.encode(),
-            "ts": pg_micros,
-            "open": chunk.open[i],
-            "high": chunk.high[i],
-            "low": chunk.low[i],
-            "close": chunk.close[i],
-            "volume": chunk.volume[i],
-            "trades": SUBSTEPS_PER_MINUTE,
-        }
-        for name, value in values.items():
-            rows[f"{name}_len"] = dtype[name].itemsize
-            rows[name] = value
-        parts.append(rows.tobytes())
-    parts.append(_COPY_TRAILER)
-    return b"".join(parts)
+    """The chunk as one binary COPY stream (`apps.ops.pgcopy`), no per-row Python: the
+    symbols go as one numpy bytes array."""
+    n, m = len(chunk.tickers), len(chunk.minutes)
+    return binary_copy(
+        [
+            ("text", np.repeat(np.array([t.encode() for t in chunk.tickers]), m)),
+            ("text", np.full(n * m, BAR_INTERVAL_1M.encode())),
+            ("timestamptz", np.tile(chunk.minutes * _MINUTE_MICROS, n)),
+            ("float8", chunk.open.ravel()),
+            ("float8", chunk.high.ravel()),
+            ("float8", chunk.low.ravel()),
+            ("float8", chunk.close.ravel()),
+            ("int8", chunk.volume.ravel()),
+            ("int4", np.full(n * m, SUBSTEPS_PER_MINUTE, dtype=np.int32)),
+        ]
+    )
 
 
 _COPY_BARS = f"COPY market_bar ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
@@ -443,8 +408,8 @@ def backfill(
                 if written:  # right after its commit, so a stopped run leaves nothing stale
                     refreshed.update(
                         refresh_aggregates(
-                            start=_EPOCH + int(chunk.minutes[0]) * _MINUTE,
-                            end=_EPOCH + int(chunk.minutes[-1] + 1) * _MINUTE,
+                            start=UNIX_EPOCH + int(chunk.minutes[0]) * _MINUTE,
+                            end=UNIX_EPOCH + int(chunk.minutes[-1] + 1) * _MINUTE,
                             tickers=[w.symbol.ticker for w in batch],
                         )
                     )

@@ -18,12 +18,12 @@ from django.db import connection
 from apps.market import keys, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.ops.redis_client import redis_client
+from apps.ops.timestamps import BUCKET_ORIGIN, floor_to
 
 ROLLUP_INTERVALS = [name for name in BAR_INTERVALS if name != BAR_INTERVAL_1M]
 # A bucket is rolled up only this long after it closed: a retried tick may still land in
 # its last minute (ticks are retried for at most 20 intervals, 10 s at the default).
 SETTLE = timedelta(seconds=30)
-ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # buckets align here: 1d at midnight UTC
 
 # Per symbol, one index range scan of its 1-minute bars; no scan of the whole table.
 _ROLLUP = """
@@ -61,10 +61,6 @@ SELECT coalesce(
 """
 
 
-def floor_to(ts: datetime, step: timedelta) -> datetime:
-    return ORIGIN + ((ts - ORIGIN) // step) * step
-
-
 def rollup_range(
     *, interval: str, start: datetime, end: datetime, tickers: list[str] | None = None
 ) -> int:
@@ -81,7 +77,7 @@ def rollup_range(
         cursor.execute(
             _ROLLUP,
             {
-                "interval": interval, "step": step, "origin": ORIGIN,
+                "interval": interval, "step": step, "origin": BUCKET_ORIGIN,
                 "start": start, "end": end, "tickers": tickers,
             },
         )  # fmt: skip

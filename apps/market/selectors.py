@@ -12,8 +12,8 @@ from django.db import connection
 from apps.market import keys, messages, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.market.models import Symbol, Tick
-from apps.market.rollup import floor_to
 from apps.ops.redis_client import redis_client
+from apps.ops.timestamps import floor_to
 
 
 def shard_of(ticker: str, shards: int) -> int:

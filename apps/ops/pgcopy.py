@@ -15,11 +15,13 @@ from typing import Literal
 
 import numpy as np
 
+from apps.ops.timestamps import POSTGRES_EPOCH, epoch_micros
+
 Kind = Literal["text", "int4", "int8", "float8", "bool", "timestamptz"]
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
 TRAILER = b"\xff\xff"
-UNIX_TO_POSTGRES_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01, PostgreSQL's epoch
+UNIX_TO_POSTGRES_EPOCH_MICROS = epoch_micros(POSTGRES_EPOCH)
 
 _DTYPES = {"int4": ">i4", "int8": ">i8", "float8": ">f8", "bool": "?", "timestamptz": ">i8"}
 _WIDTHS = {"int4": 4, "int8": 8, "float8": 8, "bool": 1, "timestamptz": 8}
@@ -28,8 +30,10 @@ _WIDTHS = {"int4": 4, "int8": 8, "float8": 8, "bool": 1, "timestamptz": 8}
 def binary_copy(columns: Sequence[tuple[Kind, Sequence | np.ndarray]]) -> bytes:
     """A whole `COPY ... FROM STDIN (FORMAT BINARY)` stream for the given columns.
 
-    `text` takes strings; `timestamptz` takes integer microseconds since the Unix epoch;
-    a NaN in a `float8` column is sent as NULL (the engine's "not warmed up yet").
+    `text` takes strings, or a numpy bytes array (dtype `S`) of them already UTF-8
+    encoded, which skips the per-row encoding (a long column of a few repeated values, as
+    backfill's symbols, is then cheap); `timestamptz` takes integer microseconds since the
+    Unix epoch; a NaN in a `float8` column is sent as NULL (the engine's "not warmed up yet").
     """
     count = len(columns[0][1])
     values: list[np.ndarray] = []
@@ -38,6 +42,10 @@ def binary_copy(columns: Sequence[tuple[Kind, Sequence | np.ndarray]]) -> bytes:
         if len(column) != count:
             raise ValueError("columns must have the same length")
         if kind == "text":
+            if isinstance(column, np.ndarray) and column.dtype.kind == "S":
+                values.append(column)
+                shape_columns.append(np.char.str_len(column).astype(np.int64))
+                continue
             encoded = np.array([v.encode() for v in column], dtype=object)
             values.append(encoded)
             shape_columns.append(np.fromiter(map(len, encoded), np.int64, count))

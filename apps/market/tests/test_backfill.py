@@ -18,6 +18,7 @@ from apps.market import backfill, timescale
 from apps.market.constants import BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
 from apps.market.models import Bar, Symbol, Tick
 from apps.market.selectors import bars_for_range
+from apps.ops.timestamps import floor_to
 
 NOW = datetime(2026, 3, 2, 14, 30, 41, tzinfo=UTC)  # the backfill floors it to 14:30
 MINUTE = timedelta(minutes=1)
@@ -269,7 +270,7 @@ def test_timescale_aggregates_show_the_backfilled_history(timescale_db):
 
     result = backfill.backfill(symbols=[Symbol.objects.get(ticker="AAPL")], days=1, seed=7)
 
-    assert result.rows == (live - (backfill.floor_minute(now) - timedelta(days=1))) // MINUTE
+    assert result.rows == (live - (floor_to(now, MINUTE) - timedelta(days=1))) // MINUTE
     assert bars("AAPL")[-2][4] == 230.0
     assert result.refreshed == sorted(CONTINUOUS_AGGREGATE_VIEWS.values())
     for interval, before in (("1h", hour), ("1d", day)):

@@ -74,3 +74,13 @@ def test_no_rows_is_a_valid_copy():
 def test_columns_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match="same length"):
         binary_copy([("int4", [1, 2]), ("text", ["A"])])
+
+
+def test_text_already_encoded_as_a_bytes_array_is_the_same_copy():
+    names = ["A", "BRK.B", "GOOGL", "Zürich", "A", "MSFT", "X" * 32]
+    n = np.arange(len(names), dtype=np.int32)
+    as_bytes = np.array([name.encode() for name in names])
+
+    assert binary_copy([("int4", n), ("text", as_bytes)]) == binary_copy(
+        [("int4", n), ("text", names)]
+    )
