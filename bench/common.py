@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import json
 import os
 import platform
 import resource
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from apps.ops import processes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BASE_DIR = Path(__file__).resolve().parents[1]
@@ -124,31 +124,13 @@ def machine_info() -> dict:
 # --- A live stack (Daphne, Celery worker, beat) on the bench database -------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str,
-               interval: float = 0.2) -> object:  # fmt: skip
-    """Poll `predicate` until it returns something truthy; RuntimeError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+# Poll `predicate` until it returns something truthy; a RuntimeError after `timeout` s.
+wait_until = functools.partial(processes.wait_until, interval=0.2)
 
 
 def _child_setup() -> None:
     """Runs in a child before exec: dies with the bench, may hold many sockets."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    processes.die_with_parent()
     raise_open_files_limit()
 
 
@@ -166,8 +148,8 @@ class Stack:
     """Daphne, a Celery worker and beat started by a benchmark, always stopped (with `with`).
 
     Each runs in its own session (process group) with its output in `log_dir`; `stop_all`
-    sends SIGTERM to each group, then SIGKILL to what is left. The same idea as conftest's
-    `Processes`, for scripts that are not tests.
+    sends SIGTERM to each group, then SIGKILL to what is left. The same idea as
+    `apps.testing.processes.Processes`, for scripts that are not tests.
     """
 
     def __init__(self, env: dict[str, str], log_dir: Path):
@@ -214,7 +196,7 @@ class Stack:
 
     def daphne(self, timeout: float = 60.0) -> tuple[str, subprocess.Popen]:
         """One Daphne process on a free loopback port; its base URL once /health answers."""
-        port = free_port()
+        port = processes.free_port()
         proc = self.start(
             "daphne",
             ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
@@ -261,18 +243,7 @@ class Stack:
 
     def stop_all(self, timeout: float = 15.0) -> None:
         for name in reversed(list(self.procs)):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+            processes.stop_process(self.procs.pop(name), timeout=timeout, group=True)
             log = self._logs.pop(name, None)
             if log is not None:
                 log.close()

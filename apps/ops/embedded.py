@@ -11,14 +11,11 @@ environment that configures Django is known.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,21 +23,10 @@ from pathlib import Path
 import psycopg
 import redis
 
+from apps.ops.processes import die_with_parent, free_port, stop_process
+
 # PostgreSQL refuses to run as root; when we are root, the server runs as this user.
 POSTGRES_SYSTEM_USER = "marketflux"
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel sends SIGTERM when the launcher dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _package_dir(name: str) -> Path:
@@ -48,17 +34,6 @@ def _package_dir(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"the {name} package is not installed (run `make` again)")
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 class EmbeddedPostgres:
@@ -152,7 +127,7 @@ class EmbeddedPostgres:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 user=self.user,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 start_new_session=True,
             )
         self._wait_ready(timeout, log)
@@ -187,7 +162,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop_process(self.proc, signal.SIGINT, timeout=30)  # SIGINT = fast shutdown
+            stop_process(self.proc, sig=signal.SIGINT, timeout=30)  # SIGINT = fast shutdown
             self.proc = None
 
 
@@ -222,7 +197,7 @@ class EmbeddedRedis:
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -239,5 +214,5 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop_process(self.proc, signal.SIGTERM, timeout=15)
+            stop_process(self.proc, timeout=15)
             self.proc = None

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from apps.ops.embedded import EmbeddedPostgres, EmbeddedRedis, _die_with_parent
+from apps.ops.embedded import EmbeddedPostgres, EmbeddedRedis
+from apps.ops.processes import die_with_parent, stop_process
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Where embedded services keep their data (a test points a second stack elsewhere).
@@ -93,7 +94,7 @@ class Child:
         self.proc = subprocess.Popen(
             self.args,
             cwd=BASE_DIR,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops children in order
         )
         self.started_at = time.monotonic()
@@ -101,15 +102,15 @@ class Child:
         log.info("started %s (pid %s)", self.name, self.proc.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(
+            self.proc,
+            timeout=timeout,
+            on_kill=lambda: log.warning(
+                "%s did not stop in %.0f s; killing it", self.name, timeout
+            ),
+        )
 
 
 def supervise(children: list[Child], *, poll: float = 0.5) -> None:
@@ -201,8 +202,7 @@ def test(pytest_args: list[str]) -> int:
             try:
                 return proc.wait()
             except (_Stop, KeyboardInterrupt):
-                proc.terminate()
-                proc.wait(30)
+                stop_process(proc, timeout=30)
                 return 130
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

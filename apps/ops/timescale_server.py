@@ -28,13 +28,14 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 import weakref
 from pathlib import Path
+
+from apps.ops.processes import stop_process
 
 __all__ = [
     "REPO_ROOT",
@@ -131,12 +132,7 @@ def _terminate(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             try:
                 proc.wait(timeout=min(3.0, timeout))
             except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+                stop_process(proc, timeout=timeout)
     except ProcessLookupError:
         pass
     finally:
@@ -288,7 +284,7 @@ class PgliteTimescale:
             self.handle = None
 
 
-if __name__ == "__main__":  # by hand: python apps/ops/timescale_server.py
+if __name__ == "__main__":  # by hand: python -m apps.ops.timescale_server
     with PgliteTimescale(echo_stderr=True) as _pg:
         print(_pg.url, flush=True)
         try:

@@ -18,10 +18,11 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
-from apps.alerts.tests.conftest import feed_prices, make_rule
+from apps.ingest.pipeline import TickBatch, ingest
+from apps.testing.factories import AlertEventFactory, AlertRuleFactory, UserFactory
 from marketflux_site.asgi import application
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_state")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("market", "fresh_state")]
 
 RULES = "/admin/alerts/alertrule/"
 EVENTS = "/admin/alerts/alertevent/"
@@ -41,6 +42,13 @@ def staff(market):
 @pytest.fixture
 def admin_user_(admin_user, market):
     return admin_user
+
+
+def feed_prices(prices: dict[str, float]) -> datetime:
+    """One tick per symbol through the real pipeline, so the hot state holds these prices."""
+    ts = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    ingest(TickBatch.from_rows([(t, ts, p, 100) for t, p in prices.items()]))
+    return ts
 
 
 def logs_of(obj, flag: int) -> list[LogEntry]:
@@ -74,8 +82,8 @@ def form_data(rule: AlertRule | None = None, **changes) -> dict:
 
 
 def test_changelist_shows_every_users_rules(client, staff, alice, bob):
-    make_rule(alice, "AAPL", message="alice watches apple")
-    make_rule(bob, None, condition="anomaly", threshold=None)
+    AlertRuleFactory(owner=alice, symbol_id="AAPL", message="alice watches apple")
+    AlertRuleFactory(owner=bob, symbol_id=None, condition="anomaly", threshold=None)
     client.force_login(staff)
     response = client.get(RULES)
     assert response.status_code == 200
@@ -102,9 +110,9 @@ def test_changelist_shows_every_users_rules(client, staff, alice, bob):
     ],
 )
 def test_changelist_filters_and_search(admin_client, alice, bob, query, expected):
-    make_rule(alice, "AAPL", message="alice watches apple")
-    make_rule(alice, "TSLA", frequency="every_time", active=False)
-    make_rule(bob, None, condition="anomaly", threshold=None)
+    AlertRuleFactory(owner=alice, symbol_id="AAPL", message="alice watches apple")
+    AlertRuleFactory(owner=alice, symbol_id="TSLA", frequency="every_time", active=False)
+    AlertRuleFactory(owner=bob, symbol_id=None, condition="anomaly", threshold=None)
     response = admin_client.get(RULES, query)
     assert response.status_code == 200
     found = {f"{r.owner.username}-{r.symbol_id or '*'}" for r in response.context["cl"].result_list}
@@ -112,8 +120,8 @@ def test_changelist_filters_and_search(admin_client, alice, bob, query, expected
 
 
 def test_owner_filter(admin_client, alice, bob):
-    make_rule(alice)
-    make_rule(bob)
+    AlertRuleFactory(owner=alice)
+    AlertRuleFactory(owner=bob)
     response = admin_client.get(RULES, {"owner__id__exact": bob.pk})
     assert [r.owner for r in response.context["cl"].result_list] == [bob]
 
@@ -135,7 +143,7 @@ def test_add_is_audited_and_logged(admin_client, admin_user_, alice):
 
 
 def test_change_is_audited_with_what_changed_and_logged(admin_client, admin_user_, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     response = admin_client.post(f"{RULES}{rule.pk}/change/", form_data(rule, threshold="250"))
     assert response.status_code == 302
     audit = AlertRuleAudit.objects.get()
@@ -146,7 +154,7 @@ def test_change_is_audited_with_what_changed_and_logged(admin_client, admin_user
 
 
 def test_add_and_change_pages_render(admin_client, alice):
-    rule = make_rule(alice, "AAPL")
+    rule = AlertRuleFactory(owner=alice, symbol_id="AAPL")
     assert admin_client.get(f"{RULES}add/").status_code == 200
     page = admin_client.get(f"{RULES}{rule.pk}/change/")
     assert page.status_code == 200
@@ -166,7 +174,7 @@ def test_invalid_rules_are_refused_with_the_field_named(admin_client, alice):
 
 
 def test_delete_is_audited_and_logged(admin_client, admin_user_, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     pk = rule.pk
     response = admin_client.post(f"{RULES}{pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
@@ -180,7 +188,11 @@ def test_delete_is_audited_and_logged(admin_client, admin_user_, alice):
 
 
 def test_delete_selected_audits_each_rule(admin_client, alice, bob):
-    rules = [make_rule(alice), make_rule(bob), make_rule(bob, "TSLA")]
+    rules = [
+        AlertRuleFactory(owner=alice),
+        AlertRuleFactory(owner=bob),
+        AlertRuleFactory(owner=bob, symbol_id="TSLA"),
+    ]
     response = admin_client.post(
         RULES,
         {"action": "delete_selected", "_selected_action": [r.pk for r in rules[:2]],
@@ -201,8 +213,11 @@ def test_delete_selected_audits_each_rule(admin_client, alice, bob):
 def test_enable_and_disable_audit_and_log_each_changed_rule(
     admin_client, admin_user_, alice, action, active
 ):
-    changes = [make_rule(alice, active=not active), make_rule(alice, "MSFT", active=not active)]
-    already = make_rule(alice, "TSLA", active=active)
+    changes = [
+        AlertRuleFactory(owner=alice, active=not active),
+        AlertRuleFactory(owner=alice, symbol_id="MSFT", active=not active),
+    ]
+    already = AlertRuleFactory(owner=alice, symbol_id="TSLA", active=active)
     response = admin_client.post(
         RULES,
         {"action": action, "_selected_action": [r.pk for r in [*changes, already]]},
@@ -222,7 +237,7 @@ def test_enable_and_disable_audit_and_log_each_changed_rule(
 
 def test_test_fire_creates_a_marked_event_at_the_latest_price(admin_client, alice):
     feed_prices({"AAPL": 201.25, "MSFT": 410.5})
-    rule = make_rule(alice, "AAPL", message="{symbol} at {price}")
+    rule = AlertRuleFactory(owner=alice, symbol_id="AAPL", message="{symbol} at {price}")
     before = timezone.now()
     response = admin_client.post(
         RULES, {"action": "test_fire", "_selected_action": [rule.pk]}, follow=True
@@ -246,7 +261,7 @@ def test_test_fire_creates_a_marked_event_at_the_latest_price(admin_client, alic
 
 def test_test_fire_of_an_all_symbols_rule_uses_a_priced_symbol(admin_client, alice):
     feed_prices({"MSFT": 410.5, "TSLA": 250.0})
-    rule = make_rule(alice, None, condition="anomaly", threshold=None)
+    rule = AlertRuleFactory(owner=alice, symbol_id=None, condition="anomaly", threshold=None)
     admin_client.post(RULES, {"action": "test_fire", "_selected_action": [rule.pk]})
     event = AlertEvent.objects.get()
     assert (event.symbol, event.price) == ("MSFT", 410.5)
@@ -254,7 +269,7 @@ def test_test_fire_of_an_all_symbols_rule_uses_a_priced_symbol(admin_client, ali
 
 
 def test_test_fire_without_a_price_says_so(admin_client, alice):
-    rule = make_rule(alice, "GOOGL")
+    rule = AlertRuleFactory(owner=alice, symbol_id="GOOGL")
     response = admin_client.post(
         RULES, {"action": "test_fire", "_selected_action": [rule.pk]}, follow=True
     )
@@ -264,7 +279,7 @@ def test_test_fire_without_a_price_says_so(admin_client, alice):
 
 def test_test_fire_shows_up_in_the_owners_api(admin_client, alice):
     feed_prices({"AAPL": 199.0})
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     admin_client.post(RULES, {"action": "test_fire", "_selected_action": [rule.pk]})
     admin_client.logout()
     admin_client.force_login(alice)
@@ -276,20 +291,17 @@ def test_test_fire_shows_up_in_the_owners_api(admin_client, alice):
 # Events: read-only.
 
 
-def make_event(rule, ts, **fields) -> AlertEvent:
-    return AlertEvent.objects.create(
-        rule=rule, owner=rule.owner, symbol=rule.symbol_id or "AAPL", ts=ts,
-        condition=rule.condition, price=201.0, value=201.0, message="fired", **fields,
-    )  # fmt: skip
-
-
 def test_events_changelist_filters_and_date_hierarchy(admin_client, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     recent = timezone.now() - timedelta(hours=1)
-    old = make_event(rule, datetime(2024, 6, 1, tzinfo=UTC), acknowledged=True)
-    new = make_event(rule, recent)
-    other = make_event(make_rule(alice, "TSLA", condition="price_below", threshold=100),
-                       recent - timedelta(minutes=1))  # fmt: skip
+    old = AlertEventFactory(rule=rule, ts=datetime(2024, 6, 1, tzinfo=UTC), acknowledged=True)
+    new = AlertEventFactory(rule=rule, ts=recent)
+    other = AlertEventFactory(
+        rule=AlertRuleFactory(
+            owner=alice, symbol_id="TSLA", condition="price_below", threshold=100
+        ),
+        ts=recent - timedelta(minutes=1),
+    )
     response = admin_client.get(EVENTS)
     assert response.status_code == 200
     body = response.content.decode()
@@ -314,7 +326,9 @@ def test_events_changelist_filters_and_date_hierarchy(admin_client, alice):
 
 
 def test_events_cannot_be_added_or_changed(admin_client, alice):
-    event = make_event(make_rule(alice), datetime(2026, 12, 1, tzinfo=UTC))
+    event = AlertEventFactory(
+        rule=AlertRuleFactory(owner=alice), ts=datetime(2026, 12, 1, tzinfo=UTC)
+    )
     assert admin_client.get(f"{EVENTS}add/").status_code == 403
     page = admin_client.get(f"{EVENTS}{event.pk}/change/")
     assert page.status_code == 200  # viewable
@@ -328,7 +342,9 @@ def test_events_cannot_be_added_or_changed(admin_client, alice):
 
 
 def test_only_superusers_delete_events(client, admin_client, staff, alice):
-    event = make_event(make_rule(alice), datetime(2026, 12, 1, tzinfo=UTC))
+    event = AlertEventFactory(
+        rule=AlertRuleFactory(owner=alice), ts=datetime(2026, 12, 1, tzinfo=UTC)
+    )
     client.force_login(staff)
     assert client.get(EVENTS).status_code == 200
     assert client.post(f"{EVENTS}{event.pk}/delete/", {"post": "yes"}).status_code == 403
@@ -368,11 +384,11 @@ def test_symbols_changelist_counts_active_rules_without_a_query_per_row(admin_cl
 
     _, counts, few_queries = changelist()
     assert set(counts.values()) == {0}
-    make_rule(alice, "AAPL")
-    make_rule(bob, "AAPL")
-    make_rule(bob, "AAPL", active=False)
-    make_rule(alice, "TSLA")
-    make_rule(alice, None)  # every symbol: not counted on any one
+    AlertRuleFactory(owner=alice, symbol_id="AAPL")
+    AlertRuleFactory(owner=bob, symbol_id="AAPL")
+    AlertRuleFactory(owner=bob, symbol_id="AAPL", active=False)
+    AlertRuleFactory(owner=alice, symbol_id="TSLA")
+    AlertRuleFactory(owner=alice, symbol_id=None)  # every symbol: not counted on any one
     response, counts, many_queries = changelist()
     assert counts == {"AAPL": 2, "AMZN": 0, "GOOGL": 0, "MSFT": 0, "TSLA": 1}
     assert many_queries == few_queries
@@ -414,9 +430,9 @@ def inline_post_data(response) -> dict:
 def test_symbol_page_shows_and_saves_its_rules_through_the_audit(
     admin_client, admin_user_, alice, bob
 ):
-    mine = make_rule(alice, "AAPL", threshold=210.0)
-    make_rule(bob, "AAPL", condition="rsi_below", threshold=30.0)
-    make_rule(alice, "TSLA")
+    mine = AlertRuleFactory(owner=alice, symbol_id="AAPL", threshold=210.0)
+    AlertRuleFactory(owner=bob, symbol_id="AAPL", condition="rsi_below", threshold=30.0)
+    AlertRuleFactory(owner=alice, symbol_id="TSLA")
     page = admin_client.get("/admin/market/symbol/AAPL/change/")
     assert page.status_code == 200
     (inline,) = page.context["inline_admin_formsets"]
@@ -444,7 +460,7 @@ def test_symbol_page_shows_and_saves_its_rules_through_the_audit(
 
 
 def test_deleting_a_symbol_audits_its_rules(admin_client, alice):
-    rule = make_rule(alice, "TSLA")
+    rule = AlertRuleFactory(owner=alice, symbol_id="TSLA")
     response = admin_client.post("/admin/market/symbol/TSLA/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not AlertRule.objects.exists()
@@ -467,9 +483,8 @@ async def test_test_fire_is_pushed_live_to_the_owner(market, redis_client):
     @sync_to_async
     def set_up() -> tuple[str, str, AlertRule, Client]:
         feed_prices({"AAPL": 201.25})  # before the rules exist: nothing fires for real
-        alice = get_user_model().objects.create_user("alice")
-        bob = get_user_model().objects.create_user("bob")
-        rule = make_rule(alice, "AAPL", message="{symbol} at {price}")
+        alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+        rule = AlertRuleFactory(owner=alice, symbol_id="AAPL", message="{symbol} at {price}")
         staff = Client()
         staff.force_login(get_user_model().objects.create_superuser("root"))
         keys = [Token.objects.create(user=u).key for u in (alice, bob)]

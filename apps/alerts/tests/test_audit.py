@@ -13,9 +13,9 @@ from rest_framework.test import APIClient
 
 from apps.alerts import services
 from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
-from apps.alerts.tests.conftest import make_rule
+from apps.testing.factories import AlertEventFactory, AlertRuleFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_state")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("market", "fresh_state")]
 
 
 def test_create_records_every_field(alice):
@@ -34,7 +34,7 @@ def test_create_records_every_field(alice):
 
 
 def test_update_records_only_what_changed_and_nothing_when_nothing_did(alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     expiry = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
     rule.threshold, rule.expires_at = 250.0, expiry
     audit = services.rule_save(rule, actor=alice, source="api")
@@ -45,7 +45,7 @@ def test_update_records_only_what_changed_and_nothing_when_nothing_did(alice):
 
 
 def test_an_invalid_change_is_neither_stored_nor_audited(alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     rule.threshold = -1
     with pytest.raises(ValidationError) as raised:
         services.rule_save(rule, actor=alice, source="api")
@@ -55,8 +55,8 @@ def test_an_invalid_change_is_neither_stored_nor_audited(alice):
 
 
 def test_enable_disable_audits_each_rule_that_changed(alice):
-    on = make_rule(alice)
-    off = make_rule(alice, "MSFT", active=False)
+    on = AlertRuleFactory(owner=alice)
+    off = AlertRuleFactory(owner=alice, symbol_id="MSFT", active=False)
     seen = []
     changed = services.rules_set_active(
         AlertRule.objects.all(), active=False, actor=alice, source="web", on_change=seen.append
@@ -70,11 +70,8 @@ def test_enable_disable_audits_each_rule_that_changed(alice):
 
 
 def test_delete_keeps_what_the_rule_was_after_it_and_its_user_are_gone(alice):
-    rule = make_rule(alice, message="gone")
-    AlertEvent.objects.create(
-        rule=rule, owner=alice, symbol="AAPL", ts=timezone.now(), condition=rule.condition,
-        price=1.0, value=1.0, message="m",
-    )  # fmt: skip
+    rule = AlertRuleFactory(owner=alice, message="gone")
+    AlertEventFactory(rule=rule, ts=timezone.now())
     pk = rule.pk
     services.rule_delete(rule, actor=alice, source="admin")
     assert not AlertRule.objects.exists()

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
 from django.db import connections
 from rest_framework.authtoken.models import Token
 
 from apps.alerts import conditions as c
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.ingest.pipeline import TickBatch, ingest
+from apps.testing.factories import AlertRuleFactory
 from marketflux_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,12 +24,11 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 @sync_to_async
 def user_with_rule(name: str, level: float) -> tuple[str, AlertRule]:
-    user = get_user_model().objects.create_user(name)
-    rule = AlertRule.objects.create(
-        owner=user, symbol_id="AAPL", condition=c.CROSSES_ABOVE, threshold=level,
+    rule = AlertRuleFactory(
+        owner__username=name, condition=c.CROSSES_ABOVE, threshold=level,
         frequency=c.EVERY_TIME, message="{symbol} crossed {value}",
     )  # fmt: skip
-    return Token.objects.create(user=user).key, rule
+    return Token.objects.create(user=rule.owner).key, rule
 
 
 async def socket_for(token: str | None) -> WebsocketCommunicator:

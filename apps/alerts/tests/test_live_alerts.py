@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
-from conftest import wait_for
+from apps.testing.factories import UserFactory
+from apps.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -21,8 +21,7 @@ TICK_INTERVAL = 0.5
 
 
 def test_a_rule_made_over_rest_alerts_its_owner_live(market, redis_client, processes):
-    owner = get_user_model().objects.create_user("ada")
-    other = get_user_model().objects.create_user("bob")
+    owner, other = UserFactory(username="ada"), UserFactory(username="bob")
     headers = {"Authorization": f"Token {Token.objects.create(user=owner).key}"}
     other_token = Token.objects.create(user=other).key
     processes.celery_worker(TICK_INTERVAL=str(TICK_INTERVAL))

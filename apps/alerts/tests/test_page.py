@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
-from apps.alerts.tests.conftest import make_rule
+from apps.alerts.models import AlertRule, AlertRuleAudit
+from apps.testing.factories import AlertEventFactory, AlertRuleFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_state")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("market", "fresh_state")]
 
 PAGE = "/alerts/"
 T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -34,14 +34,6 @@ def post(client: Client, path: str, data: dict | None = None, **kwargs):
     return client.post(path, {"csrfmiddlewaretoken": csrf(client), **(data or {})}, **kwargs)
 
 
-def make_event(rule, ts, **fields) -> AlertEvent:
-    return AlertEvent.objects.create(
-        rule=rule, owner=rule.owner, symbol=rule.symbol_id or "AAPL", ts=ts,
-        condition=rule.condition, price=201.0, value=201.0,
-        message=fields.pop("message", "fired"), **fields,
-    )  # fmt: skip
-
-
 def rule_rows(html: str) -> list[str]:
     return re.findall(r'<tr data-rule-id="(\d+)"', html)
 
@@ -54,7 +46,7 @@ def test_login_required(client, alice):
     response = client.get(PAGE)
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/alerts/"
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     response = client.post(f"/alerts/rules/{rule.pk}/delete")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
@@ -62,9 +54,11 @@ def test_login_required(client, alice):
 
 
 def test_shows_only_your_rules(browser, alice, bob):
-    mine = make_rule(alice, "AAPL")
-    everything = make_rule(alice, None, condition="anomaly", threshold=None, active=False)
-    make_rule(bob, "TSLA")
+    mine = AlertRuleFactory(owner=alice, symbol_id="AAPL")
+    everything = AlertRuleFactory(
+        owner=alice, symbol_id=None, condition="anomaly", threshold=None, active=False
+    )
+    AlertRuleFactory(owner=bob, symbol_id="TSLA")
     html = browser.get(PAGE).content.decode()
     assert rule_rows(html) == [str(everything.pk), str(mine.pk)]
     assert '<th scope="row" data-field="symbol">*</th>' in html
@@ -137,7 +131,7 @@ def test_an_invalid_rule_is_shown_beside_its_field(browser, data, field, message
 
 
 def test_disable_and_enable(browser, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     post(browser, f"/alerts/rules/{rule.pk}/active", {"active": "false"})
     rule.refresh_from_db()
     assert rule.active is False
@@ -152,7 +146,7 @@ def test_disable_and_enable(browser, alice):
 
 
 def test_enable_or_disable_takes_only_true_or_false(browser, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     response = post(browser, f"/alerts/rules/{rule.pk}/active", {"active": "maybe"})
     assert response.status_code == 400
     rule.refresh_from_db()
@@ -161,7 +155,7 @@ def test_enable_or_disable_takes_only_true_or_false(browser, alice):
 
 
 def test_delete(browser, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     response = post(browser, f"/alerts/rules/{rule.pk}/delete")
     assert response.status_code == 302
     assert response["Location"] == PAGE
@@ -170,8 +164,8 @@ def test_delete(browser, alice):
 
 
 def test_someone_elses_rules_and_events_are_404s(browser, bob):
-    theirs = make_rule(bob)
-    event = make_event(theirs, T0)
+    theirs = AlertRuleFactory(owner=bob)
+    event = AlertEventFactory(rule=theirs, ts=T0)
     for path, data in [
         (f"/alerts/rules/{theirs.pk}/active", {"active": "false"}),
         (f"/alerts/rules/{theirs.pk}/delete", {}),
@@ -185,16 +179,16 @@ def test_someone_elses_rules_and_events_are_404s(browser, bob):
 
 
 def test_buttons_are_post_only_and_need_the_csrf_token(browser, alice):
-    rule = make_rule(alice)
+    rule = AlertRuleFactory(owner=alice)
     assert browser.get(f"/alerts/rules/{rule.pk}/delete").status_code == 405
     assert browser.post(f"/alerts/rules/{rule.pk}/delete").status_code == 403  # no token
     assert AlertRule.objects.exists()
 
 
 def test_recent_events_newest_first_with_acknowledge(browser, alice, bob):
-    rule = make_rule(alice)
-    events = [make_event(rule, T0 + timedelta(seconds=i)) for i in range(101)]
-    make_event(make_rule(bob), T0 + timedelta(hours=1))
+    rule = AlertRuleFactory(owner=alice)
+    events = [AlertEventFactory(rule=rule, ts=T0 + timedelta(seconds=i)) for i in range(101)]
+    AlertEventFactory(rule=AlertRuleFactory(owner=bob), ts=T0 + timedelta(hours=1))
     html = browser.get(PAGE).content.decode()
     shown = event_rows(html)
     assert shown == [str(e.pk) for e in reversed(events[1:])]  # the newest 100

@@ -23,7 +23,7 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from conftest import wait_for
+from apps.testing.waiting import wait_for
 
 # Debian's chromium; MARKETFLUX_CHROMIUM points elsewhere (another distribution's path).
 CHROMIUM = Path(os.environ.get("MARKETFLUX_CHROMIUM", "/usr/bin/chromium"))

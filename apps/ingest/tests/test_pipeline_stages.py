@@ -21,17 +21,10 @@ from apps.market.models import Bar, Tick
 from apps.streaming.groups import MARKET_GROUP, ticks_group
 from apps.streaming.publisher import watch_symbol
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_state")]
 
 T0 = datetime(2026, 3, 2, 23, 50, tzinfo=UTC)
 TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_state(redis_client):
-    store.forget()
-    yield
-    store.forget()
 
 
 def gbm(n: int, seed: int, start: float = 100.0) -> np.ndarray:

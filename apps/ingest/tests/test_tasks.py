@@ -14,7 +14,7 @@ from django.db import connection
 from apps.ingest.tasks import tick
 from apps.market.models import Bar, Symbol, Tick
 from apps.market.services import symbols_seed
-from conftest import wait_for
+from apps.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

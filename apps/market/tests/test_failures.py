@@ -13,7 +13,9 @@ from django.db import connection
 
 from apps.indicators.models import IndicatorSnapshot
 from apps.market.models import Tick
-from conftest import TcpProxy, database_url_of_test_db, wait_for
+from apps.testing.network import TcpProxy
+from apps.testing.processes import database_url_of_test_db
+from apps.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from apps.indicators.state import store
 from apps.ingest.pipeline import TickBatch, ingest
 from apps.market import selectors, timescale
 from apps.market.models import Bar, Tick
-from conftest import BASE_DIR, database_url_of_test_db
+from apps.testing import BASE_DIR
+from apps.testing.processes import database_url_of_test_db
 
 pytestmark = pytest.mark.timescale
 
@@ -29,13 +29,6 @@ def rows(sql: str) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchall()
-
-
-@pytest.fixture
-def fresh_state(redis_client):
-    store.forget()
-    yield
-    store.forget()
 
 
 def test_migrations_make_hypertables_with_compression(timescale_db):

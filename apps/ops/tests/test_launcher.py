@@ -15,8 +15,9 @@ import psycopg
 import pytest
 import requests
 
-from apps.ops.embedded import free_port
-from conftest import BASE_DIR, wait_for
+from apps.ops.processes import free_port
+from apps.testing import BASE_DIR
+from apps.testing.waiting import wait_for
 
 pytestmark = pytest.mark.worker
 

@@ -26,7 +26,7 @@ from apps.ingest.pipeline import TickBatch, ingest
 from apps.market import keys
 from apps.market.models import Symbol, Tick
 from apps.market.services import symbols_seed
-from conftest import wait_for
+from apps.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
