@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import orjson
@@ -36,17 +36,11 @@ from apps.market.models import TICKER_PATTERN
 from apps.ops import fanout
 from apps.ops.pgcopy import binary_copy
 from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from apps.ops.timestamps import epoch_micros
 
 
 class BatchError(ValueError):
     """A batch that cannot be ingested as given (the message says which row and why)."""
-
-
-def epoch_micros(ts: datetime) -> int:
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -17,14 +17,14 @@ from apps.alerts.evaluation.history import MINUTE
 from apps.alerts.evaluation.index import FREQ_CODES, RuleIndex, new_rules_version
 from apps.market import keys
 from apps.ops.redis_client import execute_packed
+from apps.ops.timestamps import UNIX_EPOCH
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONCE, _ONCE_PER_BAR, _EVERY_TIME = (FREQ_CODES[f] for f in (c.ONCE, c.ONCE_PER_BAR, c.EVERY_TIME))
 _CONDITION_NAMES = list(c.CONDITIONS)
 
 
 def _datetime(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+    return UNIX_EPOCH + timedelta(microseconds=micros)
 
 
 def fire(

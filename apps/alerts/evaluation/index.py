@@ -5,22 +5,18 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
 from apps.alerts import conditions as c
 from apps.market import keys
+from apps.ops.timestamps import epoch_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = np.iinfo(np.int64).max
 
 CODES = {code: n for n, code in enumerate(c.CONDITIONS)}
 FREQ_CODES = {code: n for n, (code, _) in enumerate(c.FREQUENCIES)}
-
-
-def _micros(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass
@@ -70,7 +66,9 @@ class RuleIndex:
         index.windows = np.array([(x or 0) * 1_000_000 for x in cols[5]], np.int64)
         index.frequencies = np.array([FREQ_CODES[x] for x in cols[6]], np.int8)
         index.cooldowns = np.array(cols[7], np.int64) * 1_000_000
-        index.expires = np.array([_NEVER if x is None else _micros(x) for x in cols[8]], np.int64)
+        index.expires = np.array(
+            [_NEVER if x is None else epoch_micros(x) for x in cols[8]], np.int64
+        )
         index.templates = list(cols[9])
         grouped: dict[str | None, list[int]] = defaultdict(list)
         for row, symbol in enumerate(cols[2]):

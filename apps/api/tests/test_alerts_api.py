@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
+from apps.testing.factories import AlertEventFactory, AlertRuleFactory
 
-pytestmark = pytest.mark.django_db
+# Rules name symbols: every test has the default market (and alice and bob from conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("market")]
 
 API = "/api/v1/alerts"
 RULE_FIELDS = {
@@ -29,16 +30,6 @@ T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _redis(redis_client):
     """Throttle counters and the rules version live in Redis: start each test empty."""
-
-
-@pytest.fixture
-def alice(market):
-    return get_user_model().objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(market):
-    return get_user_model().objects.create_user("bob")
 
 
 def client_for(user) -> APIClient:
@@ -58,22 +49,12 @@ def as_bob(bob) -> APIClient:
 
 
 def make_rule(owner, symbol="AAPL", **fields) -> AlertRule:
-    fields = {"condition": "price_above", "threshold": 200.0, **fields}
-    return AlertRule.objects.create(owner=owner, symbol_id=symbol, **fields)
+    return AlertRuleFactory(owner=owner, symbol_id=symbol, **fields)
 
 
 def make_event(rule: AlertRule, ts: datetime, *, symbol: str | None = None, **fields):
-    return AlertEvent.objects.create(
-        rule=rule,
-        owner=rule.owner,
-        symbol=symbol or rule.symbol_id,
-        ts=ts,
-        condition=rule.condition,
-        price=fields.pop("price", 201.5),
-        value=fields.pop("value", 201.5),
-        message=fields.pop("message", "AAPL above 200"),
-        **fields,
-    )
+    defaults = {"price": 201.5, "value": 201.5, "message": "AAPL above 200"}
+    return AlertEventFactory(rule=rule, ts=ts, symbol=symbol or rule.symbol_id, **defaults | fields)
 
 
 def utc(text: str) -> datetime:

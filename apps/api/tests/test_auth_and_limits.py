@@ -24,16 +24,6 @@ TOKEN = f"{API}/auth/token"
 
 
 @pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(db):
-    return get_user_model().objects.create_user("bob")
-
-
-@pytest.fixture
 def login_only(settings, redis_client):
     settings.MARKETFLUX_PUBLIC_READ = False
 

@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from conftest import wait_for
+from apps.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
