@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    HttpResponseRedirect,
+)
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import reverse
 
 from apps.dashboard import selectors
@@ -29,3 +36,10 @@ def search(request: HttpRequest) -> HttpResponse:
     if ticker is None:
         raise Http404("No such symbol")
     return HttpResponseRedirect(reverse("stock", args=[ticker]))
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Pages without our `<link rel="icon">` (the admin, ReDoc) make browsers ask for
+    /favicon.ico: the site's icon. (Resolved per request: in production the static
+    manifest, which names the file, exists only once collectstatic has run.)"""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
