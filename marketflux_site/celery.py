@@ -94,3 +94,19 @@ def freeze_startup_objects(**kwargs) -> None:
     freezes before it forks the pool, each child again after its own start-up.
     """
     gc.freeze()
+
+
+# Celery's lines for every task (received, succeeded) and every beat send: at two ticks a
+# second, about 277 lines a minute at INFO, which scroll `make run`'s banner away within
+# seconds. They show at DEBUG (`--loglevel DEBUG`); everything else keeps its level.
+PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+@signals.after_setup_logger.connect
+def _per_task_lines_at_debug(loglevel: int | str | None = None, **kwargs) -> None:
+    import logging
+
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
+    if level is None or level > logging.DEBUG:
+        for name in PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)

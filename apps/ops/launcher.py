@@ -12,13 +12,16 @@ and stops them again on every way out: normal exit, Ctrl-C, SIGTERM or an error.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +35,9 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 # Where embedded services keep their data (a test points a second stack elsewhere).
 VAR_DIR = Path(os.environ.get("MARKETFLUX_VAR_DIR") or BASE_DIR / "var").resolve()
 RUN_ENV_FILE = VAR_DIR / "launcher.env"  # URLs of the running stack, for `manage`
+RUN_LOCK_FILE = VAR_DIR / "launcher.lock"  # held by the `make run` that owns VAR_DIR
+BANNER_FILE = VAR_DIR / "banner.txt"  # the start-up banner, to read again
+ADMIN_PASSWORD_FILE = VAR_DIR / "admin-password.txt"  # written by ensure_dev_admin
 PYTHON = sys.executable
 ASGI_APP = "marketflux_site.asgi:application"
 CELERY = [PYTHON, "-m", "celery", "-A", "marketflux_site"]
@@ -141,10 +147,99 @@ def supervise(children: list[Child], *, poll: float = 0.5) -> None:
         time.sleep(poll)
 
 
+class AlreadyRunning(Exception):
+    """Another `make run` holds this VAR_DIR (its data, its embedded servers)."""
+
+
+@contextlib.contextmanager
+def own_var_dir(url: str) -> Iterator[None]:
+    """Hold VAR_DIR for this run, or raise AlreadyRunning naming the run that holds it.
+
+    An flock, not a pid file: the kernel releases it when its holder dies, however it
+    dies, so a crashed run never leaves a stale claim behind.
+    """
+    VAR_DIR.mkdir(exist_ok=True)
+    with RUN_LOCK_FILE.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise AlreadyRunning(lock.read().strip() or "another process") from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}, serving {url}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether Daphne could listen on host:port (a TIME_WAIT left by a stopped run is fine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def banner(port: str, embedded: str) -> str:
+    site = f"http://127.0.0.1:{port}"
+    password = ADMIN_PASSWORD_FILE.read_text().strip() if ADMIN_PASSWORD_FILE.exists() else None
+    login = (
+        f"admin / {password}  (from {ADMIN_PASSWORD_FILE})"
+        if password
+        else "your superuser (`make superuser` makes one)"
+    )
+    return (
+        f"\nMarketFlux is running:\n"
+        f"  site    {site}/\n  admin   {site}/admin/   login: {login}\n"
+        f"  api     {site}/api/v1/  (docs {site}/docs)\n"
+        f"  feed    ws://127.0.0.1:{port}/ws/market\n  health  {site}/health\n"
+        f"  embedded services: {embedded}; data in {VAR_DIR}\n"
+        f"  Press Enter to show this again (it is also in {BANNER_FILE}). Ctrl-C stops "
+        f"everything.\n"
+    )
+
+
+def _show_banner_on_enter(text: str) -> None:
+    """Print the banner again whenever the user presses Enter (logs scroll it away)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return
+
+    def listen() -> None:
+        for _ in sys.stdin:
+            print(text, flush=True)
+
+    threading.Thread(target=listen, name="banner", daemon=True).start()
+
+
 def run() -> int:
     """`make run`: services, migrations, seed, then Daphne + Celery worker + beat."""
     port = os.environ.get("PORT", "8000")
-    VAR_DIR.mkdir(exist_ok=True)
+    site = f"http://127.0.0.1:{port}"
+    try:
+        with own_var_dir(site):
+            if not port_is_free(int(port)):
+                print(
+                    f"marketflux: port {port} is in use by another program; "
+                    f"set PORT to a free one (PORT=8001 make run).",
+                    file=sys.stderr,
+                )
+                return 1
+            return _run_stack(port)
+    except AlreadyRunning as running:
+        print(
+            f"marketflux: another MarketFlux is running on {VAR_DIR} ({running}); "
+            f"stop it first, or give this one its own MARKETFLUX_VAR_DIR.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run_stack(port: str) -> int:
     children = [
         Child("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, ASGI_APP]),
         Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
@@ -159,18 +254,11 @@ def run() -> int:
                 _manage("migrate", "--noinput")
                 _manage("seed_symbols")
                 _manage("ensure_dev_admin")
-                site = f"http://127.0.0.1:{port}"
                 embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
-                print(
-                    f"\nMarketFlux is starting:\n"
-                    f"  site    {site}/\n  admin   {site}/admin/\n"
-                    f"  api     {site}/api/v1/  (docs {site}/docs)\n"
-                    f"  feed    ws://127.0.0.1:{port}/ws/market\n  health  {site}/health\n"
-                    f"  embedded services: {embedded}; data in {VAR_DIR}\n"
-                    f"  admin login: see the ensure_dev_admin line above, or `make superuser`\n"
-                    f"  Ctrl-C stops everything.\n",
-                    flush=True,
-                )
+                text = banner(port, embedded)
+                BANNER_FILE.write_text(text.lstrip())
+                print(text, flush=True)
+                _show_banner_on_enter(text)
                 supervise(children)
             finally:
                 # The app stops before the databases it talks to; a second Ctrl-C must not

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,14 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
         wait_for(lambda: _get(f"{site}/health"), timeout=120, what="/health")
         assert requests.get(f"{site}/health", timeout=5).json() == {"status": "ok"}
 
+        # A second `make run` on the same var/ refuses in one line, naming the first.
+        second = run_launcher(var_dir, free_port())
+        assert second.returncode == 1
+        assert f"another MarketFlux is running on {var_dir.resolve()}" in second.stderr
+        assert f"pid {stack.pid}, serving {site}" in second.stderr
+        assert "Traceback" not in second.stdout + second.stderr
+        assert requests.get(f"{site}/health", timeout=5).status_code == 200  # unharmed
+
         # The admin login the launcher printed works.
         password = wait_for(
             lambda: re.search(r"superuser 'admin' with password (\S+)", log.read_text()),
@@ -109,6 +118,15 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
         home = requests.get(f"{site}/", timeout=5).text
         assert home.count('data-field="price">') == 5
         assert "no tick yet" not in home
+
+        # The banner can be read again, with the admin login, and the per-task lines of
+        # Celery (hundreds a minute at INFO) do not bury it.
+        again = (var_dir / "banner.txt").read_text()
+        assert f"site    {site}/" in again
+        assert f"login: admin / {password}" in again
+        output = log.read_text()
+        assert "Task market.tick" not in output
+        assert "Sending due task" not in output
     finally:
         if stack.poll() is None:
             stop_and_check_nothing_is_left(stack, signal.SIGINT)
@@ -122,6 +140,30 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
                  what="new ticks after the restart")  # fmt: skip
     finally:
         stop_and_check_nothing_is_left(stack, signal.SIGTERM)
+
+
+def run_launcher(var_dir: Path, port: int) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(MARKETFLUX_VAR_DIR=str(var_dir), PORT=str(port))
+    return subprocess.run(
+        [sys.executable, "-m", "apps.ops.launcher", "run"],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_busy_port_stops_make_run_before_anything_starts(tmp_path):
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        result = run_launcher(tmp_path / "var", port)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"marketflux: port {port} is in use by another program; "
+        "set PORT to a free one (PORT=8001 make run)."
+    )
+    assert "is starting" not in result.stdout
+    assert not (tmp_path / "var" / "postgres").exists()  # no database was started
 
 
 def _get(url: str) -> bool:
