@@ -14,18 +14,20 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
 from apps.indicators.engine import IndicatorEngine
 from apps.market import keys
 from apps.ops.redis_client import redis_client
+from apps.ops.timestamps import floor_to
 
 REBUILD_TICKS = 500
 _META = struct.Struct("<qqdq")  # last tick (µs since epoch), session day, open, volume
 _NONE = -1
 _DAY_MICROS = 86_400 * 1_000_000
+_DAY, _MINUTE = timedelta(days=1), timedelta(minutes=1)
 
 
 @dataclass
@@ -81,13 +83,20 @@ CROSS JOIN LATERAL (
 ORDER BY s.symbol, t.ts
 """
 
-# The session so far: the first price of the UTC day and the volume traded before the batch
-# (whole minutes from the 1-minute bars, the started minute from its ticks).
+# The session so far: the day's open (of its first 1-minute bar, backfilled or live, else
+# of its first tick this minute) and the volume traded before the batch (whole minutes from
+# the 1-minute bars, the started minute from its ticks). The bars are what the day's 1d bar
+# adds up, so the hot state's volume and the 1d bar agree (docs/contracts.md#messages).
 _REBUILD_SESSION_SQL = """
 SELECT s.symbol,
-       (SELECT price FROM market_tick
-         WHERE symbol_id = s.symbol AND ts >= s.day_start AND ts < s.first_ts
-         ORDER BY ts LIMIT 1) AS session_open,
+       coalesce(
+         (SELECT open FROM market_bar
+           WHERE symbol_id = s.symbol AND interval = '1m'
+             AND ts >= s.day_start AND ts < s.minute_start
+           ORDER BY ts LIMIT 1),
+         (SELECT price FROM market_tick
+           WHERE symbol_id = s.symbol AND ts >= s.minute_start AND ts < s.first_ts
+           ORDER BY ts LIMIT 1)) AS session_open,
        coalesce((SELECT sum(volume) FROM market_bar
          WHERE symbol_id = s.symbol AND interval = '1m'
            AND ts >= s.day_start AND ts < s.minute_start), 0)
@@ -109,6 +118,7 @@ class StateStore:
         self.engine = IndicatorEngine()
         self.meta: dict[str, SymbolMeta] = {}
         self.thresholds: dict[str, float] = {}
+        self.version: bytes | None = None  # of the stored history (keys.PIPELINE_STATE_VERSION)
 
     def forget(self) -> None:
         """Drop everything held in this process, as a fresh worker would start."""
@@ -158,8 +168,8 @@ class StateStore:
             {
                 "symbols": symbols,
                 "firsts": firsts,
-                "days": [f.replace(hour=0, minute=0, second=0, microsecond=0) for f in firsts],
-                "minutes": [f.replace(second=0, microsecond=0) for f in firsts],
+                "days": [floor_to(f, _DAY) for f in firsts],  # UTC, whatever the tick's zone
+                "minutes": [floor_to(f, _MINUTE) for f in firsts],
             },
         )
         sessions = {row[0]: row[1:] for row in cursor.fetchall()}
@@ -186,8 +196,14 @@ class StateStore:
         next tick to whichever pool process is free); its shared state is then adopted.
         The database still has the last word: `prepare` checks what the pipeline used.
         """
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.get(keys.PIPELINE_STATE_VERSION)
+        pipe.hmget(keys.PIPELINE_STATE, symbols)
+        version, blobs = pipe.execute()
+        if version != self.version:  # history changed under us (a backfill): start afresh
+            self.forget()
+            self.version = version
         newer: dict[str, bytes] = {}
-        blobs = redis_client().hmget(keys.PIPELINE_STATE, symbols)
         for symbol, blob in zip(symbols, blobs, strict=True):
             if blob is None or len(blob) < _META.size:
                 continue

@@ -11,14 +11,17 @@ bar, so that the history joins the live data without a price gap:
   window at `now` rather than at `end` is what makes a re-run a no-op: the bars a first
   run wrote are themselves the earliest data the second run sees.
 - Prices. The simulator (`simulator.step`, geometric Brownian motion with jumps) runs at
-  5-second sub-steps, 12 per bar, so each bar has a real open, high, low, close, volume
-  and trade count. The path is scaled so that its last close equals the first live price
+  5-second sub-steps, 12 per bar, so each bar has a real open, high, low and close. The
+  path is scaled so that its last close equals the first live price
   (the earliest tick's price, else the earliest bar's open, else `Symbol.start_price`).
   A scaled GBM path is still a GBM path, and scaling forward from any start price is the
   same as walking the step ratios backwards from the anchor, which is what is done: the
   newest chunk is generated and written first, each chunk in its own transaction, with
   memory bounded by the chunk size. A run that stops half-way leaves a history that
   still ends at the live data, and the next run continues it further back.
+- Volume and trades. A bar has the live market's trades per minute (one tick every
+  TICK_INTERVAL: 120) and the volume of that many trades (`simulator.minute_volumes`), so
+  the history and the live bars after it have the same statistics.
 - Writes. Each chunk goes by binary COPY straight into the table, or, if some of its bars
   exist already, into a session-local staging table and then `INSERT ... ON CONFLICT DO
   NOTHING`: no existing bar is ever changed.
@@ -32,23 +35,26 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 
-from apps.market import rollup, simulator, timescale
+from apps.market import keys, rollup, simulator, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS, CONTINUOUS_AGGREGATE_VIEWS
 from apps.market.models import Symbol
 from apps.ops.pgcopy import binary_copy
+from apps.ops.redis_client import redis_client
 from apps.ops.timestamps import UNIX_EPOCH, floor_to
 
 MAX_DAYS = 3650
 SUBSTEP_SECONDS = 5
-SUBSTEPS_PER_MINUTE = 60 // SUBSTEP_SECONDS  # the `trades` of every backfilled bar
+SUBSTEPS_PER_MINUTE = 60 // SUBSTEP_SECONDS
 # Randomness is keyed per symbol and hour, so `simulator.step` (vectorised over what it is
 # given) runs once per sub-step of the hour across every (symbol, hour) of a chunk: 720
 # calls per chunk instead of one per 5 seconds of history.
@@ -164,6 +170,21 @@ class Chunk:
         return self.open.size
 
 
+def _restart_sessions(tickers: list[str]) -> None:
+    """The day's volume and open now include bars no worker has seen: every worker drops
+    its indicator and session states and rebuilds them from the database (their shared
+    copies in Redis go too), so the live volume agrees with the day's 1d bar again."""
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.hdel(keys.PIPELINE_STATE, *tickers)
+    pipe.set(keys.PIPELINE_STATE_VERSION, uuid.uuid4().hex)
+    pipe.execute()
+
+
+def live_trades_per_minute() -> int:
+    """Trades in a live 1-minute bar: one tick per symbol every TICK_INTERVAL."""
+    return max(1, round(60 / settings.TICK_INTERVAL))
+
+
 def _epoch_minute(ts: datetime) -> int:
     return (ts - UNIX_EPOCH) // _MINUTE
 
@@ -200,31 +221,34 @@ def simulate(*, windows: list[Window], seed: int, chunk_rows: int = CHUNK_ROWS) 
         ]
         ones = np.ones(len(hourly))
         ratios = np.empty((_SUBSTEPS_PER_HOUR, len(hourly)))
-        sizes = np.empty((_SUBSTEPS_PER_HOUR, len(hourly)), dtype=np.int64)
         for slot in range(_SUBSTEPS_PER_HOUR):
-            ratios[slot], sizes[slot] = simulator.step(
+            ratios[slot], _ = simulator.step(
                 params=hourly, last_prices=ones, slot=slot, seed=seed, interval=SUBSTEP_SECONDS
             )
         # (slot, symbol*hour) -> (symbol, minute, sub-step), in time order.
         shape = (n, hours * 60, SUBSTEPS_PER_MINUTE)
         ratios = ratios.T.reshape(shape)
-        sizes = sizes.T.reshape(shape)
         lo = max(start, hour_lo * 60) - hour_lo * 60
         hi = min(end, hour_hi * 60) - hour_lo * 60
-        ratios, sizes = ratios[:, lo:hi].reshape(n, -1), sizes[:, lo:hi]
+        ratios = ratios[:, lo:hi].reshape(n, -1)
         # Walk back from the known last price: p[k] = p[last] / prod(ratios[k+1:]).
         log_path = np.cumsum(np.log(ratios), axis=1)
         prices = carry[:, None] * np.exp(log_path - log_path[:, -1:])  # last one is exact
         carry = prices[:, 0] / ratios[:, 0]  # the price before this chunk's first sub-step
         prices = prices.reshape(n, hi - lo, SUBSTEPS_PER_MINUTE)
+        minutes = np.arange(hour_lo * 60 + lo, hour_lo * 60 + hi, dtype=np.int64)
         yield Chunk(
             tickers=tickers,
-            minutes=np.arange(hour_lo * 60 + lo, hour_lo * 60 + hi, dtype=np.int64),
+            minutes=minutes,
             open=prices[:, :, 0],
             high=prices.max(axis=2),
             low=prices.min(axis=2),
             close=prices[:, :, -1],
-            volume=sizes.sum(axis=2),
+            # As many trades as the live market makes in a minute, not one per sub-step:
+            # the live bars that follow must not look like a volume spike.
+            volume=simulator.minute_volumes(
+                tickers=tickers, minutes=minutes, seed=seed, trades=live_trades_per_minute()
+            ),
         )
         hour_hi = hour_lo
 
@@ -246,7 +270,7 @@ def copy_payload(chunk: Chunk) -> bytes:
             ("float8", chunk.low.ravel()),
             ("float8", chunk.close.ravel()),
             ("int8", chunk.volume.ravel()),
-            ("int4", np.full(n * m, SUBSTEPS_PER_MINUTE, dtype=np.int32)),
+            ("int4", np.full(n * m, live_trades_per_minute(), dtype=np.int32)),
         ]
     )
 
@@ -392,19 +416,24 @@ def backfill(
             " aggregates only in autocommit mode"
         )
     started = time.perf_counter()
-    result = BackfillResult(windows=plan(symbols=symbols, days=days, now=now or datetime.now(UTC)))
+    now = now or datetime.now(UTC)
+    today = _epoch_minute(floor_to(now, timedelta(days=1)))
+    result = BackfillResult(windows=plan(symbols=symbols, days=days, now=now))
     groups: dict[tuple[datetime, datetime], list[Window]] = {}
     for window in result.windows:
         if window.minutes:
             groups.setdefault((window.start, window.end), []).append(window)
     per_batch = max(1, chunk_rows // 60)  # symbols per simulation, so a chunk stays bounded
     refreshed: set[str] = set()
+    into_today: set[str] = set()  # symbols whose current UTC day got bars
     for group in groups.values():
         for i in range(0, len(group), per_batch):
             batch = group[i : i + per_batch]
             for chunk, payload in _ahead(_payloads(batch, seed, chunk_rows)):
                 written = write_bars(chunk, payload)
                 result.rows += written
+                if written and chunk.minutes[-1] >= today:
+                    into_today.update(chunk.tickers)
                 if written:  # right after its commit, so a stopped run leaves nothing stale
                     refreshed.update(
                         refresh_aggregates(
@@ -414,6 +443,8 @@ def backfill(
                         )
                     )
     result.refreshed = sorted(refreshed)
+    if into_today:
+        _restart_sessions(sorted(into_today))
     if result.rows:  # the planner's row estimates, else it plans for an empty table
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE market_bar")

@@ -36,6 +36,9 @@ def throttle(scope: str, client: str) -> str:
 
 # Pipeline state per symbol (indicator engine + session), so any worker can continue.
 PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
+# A new random token when stored history changes under running workers (a backfill of the
+# current day): each worker then drops the states it holds and rebuilds them.
+PIPELINE_STATE_VERSION = f"{PREFIX}:pipeline:state_version"
 # At most one overview a second goes to the market group: held for a second once sent.
 OVERVIEW_DUE = f"{PREFIX}:streaming:overview_sent"
 # Symbols someone watches over /ws/stocks/{symbol}: hash symbol -> open sockets.

@@ -22,7 +22,9 @@ from apps.ops.timestamps import floor_to
 
 NOW = datetime(2026, 3, 2, 14, 30, 41, tzinfo=UTC)  # the backfill floors it to 14:30
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 SUBSTEPS = backfill.SUBSTEPS_PER_MINUTE
+LIVE_TRADES_PER_MINUTE = 120  # one tick every 0.5 s, the default TICK_INTERVAL
 
 
 def bars(symbol: str) -> list[tuple]:
@@ -74,7 +76,7 @@ def test_bars_are_consistent_candles_built_from_the_sub_steps(market):
         assert (np.maximum(open_, close) <= high).all()
         assert (low < high).all()  # 12 prices a minute, not one
         assert (volume > 0).all()
-        assert (trades == SUBSTEPS).all()
+        assert (trades == LIVE_TRADES_PER_MINUTE).all()
         # One path: each bar opens one 5-second step after the previous close.
         assert np.abs(np.log(open_[1:] / close[:-1])).max() < 0.01
 
@@ -177,7 +179,7 @@ def test_hourly_candles_come_from_the_backfilled_minutes(market):
         assert candle.low == min(m[3] for m in inside)
         assert candle.close == inside[-1][4]
         assert candle.volume == sum(m[5] for m in inside)
-        assert candle.trades == 60 * SUBSTEPS
+        assert candle.trades == 60 * LIVE_TRADES_PER_MINUTE
 
 
 def test_the_command_backfills_the_active_symbols_and_says_what_it_did(market, capsys):
@@ -306,3 +308,59 @@ def test_a_run_stopped_half_way_is_finished_by_the_next_one(market, monkeypatch)
                                            for i in range(1439)]  # fmt: skip
         assert history[-1][4] == symbol.start_price
     assert result.rows == 5 * (1439 - 210)
+
+
+def test_backfilled_minutes_have_the_statistics_of_live_minutes(market, settings):
+    """The live market: one tick per symbol every TICK_INTERVAL, each a trade of the
+    simulator's size. A backfilled minute must look the same, or the first live bars
+    after a backfill read as a volume spike."""
+    from apps.market.simulator import SimulatorParams, step
+
+    settings.TICK_INTERVAL = 0.5
+    symbols = market[:2]
+    run(symbols, days=1)
+    params = [SimulatorParams(s.ticker, s.drift, s.volatility, s.jump_rate) for s in symbols]
+    prices, per_tick = np.array([s.start_price for s in symbols]), []
+    for slot in range(120 * 60):  # an hour of live ticks
+        prices, sizes = step(params=params, last_prices=prices, slot=slot, seed=3, interval=0.5)
+        per_tick.append(sizes)
+    live = np.array(per_tick).reshape(60, 120, len(symbols)).sum(axis=1).ravel()
+
+    history = np.array([b[5:] for s in symbols for b in bars(s.ticker)], dtype=np.float64)
+    volume, trades = history.T
+    assert (trades == 120).all()  # a tick every 0.5 s
+    print(f"volume a minute: live {live.mean():.0f} ± {live.std():.0f}, "
+          f"backfill {volume.mean():.0f} ± {volume.std():.0f}")  # fmt: skip
+    assert volume.mean() == pytest.approx(live.mean(), rel=0.05)
+    assert volume.std() == pytest.approx(live.std(), rel=0.25)
+
+
+def test_the_days_live_volume_and_open_are_its_1d_bars_after_a_backfill(market, redis_client):
+    """AAPL goes live now; the backfill then fills the day before it. The live panel's
+    volume (UTC day) and the session's open must be the day's 1d bar's, with the worker
+    that kept the state running all along. (Real time: the day's bar must still be open.)"""
+    from apps.market.selectors import hot_states
+
+    store.forget()
+    now = datetime.now(UTC).replace(second=30, microsecond=0)
+    aapl = Symbol.objects.get(ticker="AAPL")
+
+    def day_and_hot():
+        day = bars_for_range(symbol="AAPL", interval="1d", limit=1)[-1]
+        return day, hot_states(["AAPL"])["AAPL"]
+
+    first = [("AAPL", now, 231.17, 100), ("AAPL", now + 2 * SECOND, 231.4, 300)]
+    ingest(TickBatch.from_rows(first))
+    day, hot = day_and_hot()
+    assert (hot["volume"], hot["session_open"]) == (day.volume, day.open) == (400, 231.17)
+
+    run([aapl], days=1, now=now)
+    ingest(TickBatch.from_rows([("AAPL", now + 4 * SECOND, 231.6, 200)]))
+
+    day, hot = day_and_hot()
+    if now - floor_to(now, timedelta(days=1)) > MINUTE:  # the day had minutes to backfill
+        assert day.volume > 400 + 200
+    assert hot["volume"] == day.volume
+    assert hot["session_open"] == day.open
+    assert hot["change"] == pytest.approx(231.6 - day.open)
+    store.forget()
