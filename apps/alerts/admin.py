@@ -171,15 +171,28 @@ class AlertRuleAuditAdmin(admin.ModelAdmin):
 
 
 class AlertRuleInline(admin.TabularInline):
-    """The symbol's alert rules (rules for every symbol are on the rules page)."""
+    """The symbol's alert rules (rules for every symbol are on the rules page).
+
+    The columns a rule is read by, narrow enough for the symbol's page to fit a 1280 px
+    window (apps/market/tests/test_browser.py); frequency, cooldown, expiry and message are
+    on the rule's own page, one click away ("Change"). A rule added here gets their defaults.
+    """
 
     model = AlertRule
     extra = 0
-    fields = [
-        "owner", "condition", "threshold", "window_seconds", "frequency", "cooldown_seconds",
-        "expires_at", "active", "last_fired_at",
-    ]  # fmt: skip
+    fields = ["owner", "condition", "threshold", "window_seconds", "active", "last_fired_at"]
     readonly_fields = ["last_fired_at"]
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in ("threshold", "window_seconds"):
+            field.widget.attrs["style"] = "width: 6em"  # numbers, not the admin's 20em
+        elif db_field.name == "condition":
+            # As wide as most labels; the longest ("SMA crossed above EMA ...") show in full
+            # in the open list and on the rule's page.
+            field.widget.attrs["style"] = "max-width: 13em"
+        return field
+
     autocomplete_fields = ["owner"]
     show_change_link = True
     ordering = ["-created_at", "-id"]

@@ -1,0 +1,85 @@
+"""The Symbol admin in a real browser (Playwright driving Debian's chromium) against a live
+Daphne, signed in as a superuser: its pages fit a 1280 px window.
+
+Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests are skipped
+and the test summary says so (conftest.py). Screenshots go to var/test-artifacts/screenshots/.
+The database work happens before Playwright starts (its sync API runs an event loop in this
+thread, and Django refuses ORM calls from a thread that has one).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.testing.browser import CHROMIUM, WINDOW_1280, PageWatch, chromium, log_in, screenshot
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"browser tests need {CHROMIUM}: run `apt-get install chromium`",
+    ),
+]
+pytest.importorskip("playwright.sync_api")
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 (a test login)
+
+
+@pytest.fixture
+def site(market, django_user_model, processes) -> str:
+    """A live Daphne; a superuser; AAPL with alert rules of two users, so the rules
+    inline has rows (one fired, one with an expiry and a long message: the widest rows)."""
+    from datetime import UTC, datetime, timedelta
+
+    from apps.testing.factories import AlertRuleFactory, UserFactory
+
+    django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    owners = [UserFactory(username="alice.longname@example.com"), UserFactory(username="bob")]
+    AlertRuleFactory(
+        owner=owners[0], condition="price_above", threshold=250.0,
+        last_fired_at=datetime.now(UTC).replace(hour=23, minute=57),
+    )  # fmt: skip
+    AlertRuleFactory(
+        owner=owners[1],
+        condition="rsi_above",
+        threshold=70.0,
+        window_seconds=3600,
+        frequency="every_time",
+        cooldown_seconds=600,
+        expires_at=datetime.now(UTC) + timedelta(days=30),
+        message="{symbol} is overbought: RSI {value} at {price}",
+    )
+    return processes.daphne()
+
+
+def page_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+# Boxes that scroll sideways inside the page (the changelist's table sits in one): their
+# content is cut off at the edge even when the page itself fits.
+CUT_OFF = """() => [...document.querySelectorAll('#content *')]
+  .filter((e) => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(e).overflowX)
+                 && e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0)
+  .map((e) => `${e.tagName}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}`)"""
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("admin-symbol-changelist", "/admin/market/symbol/"),
+        ("admin-symbol-change", "/admin/market/symbol/AAPL/change/"),
+    ],
+)
+def test_symbol_admin_pages_fit_a_1280_px_window(site, name, path):
+    with chromium() as browser:
+        page = browser.new_page(viewport=WINDOW_1280)
+        watch = PageWatch(page, site=site)
+        log_in(page, site, username="root", password=PASSWORD)
+        page.goto(f"{site}{path}")
+        assert page.locator("#content h1").count() == 1
+        screenshot(page, f"{name}-1280")
+        assert page_width(page) <= WINDOW_1280["width"]
+        assert page.evaluate(CUT_OFF) == []
+        assert not watch.errors, watch.errors
