@@ -69,8 +69,8 @@ def log_in(page, site: str, *, username: str, password: str) -> None:
     page.wait_for_url(f"{site}/admin/", timeout=WAIT_MS)
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, *, full_page: bool = True) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

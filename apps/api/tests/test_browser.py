@@ -1,0 +1,62 @@
+"""The API docs and the admin in a real browser (Playwright driving Debian's chromium)
+against a live Daphne: everything they load comes from the site itself, so they work
+offline and tell no other host who reads them.
+
+Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests are skipped
+and the test summary says so (conftest.py). Screenshots go to var/test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.testing.browser import (
+    CHROMIUM,
+    WAIT_MS,
+    WINDOW_1280,
+    PageWatch,
+    chromium,
+    log_in,
+    screenshot,
+)
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"browser tests need {CHROMIUM}: run `apt-get install chromium`",
+    ),
+]
+pytest.importorskip("playwright.sync_api")
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 (a test login)
+
+
+@pytest.fixture
+def site(django_user_model, processes) -> str:
+    django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    return processes.daphne()
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "ready"),
+    [
+        ("redoc", "/redoc", "[role=search], .api-content h1"),
+        ("docs", "/docs", ".swagger-ui .info .title"),
+        ("admin-index", "/admin/", "#content h1"),
+    ],
+)
+def test_pages_load_nothing_from_another_host(site, name, path, ready):
+    with chromium() as browser:
+        page = browser.new_page(viewport=WINDOW_1280)
+        if name.startswith("admin"):
+            log_in(page, site, username="root", password=PASSWORD)
+        watch = PageWatch(page, site=site)
+        page.goto(f"{site}{path}", wait_until="networkidle")
+        page.wait_for_selector(ready, timeout=WAIT_MS)
+        page.wait_for_load_state("networkidle")
+        assert "MarketFlux API" in page.content() or name.startswith("admin")
+        screenshot(page, f"{name}-1280", full_page=name.startswith("admin"))
+        assert watch.outside == []
+        assert not watch.errors, watch.errors
