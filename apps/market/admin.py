@@ -1,4 +1,4 @@
-"""The Symbol admin: what a symbol is, its simulator parameters, activation.
+"""The Symbol admin: what a symbol is, its simulator parameters, activation, backfill.
 
 The alerts app adds the symbol's alert rules to this page (`apps.alerts.admin`).
 """
@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from apps.market import services
+from apps.market import backfill, selectors, services
 from apps.market.models import Symbol
 
 
@@ -27,6 +32,18 @@ class SymbolForm(forms.ModelForm):
         return self.cleaned_data["ticker"].strip().upper()
 
 
+class BackfillForm(forms.Form):
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=backfill.MAX_DAYS,
+        initial=30,
+        help_text=(
+            f"Each symbol gets this many days of 1-minute bars up to now (1 to"
+            f" {backfill.MAX_DAYS:,}); bars already stored are kept."
+        ),
+    )
+
+
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
     form = SymbolForm
@@ -37,7 +54,7 @@ class SymbolAdmin(admin.ModelAdmin):
     search_fields = ["ticker", "name", "sector"]
     ordering = ["ticker"]
     readonly_fields = ["created_at", "updated_at"]
-    actions = ["activate", "deactivate"]
+    actions = ["activate", "deactivate", "backfill_history"]
     fieldsets = [
         (None, {"fields": ["ticker", "name", "exchange", "sector", "active"]}),
         ("Simulator", {"fields": ["start_price", "drift", "volatility", "jump_rate"]}),
@@ -62,3 +79,52 @@ class SymbolAdmin(admin.ModelAdmin):
             tickers=list(queryset.values_list("ticker", flat=True)), active=False
         )
         self.message_user(request, f"{changed} symbol(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(description="Backfill history", permissions=["change"])
+    def backfill_history(self, request: HttpRequest, queryset: QuerySet[Symbol]):
+        """Ask how many days (an intermediate page), then queue the backfill as a Celery
+        task (a year takes tens of seconds) and follow it on its progress page."""
+        form = BackfillForm(request.POST if "apply" in request.POST else None)
+        tickers = sorted(queryset.values_list("ticker", flat=True))
+        if form.is_valid():
+            days = form.cleaned_data["days"]
+            job = services.backfill_job_start(tickers=tickers, days=days)
+            for symbol in queryset:
+                self.log_change(request, symbol, f"Backfill of {days} day(s) queued.")
+            return redirect("admin:market_symbol_backfill", job=job)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Backfill history",
+            "opts": self.model._meta,
+            "form": form,
+            "tickers": tickers,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/market/symbol/backfill.html", context)
+
+    def get_urls(self):
+        # Before the defaults: their "<path:object_id>/" would take "backfill/<job>/".
+        return [
+            path(
+                "backfill/<slug:job>/",
+                self.admin_site.admin_view(self.backfill_progress_view),
+                name="market_symbol_backfill",
+            ),
+            *super().get_urls(),
+        ]
+
+    def backfill_progress_view(self, request: HttpRequest, job: str) -> HttpResponse:
+        """A backfill's progress: bars done of the total, then rows written or the error;
+        the page reloads itself until the job is finished."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        progress = selectors.backfill_job_progress(job=job)
+        if progress is None:
+            raise Http404("no such backfill (they are kept for a day)")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Backfill history",
+            "opts": self.model._meta,
+            "progress": progress,
+        }
+        return TemplateResponse(request, "admin/market/symbol/backfill_progress.html", context)

@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -406,8 +406,15 @@ def backfill(
     seed: int,
     now: datetime | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BackfillResult:
-    """Give each symbol `days` of 1-minute bars up to now, joined to its live data."""
+    """Give each symbol `days` of 1-minute bars up to now, joined to its live data.
+
+    `progress(done, total)`, when given, is called once the windows are planned (0 of the
+    bars to simulate) and after each chunk is stored and refreshed: bars simulated so far,
+    of all. `done` counts bars covered, written or found stored already (`result.rows`
+    counts those written).
+    """
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise BackfillError(f"days must be an integer from 1 to {MAX_DAYS}, not {days!r}")
     if timescale.installed(connection) and connection.in_atomic_block:
@@ -423,6 +430,10 @@ def backfill(
     for window in result.windows:
         if window.minutes:
             groups.setdefault((window.start, window.end), []).append(window)
+    total = sum(window.minutes for window in result.windows)
+    done = 0
+    if progress is not None:
+        progress(done, total)
     per_batch = max(1, chunk_rows // 60)  # symbols per simulation, so a chunk stays bounded
     refreshed: set[str] = set()
     into_today: set[str] = set()  # symbols whose current UTC day got bars
@@ -442,6 +453,9 @@ def backfill(
                             tickers=[w.symbol.ticker for w in batch],
                         )
                     )
+                done += chunk.rows
+                if progress is not None:
+                    progress(done, total)
     result.refreshed = sorted(refreshed)
     if into_today:
         _restart_sessions(sorted(into_today))

@@ -51,3 +51,12 @@ ALERT_PREVIOUS = f"{PREFIX}:alerts:previous"  # hash: symbol -> packed values
 # Per symbol, when each of its rules last fired (for cooldown and once per bar): hash
 # symbol -> packed array of (rule id int64, tick time in epoch microseconds int64).
 ALERT_FIRED = f"{PREFIX}:alerts:fired"
+
+
+# A backfill started from the admin (`apps.market.services.backfill_job_start`): hash of
+# state, tickers, days, done, total, rows, error; kept a day after its last change.
+BACKFILL_JOB_TTL = 24 * 3600
+
+
+def backfill_job(job: str) -> str:
+    return f"{PREFIX}:backfill:{job}"

@@ -175,3 +175,45 @@ def bars_for_range(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [Candle(*row) for row in reversed(rows)]
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """A backfill job as `services.backfill_job_run` records it."""
+
+    job: str
+    state: str  # queued, running, done or failed
+    tickers: list[str]
+    days: int
+    done: int  # bars simulated so far (written, or found stored already)
+    total: int  # bars to simulate (0 until planned, or when the history is there)
+    rows: int  # bars written, once done
+    error: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed")
+
+    @property
+    def percent(self) -> int:
+        if self.state == "done":
+            return 100
+        return self.done * 100 // self.total if self.total else 0
+
+
+def backfill_job_progress(*, job: str) -> BackfillProgress | None:
+    """The job's progress; None for an unknown (or expired) job."""
+    raw = redis_client().hgetall(keys.backfill_job(job))
+    if not raw:
+        return None
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    return BackfillProgress(
+        job=job,
+        state=fields.get("state", "queued"),
+        tickers=[t for t in fields.get("tickers", "").split(",") if t],
+        days=int(fields.get("days", 0)),
+        done=int(fields.get("done", 0)),
+        total=int(fields.get("total", 0)),
+        rows=int(fields.get("rows", 0)),
+        error=fields.get("error", ""),
+    )

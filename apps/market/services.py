@@ -1,15 +1,17 @@
-"""Writes of market data: seeding symbols, activating them, and retention."""
+"""Writes of market data: seeding symbols, activating them, retention, backfill jobs."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.market import timescale
+from apps.market import backfill, keys, timescale
 from apps.market.constants import DEFAULT_SYMBOLS
 from apps.market.models import Bar, Symbol, Tick
+from apps.ops.redis_client import redis_client
 
 # A generic profile for tickers named in MARKETFLUX_SYMBOLS that are not in DEFAULT_SYMBOLS.
 _GENERIC_SYMBOL = {
@@ -61,3 +63,49 @@ def ticks_prune() -> int:
         ).delete()
         removed += bars
     return removed
+
+
+def _backfill_job_record(job: str, **fields: object) -> None:
+    key = keys.backfill_job(job)
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+    pipe.expire(key, keys.BACKFILL_JOB_TTL)
+    pipe.execute()
+
+
+def backfill_job_start(*, tickers: list[str], days: int) -> str:
+    """Queue a backfill of `tickers` (the `market.backfill` task); returns the job's id,
+    whose progress `selectors.backfill_job_progress` reads. Raises BackfillError for days
+    out of range or no symbol."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= backfill.MAX_DAYS:
+        raise backfill.BackfillError(f"days must be from 1 to {backfill.MAX_DAYS}, not {days!r}")
+    if not tickers:
+        raise backfill.BackfillError("no symbols to backfill")
+    from apps.market import tasks  # tasks call this module
+
+    job = uuid.uuid4().hex
+    _backfill_job_record(
+        job, state="queued", tickers=",".join(tickers), days=days, done=0, total=0, rows=0,
+        error="",
+    )  # fmt: skip
+    tasks.backfill.delay(job=job, tickers=tickers, days=days)
+    return job
+
+
+def backfill_job_run(*, job: str, tickers: list[str], days: int) -> int:
+    """Run a queued backfill (`apps.market.backfill.backfill`, as the command does),
+    recording its progress chunk by chunk; returns the bars written. A failure is recorded
+    with its message, then raised."""
+    _backfill_job_record(job, state="running")
+    try:
+        result = backfill.backfill(
+            symbols=backfill.resolve_symbols(tickers),
+            days=days,
+            seed=settings.MARKETFLUX_SEED,
+            progress=lambda done, total: _backfill_job_record(job, done=done, total=total),
+        )
+    except Exception as exc:
+        _backfill_job_record(job, state="failed", error=str(exc) or type(exc).__name__)
+        raise
+    _backfill_job_record(job, state="done", rows=result.rows)
+    return result.rows

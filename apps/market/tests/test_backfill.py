@@ -364,3 +364,17 @@ def test_the_days_live_volume_and_open_are_its_1d_bars_after_a_backfill(market, 
     assert hot["session_open"] == day.open
     assert hot["change"] == pytest.approx(231.6 - day.open)
     store.forget()
+
+
+def test_progress_is_reported_after_every_chunk_up_to_the_whole(market):
+    reports = []
+    result = run(market[:2], days=1, chunk_rows=600, progress=lambda *r: reports.append(r))
+    total = 2 * 1440
+    assert reports[0] == (0, total)
+    assert reports[-1] == (total, total)
+    assert len(reports) > 3  # one per chunk of ~600 bars
+    assert all(a[0] < b[0] for a, b in pairwise(reports))
+    assert result.rows == total
+    again = []
+    assert run(market[:2], days=1, progress=lambda *r: again.append(r)).rows == 0
+    assert again == [(0, 0)]  # nothing left to do, and said so

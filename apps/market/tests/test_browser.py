@@ -83,3 +83,25 @@ def test_symbol_admin_pages_fit_a_1280_px_window(site, name, path):
         assert page_width(page) <= WINDOW_1280["width"]
         assert page.evaluate(CUT_OFF) == []
         assert not watch.errors, watch.errors
+
+
+def test_backfill_history_from_the_symbol_list_to_its_finished_progress(site, processes):
+    processes.celery_worker()
+    with chromium() as browser:
+        page = browser.new_page(viewport=WINDOW_1280)
+        watch = PageWatch(page, site=site)
+        log_in(page, site, username="root", password=PASSWORD)
+        page.goto(f"{site}/admin/market/symbol/")
+        page.check('input[name="_selected_action"][value="AMZN"]')
+        page.select_option('select[name="action"]', "backfill_history")
+        page.click('button[name="index"]')
+        assert page.input_value('input[name="days"]') == "30"
+        page.fill('input[name="days"]', "1")
+        screenshot(page, "admin-symbol-backfill-1280")
+        page.click('input[name="apply"]')
+        # The progress page reloads itself until the worker is done.
+        page.wait_for_selector('#backfill[data-state="done"]', timeout=60_000)
+        assert "Done: 1,440 bars written." in page.inner_text("#backfill")
+        screenshot(page, "admin-symbol-backfill-progress-1280")
+        assert page_width(page) <= WINDOW_1280["width"]
+        assert not watch.errors, watch.errors
