@@ -11,6 +11,8 @@ import math
 import string
 from dataclasses import dataclass
 
+from apps.market.display import price_text
+
 PRICE_ABOVE = "price_above"
 PRICE_BELOW = "price_below"
 CROSSES_ABOVE = "crosses_above"
@@ -135,7 +137,7 @@ def render_message(
 ) -> str:
     return (template or DEFAULT_MESSAGE).format(
         symbol=symbol,
-        price=f"{price:.6g}",
+        price=price_text(price),  # at its tick size, as every page shows it
         value=f"{value:.6g}",
         condition=CONDITIONS[condition].label,
     )

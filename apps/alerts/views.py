@@ -13,11 +13,26 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.alerts import selectors, services
-from apps.alerts.forms import RuleForm
-from apps.alerts.models import AlertEvent
+from apps.alerts.conditions import ALL_SYMBOLS, CONDITIONS
+from apps.alerts.forms import RuleForm, condition_fields
+from apps.alerts.models import AlertEvent, AlertRule
+from apps.market.display import price_text
 
 SOURCE = "web"
 RECENT_EVENTS = 100
+
+
+def rule_text(rule: AlertRule) -> str:
+    """A rule as a person reads it: `#3 AAPL Price above 230`, the condition's label and
+    never its code (`price_above`)."""
+    spec = CONDITIONS[rule.condition]
+    if rule.threshold is None:
+        level = ""
+    elif spec.threshold == "price":
+        level = f" {price_text(rule.threshold)}"
+    else:
+        level = f" {rule.threshold:g}"
+    return f"#{rule.pk} {rule.symbol_id or ALL_SYMBOLS} {spec.label}{level}"
 
 
 @login_required
@@ -28,14 +43,20 @@ def index(request: HttpRequest) -> HttpResponse:
         form.instance.owner = request.user
         if form.is_valid():
             services.rule_save(form.instance, actor=request.user, source=SOURCE)
-            messages.success(request, f"Rule {form.instance} created.")
+            messages.success(request, f"Rule {rule_text(form.instance)} created.")
             return redirect("alerts:index")
     rules = selectors.user_rules(request.user)
     events = selectors.user_events(request.user)[:RECENT_EVENTS]
     return render(
         request,
         "alerts/index.html",
-        {"form": form, "rules": rules, "events": events, "recent_events": RECENT_EVENTS},
+        {
+            "form": form,
+            "rules": rules,
+            "events": events,
+            "recent_events": RECENT_EVENTS,
+            "condition_fields": condition_fields(),
+        },
         status=400 if form.errors else 200,
     )
 

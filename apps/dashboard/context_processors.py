@@ -8,9 +8,10 @@ from apps.dashboard import selectors
 
 
 def site(request: HttpRequest) -> dict:
-    """The header's ticker suggestions, queried only when a template uses them.
+    """The header's search suggestions (tickers and names), queried only when a template
+    uses them.
 
     A callable: Django templates call it on first use, so pages outside the site layout
     (the admin, the API) pay nothing.
     """
-    return {"nav_tickers": selectors.nav_tickers}
+    return {"nav_symbols": selectors.nav_symbols}

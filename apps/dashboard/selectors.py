@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
+from django.db.models import Q
 
 from apps.indicators.models import IndicatorSnapshot
 from apps.market import messages
@@ -22,6 +23,8 @@ from apps.streaming.messages import snapshot
 CHART_INTERVALS = list(BAR_INTERVALS)  # 1m 5m 15m 1h 1d, as the bars endpoint accepts
 FIRST_PAINT_INTERVAL = "1m"
 FIRST_PAINT_CANDLES = 500
+OVERLAYS = {"sma": "SMA 20", "ema": "EMA 20", "bb": "Bollinger 20/2"}  # the chart's, in order
+DEFAULT_OVERLAYS = frozenset({"sma"})
 SPARKLINE_MINUTES = 30
 RECENT_ANOMALIES = 10
 RECENT_ANOMALY_WINDOW = timedelta(hours=1)  # bounds the scan: one hour of snapshots per symbol
@@ -45,9 +48,22 @@ def canonical_ticker(raw: str) -> str | None:
     return ticker if TICKER_PATTERN.match(ticker) else None
 
 
-def nav_tickers() -> list[str]:
-    """Known tickers for the header's search suggestions (a small table, one query)."""
-    return list(Symbol.objects.order_by("ticker").values_list("ticker", flat=True))
+def nav_symbols() -> list[dict]:
+    """Known symbols (ticker, name) for the header's search suggestions (one query)."""
+    return list(Symbol.objects.order_by("ticker").values("ticker", "name"))
+
+
+def symbol_search(query: str, *, limit: int = 50) -> list[dict]:
+    """Symbols whose ticker starts with `query` or whose name contains it (any case),
+    ticker matches first: what the header search suggests and `/stocks/?q=` resolves."""
+    query = query.strip()
+    if not query:
+        return []
+    rows = Symbol.objects.filter(Q(ticker__istartswith=query) | Q(name__icontains=query)).values(
+        "ticker", "name", "sector", "active"
+    )
+    found = sorted(rows, key=lambda r: (not r["ticker"].startswith(query.upper()), r["ticker"]))
+    return found[:limit]
 
 
 # One index range scan per symbol of its last minutes of 1-minute bars.
@@ -188,7 +204,9 @@ def anomaly_times(symbol: str, *, since: datetime, limit: int = MAX_CHART_MARKER
     return [messages.format_ts(ts) for ts in reversed(stamps)]
 
 
-def symbol_page(ticker: str) -> dict | None:
+def symbol_page(
+    ticker: str, *, interval: str = FIRST_PAINT_INTERVAL, overlays=DEFAULT_OVERLAYS
+) -> dict | None:
     """What the symbol page paints first, or None for a ticker that is not a symbol.
 
     The live panel is the `/ws/stocks` snapshot's shape (without its tick history), the chart
@@ -202,9 +220,7 @@ def symbol_page(ticker: str) -> dict | None:
     )
     if row is None:
         return None
-    candles = market.bars_for_range(
-        symbol=ticker, interval=FIRST_PAINT_INTERVAL, limit=FIRST_PAINT_CANDLES
-    )
+    candles = market.bars_for_range(symbol=ticker, interval=interval, limit=FIRST_PAINT_CANDLES)
     since = candles[0].ts if candles else datetime.now(UTC) - timedelta(hours=1)
     live = snapshot(ticker, hot, [])
     del live["history"]
@@ -213,9 +229,12 @@ def symbol_page(ticker: str) -> dict | None:
         "live": live,
         "indicator_fields": list(messages.INDICATOR_FIELDS),
         "intervals": CHART_INTERVALS,
+        "overlays": [
+            {"key": key, "label": label, "on": key in overlays} for key, label in OVERLAYS.items()
+        ],
         "initial": {
             "symbol": ticker,
-            "interval": FIRST_PAINT_INTERVAL,
+            "interval": interval,
             "limit": FIRST_PAINT_CANDLES,
             "candles": [
                 messages.candle(c.ts, c.open, c.high, c.low, c.close, c.volume, c.trades)

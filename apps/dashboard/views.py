@@ -24,18 +24,36 @@ def home(request: HttpRequest) -> HttpResponse:
 def symbol(request: HttpRequest, symbol: str) -> HttpResponse:
     """One symbol: chart, studies and the live panel; 404 for anything not a symbol."""
     ticker = selectors.canonical_ticker(symbol)
-    page = selectors.symbol_page(ticker) if ticker else None  # no query for a malformed one
+    # The chart's interval and overlays come from the query string (the page keeps them
+    # there), so a reload or a shared link shows the same chart; anything unknown: defaults.
+    interval = request.GET.get("interval", "")
+    if interval not in selectors.CHART_INTERVALS:
+        interval = selectors.FIRST_PAINT_INTERVAL
+    asked = request.GET.get("overlays")
+    overlays = (
+        selectors.DEFAULT_OVERLAYS
+        if asked is None
+        else {name for name in asked.split(",") if name in selectors.OVERLAYS}
+    )
+    page = (  # no query for a malformed ticker
+        selectors.symbol_page(ticker, interval=interval, overlays=overlays) if ticker else None
+    )
     if page is None:
         raise Http404("No such symbol")
     return render(request, "dashboard/symbol.html", page)
 
 
 def search(request: HttpRequest) -> HttpResponse:
-    """The header search without JavaScript: `/stocks/?q=aapl` goes to `/stocks/AAPL/`."""
-    ticker = selectors.canonical_ticker(request.GET.get("q", "").strip())
-    if ticker is None:
+    """The header search without JavaScript: `/stocks/?q=aapl` goes to `/stocks/AAPL/`, and
+    so does a name only one symbol matches (`?q=apple`); several matches are listed."""
+    query = request.GET.get("q", "").strip()
+    matches = selectors.symbol_search(query)
+    exact = [m for m in matches if m["ticker"] == query.upper()]
+    if exact or len(matches) == 1:
+        return HttpResponseRedirect(reverse("stock", args=[(exact or matches)[0]["ticker"]]))
+    if not matches:
         raise Http404("No such symbol")
-    return HttpResponseRedirect(reverse("stock", args=[ticker]))
+    return render(request, "dashboard/search.html", {"query": query, "matches": matches})
 
 
 def favicon(request: HttpRequest) -> HttpResponse:

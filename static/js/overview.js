@@ -30,9 +30,131 @@ function sparkPoints(values, width = 100, height = 24) {
     .join(" ");
 }
 
+// A tick updates the symbol's table row and tile. The movers and the breadth counts are the
+// overview message's alone: one consistent snapshot a second, never patched per tick (a tick
+// could otherwise show a falling stock among the top gainers until the next overview).
 function showChangePct(symbol, pct) {
-  fmt.show(symbol, "change_pct", fmt.percent(pct), { dir: fmt.direction(pct), value: pct });
+  const text = fmt.percent(pct);
+  const dir = fmt.direction(pct);
+  for (const el of fmt.cells(symbol, "change_pct")) {
+    if (el.closest("[data-list]")) continue;
+    if (el.textContent !== text) el.textContent = text;
+    el.dataset.dir = dir;
+    if ("value" in el.dataset) el.dataset.value = pct ?? "";
+  }
   for (const tile of fmt.cells(symbol, "tile")) tile.dataset.bucket = changeBucket(pct);
+}
+
+// A symbol the page was not rendered with (added in the admin or by seed_symbols) gets its
+// table row and heatmap tile from the overview message; its name and sector follow from
+// the stocks endpoint.
+function cell(tag, symbol, field, { num = false, text = fmt.DASH } = {}) {
+  const el = document.createElement(tag);
+  if (num) el.className = "num";
+  el.dataset.symbol = symbol;
+  el.dataset.field = field;
+  el.dataset.value = "";
+  el.textContent = text;
+  return el;
+}
+
+const sectorOf = (section) => section.getAttribute("aria-label");
+function sectorTiles(sector) {
+  const heatmap = document.querySelector("[data-heatmap]");
+  const sections = () => [...heatmap.querySelectorAll(".sector")];
+  let section = sections().find((s) => sectorOf(s) === sector);
+  if (!section) {
+    heatmap.querySelector(":scope > p")?.remove(); // "No active symbols yet"
+    section = document.createElement("section");
+    section.className = "sector";
+    section.setAttribute("aria-label", sector);
+    const title = document.createElement("h3");
+    title.textContent = sector;
+    const tiles = document.createElement("div");
+    tiles.className = "tiles";
+    section.append(title, tiles);
+    const after = sections().find((s) => sectorOf(s) > sector);
+    heatmap.insertBefore(section, after ?? null);
+  }
+  return section.querySelector(".tiles");
+}
+
+function placeTile(tile, sector) {
+  const tiles = sectorTiles(sector);
+  const after = [...tiles.children].find((t) => t.dataset.symbol > tile.dataset.symbol);
+  tiles.insertBefore(tile, after ?? null);
+}
+
+function addSymbol(row) {
+  const { symbol } = row;
+  symbols[symbol] = { name: "", sector: "Other", session_open: null, spark: [] };
+  const href = `/stocks/${encodeURIComponent(symbol)}/`;
+
+  const tile = document.createElement("a");
+  tile.className = "tile";
+  tile.href = href;
+  Object.assign(tile.dataset, { symbol, field: "tile", bucket: "none", volume: "0" });
+  tile.style.setProperty("--w", "1");
+  const tileSymbol = document.createElement("span");
+  tileSymbol.className = "tile-symbol";
+  tileSymbol.textContent = symbol;
+  const tilePrice = cell("span", symbol, "price");
+  tilePrice.className = "tile-price";
+  delete tilePrice.dataset.value;
+  const tileChange = cell("span", symbol, "change_pct");
+  tileChange.className = "tile-change";
+  delete tileChange.dataset.value;
+  tile.append(tileSymbol, tilePrice, tileChange);
+  placeTile(tile, "Other");
+
+  const tr = document.createElement("tr");
+  tr.dataset.row = symbol;
+  const head = document.createElement("th");
+  head.scope = "row";
+  head.dataset.value = symbol;
+  head.append(link(symbol));
+  const name = document.createElement("td");
+  name.dataset.value = "";
+  const anomaly = cell("td", symbol, "anomaly", { text: "" });
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  badge.hidden = true;
+  badge.textContent = "⚠ anomaly";
+  const none = document.createElement("span");
+  none.className = "visually-hidden";
+  none.textContent = "none";
+  anomaly.append(badge, none);
+  const sparkCell = document.createElement("td");
+  sparkCell.innerHTML = '<svg class="sparkline" viewBox="0 0 100 24" preserveAspectRatio="none" '
+    + 'role="img"><polyline points=""/></svg>';
+  const svg = sparkCell.firstElementChild;
+  svg.setAttribute("aria-label", `${symbol} price, last minutes`);
+  Object.assign(svg.dataset, { symbol, field: "sparkline" });
+  tr.append(head, name,
+    cell("td", symbol, "price", { num: true }), cell("td", symbol, "change", { num: true }),
+    cell("td", symbol, "change_pct", { num: true }), cell("td", symbol, "volume", { num: true }),
+    cell("td", symbol, "rsi_14", { num: true }), anomaly, sparkCell);
+  const body = table.tBodies[0];
+  for (const empty of [...body.rows].filter((r) => !r.dataset.row)) empty.remove();
+  const after = [...body.rows].find((r) => r.dataset.row > symbol);
+  body.insertBefore(tr, after ?? null);
+
+  const url = `/api/v1/stocks?search=${encodeURIComponent(symbol)}&page_size=1000`;
+  fetch(url, { headers: { Accept: "application/json" } })
+    .then((answer) => (answer.ok ? answer.json() : null))
+    .then((body) => {
+      const found = body?.results?.find((r) => r.symbol === symbol);
+      if (!found) return;
+      symbols[symbol].name = found.name;
+      symbols[symbol].sector = found.sector || "Other";
+      name.textContent = found.name;
+      name.dataset.value = found.name;
+      placeTile(tile, symbols[symbol].sector);
+      tile.closest(".heatmap")?.querySelectorAll(".sector").forEach((s) => {
+        if (!s.querySelector(".tile")) s.remove(); // an "Other" group left empty
+      });
+    })
+    .catch(() => {}); // the row works without its name; the next page load has it
 }
 
 // Ticks arrive per batch; the DOM is updated once per animation frame with the newest.
@@ -113,14 +235,14 @@ function addAnomaly(tick) {
   while (list.children.length > 10) list.lastElementChild.remove();
 }
 
-function renderMovers(name, rows, dir) {
+function renderMovers(name, rows) {
   const list = document.querySelector(`[data-list="${name}"]`);
   const items = rows.map((row) => {
     const item = document.createElement("li");
     const pct = document.createElement("span");
     pct.dataset.symbol = row.symbol;
     pct.dataset.field = "change_pct";
-    pct.dataset.dir = dir;
+    pct.dataset.dir = fmt.direction(row.change_pct); // a gainer reading 0.00% shows no arrow
     pct.textContent = fmt.percent(row.change_pct);
     item.append(link(row.symbol), " ", pct);
     return item;
@@ -136,8 +258,8 @@ function renderMovers(name, rows, dir) {
 
 function onOverview(overview) {
   for (const row of overview.symbols) {
+    if (!symbols[row.symbol]) addSymbol(row);
     const info = symbols[row.symbol];
-    if (!info) continue;
     if (row.price !== null && row.change_pct !== null) {
       info.session_open = row.price / (1 + row.change_pct / 100); // follows a new UTC day
     }
@@ -157,8 +279,8 @@ function onOverview(overview) {
     el.dateTime = overview.ts;
     el.textContent = `${overview.ts.slice(11, 19)} UTC`;
   }
-  renderMovers("top_gainers", overview.top_gainers, "up");
-  renderMovers("top_losers", overview.top_losers, "down");
+  renderMovers("top_gainers", overview.top_gainers);
+  renderMovers("top_losers", overview.top_losers);
   sizeTiles();
   if (pending.size && !scheduled) {
     scheduled = true;

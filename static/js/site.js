@@ -2,19 +2,13 @@
 // signed-in reader, alert toasts from /ws/market (opened without subscribing to ticks).
 
 import { marketFeed } from "./feed.js";
+import { initSearch } from "./search.js";
 import { initThemeToggle } from "./theme.js";
 import { showAlert } from "./toasts.js";
 
 initThemeToggle();
 
-for (const form of document.querySelectorAll("form[data-search]")) {
-  form.addEventListener("submit", (event) => {
-    const ticker = form.elements.q.value.trim().toUpperCase();
-    if (!ticker) return;
-    event.preventDefault();
-    location.assign(`/stocks/${encodeURIComponent(ticker)}/`);
-  });
-}
+for (const form of document.querySelectorAll("form[data-search]")) initSearch(form);
 
 if (document.body.dataset.signedIn === "true" || document.body.dataset.livePage === "overview") {
   marketFeed().on("message", (message) => {

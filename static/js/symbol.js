@@ -28,7 +28,8 @@ function palette() {
   const v = (name) => css.getPropertyValue(name).trim();
   return {
     bg: v("--bg"), fg: v("--fg"), grid: v("--line"), up: v("--up"), down: v("--down"),
-    muted: v("--muted"), sma: v("--study-1"), ema: v("--study-2"), bb: v("--study-3"),
+    muted: v("--muted"), sma: v("--study-sma"), ema: v("--study-ema"), bb: v("--study-bb"),
+    rsi: v("--study-rsi"), macd: v("--study-macd"), signal: v("--study-signal"),
     anomaly: v("--anomaly"),
   };
 }
@@ -50,27 +51,38 @@ const line = (color, pane = 0, extra = {}) =>
   chart.addSeries(LineSeries, { color, lineWidth: 1.5, priceLineVisible: false,
     lastValueVisible: false, crosshairMarkerVisible: false, ...extra }, pane);
 
+// Prices at the tick size on the axis too: 2 decimals from $1.00, 4 below (format.js).
+const lastClose = initial.candles.at(-1)?.close ?? initial.live.price ?? 1;
+const decimals = fmt.priceDecimals(lastClose);
 const candleSeries = chart.addSeries(CandlestickSeries, {
   upColor: colors.up, downColor: colors.down, borderUpColor: colors.up,
   borderDownColor: colors.down, wickUpColor: colors.up, wickDownColor: colors.down,
+  priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals },
 });
+// Volume on its own scale: a short band along the bottom of the price pane, below the candles.
+candleSeries.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.18 } });
 const volumeSeries = chart.addSeries(HistogramSeries,
   { priceFormat: { type: "volume" }, priceScaleId: "volume", lastValueVisible: false,
     priceLineVisible: false }, 0);
-volumeSeries.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+volumeSeries.priceScale().applyOptions({ scaleMargins: { top: 0.86, bottom: 0 } });
+// Bollinger first and SMA 20 last: the SMA is the band's middle line, drawn on top of it
+// (the middle dashed in the band's colour), so both stay visible.
 const overlays = {
-  sma: [line(colors.sma)],
+  bb: [line(colors.bb), line(colors.bb, 0, { lineStyle: 2, lineWidth: 1 }), line(colors.bb)],
   ema: [line(colors.ema)],
-  bb: [line(colors.bb), line(colors.bb, 0, { lineStyle: 2 }), line(colors.bb)],
+  sma: [line(colors.sma, 0, { lineWidth: 2 })],
 };
-const rsiSeries = line(colors.sma, 1, { lastValueVisible: true });
+// RSI on a fixed 0-100 scale; its 30/70 guides are labelled in the pane, not on the axis,
+// where they covered the axis labels.
+const rsiSeries = line(colors.rsi, 1, { lastValueVisible: true,
+  autoscaleInfoProvider: () => ({ priceRange: { minValue: 0, maxValue: 100 } }) });
 const guides = [70, 30].map((price) =>
   rsiSeries.createPriceLine({ price, color: colors.muted, lineWidth: 1, lineStyle: 2,
-    axisLabelVisible: true, title: String(price) }));
+    axisLabelVisible: false, title: String(price) }));
 const macdHist = chart.addSeries(HistogramSeries, { priceLineVisible: false,
   lastValueVisible: false }, 2);
-const macdLine = line(colors.ema, 2);
-const macdSignal = line(colors.bb, 2);
+const macdLine = line(colors.macd, 2);
+const macdSignal = line(colors.signal, 2);
 const markers = createSeriesMarkers(candleSeries, []);
 const [pricePane, rsiPane, macdPane] = chart.panes();
 pricePane.setStretchFactor(3);
@@ -86,29 +98,93 @@ const volumeBar = (c) => ({ time: c.time, value: c.volume,
 const point = (time, value) => (value === null ? { time } : { time, value });
 
 // Studies: computed over the closes; `last` redraws only the newest point (a live tick).
+let values = {}; // the studies' arrays, for the legend
 function drawStudies(onlyLast = false) {
   const closes = candles.map((c) => c.close);
   const times = candles.map((c) => c.time);
   const bb = studies.bollinger(closes, 20, 2);
   const m = studies.macd(closes, 12, 26, 9);
+  values = { bb, m, sma: studies.sma(closes, 20), ema: studies.ema(closes, 20),
+    rsi: studies.rsi(closes, 14) };
   const lines = [
-    [overlays.sma[0], studies.sma(closes, 20)],
-    [overlays.ema[0], studies.ema(closes, 20)],
+    [overlays.sma[0], values.sma],
+    [overlays.ema[0], values.ema],
     [overlays.bb[0], bb.upper], [overlays.bb[1], bb.middle], [overlays.bb[2], bb.lower],
-    [rsiSeries, studies.rsi(closes, 14)],
+    [rsiSeries, values.rsi],
     [macdLine, m.macd], [macdSignal, m.signal],
   ];
   const hist = m.hist.map((v, i) => (v === null ? { time: times[i] } :
     { time: times[i], value: v, color: v >= 0 ? `${colors.up}a0` : `${colors.down}a0` }));
   if (onlyLast && candles.length) {
     const i = candles.length - 1;
-    for (const [series, values] of lines) series.update(point(times[i], values[i]));
+    for (const [series, vs] of lines) series.update(point(times[i], vs[i]));
     macdHist.update(hist[i]);
   } else {
-    for (const [series, values] of lines) series.setData(values.map((v, i) => point(times[i], v)));
+    for (const [series, vs] of lines) series.setData(vs.map((v, i) => point(times[i], v)));
     macdHist.setData(hist);
   }
+  showLegend();
 }
+
+// Legends, TradingView style: each pane's values under the crosshair (the latest bar when
+// there is none), each study with its colour; a pane whose study has too few bars says so.
+const legends = ["price", "rsi", "macd"].map((pane) => {
+  const el = document.createElement("div");
+  el.className = "pane-legend";
+  el.dataset.legend = pane;
+  container.append(el);
+  return el;
+});
+let hovered = null; // the crosshair's bar index, null for the latest
+const esc = (text) => String(text).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+const item = (color, label, text) =>
+  `<span class="legend-item"><i style="background:${esc(color)}"></i>${esc(label)} <b>${esc(text)}</b></span>`;
+const short = (label, need) =>
+  `<span class="legend-note">${esc(label)} needs ${need} bars; this chart has ${candles.length}.</span>`;
+
+function showLegend() {
+  const i = hovered ?? candles.length - 1;
+  const c = candles[i];
+  const on = (name) => overlays[name][0].options().visible;
+  const p = (v) => fmt.price(v ?? null);
+  let price = "";
+  if (c) {
+    price = ["O", "H", "L", "C"].map((k, j) =>
+      `<span class="legend-item">${k} <b>${p([c.open, c.high, c.low, c.close][j])}</b></span>`).join("")
+      + `<span class="legend-item">Vol <b>${fmt.volume(c.volume)}</b></span>`;
+    if (on("sma")) price += item(colors.sma, "SMA 20", p(values.sma[i]));
+    if (on("ema")) price += item(colors.ema, "EMA 20", p(values.ema[i]));
+    if (on("bb")) {
+      price += item(colors.bb, "BB 20/2",
+        `${p(values.bb.upper[i])} / ${p(values.bb.middle[i])} / ${p(values.bb.lower[i])}`);
+    }
+  }
+  legends[0].innerHTML = price;
+  const rsiKnown = values.rsi?.some((v) => v !== null);
+  legends[1].innerHTML = rsiKnown ? item(colors.rsi, "RSI 14", fmt.number(values.rsi[i], 2))
+    : short("RSI 14", 15);
+  const macdKnown = values.m?.macd.some((v) => v !== null);
+  legends[2].innerHTML = macdKnown
+    ? item(colors.macd, "MACD 12/26/9", fmt.number(values.m.macd[i], 4))
+      + item(colors.signal, "Signal", fmt.number(values.m.signal[i], 4))
+      + item(colors.muted, "Hist", fmt.number(values.m.hist[i], 4))
+    : short("MACD 12/26/9", 34);
+}
+
+function placeLegends() {
+  const top = container.getBoundingClientRect().top;
+  chart.panes().forEach((pane, i) => {
+    const el = pane.getHTMLElement();
+    if (el && legends[i]) legends[i].style.top = `${el.getBoundingClientRect().top - top + 4}px`;
+  });
+}
+new ResizeObserver(() => requestAnimationFrame(placeLegends)).observe(container);
+
+chart.subscribeCrosshairMove((param) => {
+  const index = param.time === undefined ? null : candles.findIndex((c) => c.time === param.time);
+  hovered = index === null || index < 0 ? null : index;
+  showLegend();
+});
 
 function drawMarkers() {
   const times = new Set(candles.map((c) => c.time));
@@ -142,6 +218,7 @@ async function loadBars(next) {
     if (ticket !== loading) return; // a newer switch won
     interval = next;
     setCandles(body.results);
+    keepInUrl();
     chartTs = null; // the bars hold every stored tick; the next live one moves them on
     chart.timeScale().fitContent();
     container.dataset.state = "loaded";
@@ -240,6 +317,17 @@ function applyOverlays() {
     if (box.checked) on.push(box.dataset.overlay);
   }
   container.dataset.overlays = on.join(" ");
+  keepInUrl();
+  showLegend();
+}
+
+// The interval and overlays live in the query string, so a reload (or a shared link)
+// restores them; the server paints that interval first (apps/dashboard/views.symbol).
+function keepInUrl() {
+  const url = new URL(location.href);
+  url.searchParams.set("interval", interval);
+  url.searchParams.set("overlays", container.dataset.overlays.replaceAll(" ", ","));
+  history.replaceState(history.state, "", url);
 }
 for (const box of document.querySelectorAll("[data-overlay]")) {
   box.addEventListener("change", applyOverlays);
@@ -251,6 +339,12 @@ document.addEventListener("mf:theme", () => {
     borderUpColor: colors.up, borderDownColor: colors.down, wickUpColor: colors.up,
     wickDownColor: colors.down });
   for (const guide of guides) guide.applyOptions({ color: colors.muted });
+  for (const name of ["sma", "ema", "bb"]) {
+    for (const series of overlays[name]) series.applyOptions({ color: colors[name] });
+  }
+  rsiSeries.applyOptions({ color: colors.rsi });
+  macdLine.applyOptions({ color: colors.macd });
+  macdSignal.applyOptions({ color: colors.signal });
   volumeSeries.setData(candles.map(volumeBar));
   drawStudies();
   drawMarkers();
@@ -279,6 +373,11 @@ window.marketflux = {
   get candles() { return candles.length; },
   lastCandle: () => ({ ...candles[candles.length - 1] }),
   panes: () => chart.panes().length,
-  overlaysVisible: () => Object.fromEntries(Object.entries(overlays)
-    .map(([name, series]) => [name, series[0].options().visible])),
+  overlaysVisible: () => Object.fromEntries(["sma", "ema", "bb"]
+    .map((name) => [name, overlays[name][0].options().visible])),
+  // Each study's line colour, and the share of the price pane's height volume may take.
+  studyColors: () => ({ sma: overlays.sma[0].options().color, ema: overlays.ema[0].options().color,
+    bb: overlays.bb[0].options().color, rsi: rsiSeries.options().color,
+    macd: macdLine.options().color, signal: macdSignal.options().color }),
+  volumeShare: () => 1 - volumeSeries.priceScale().options().scaleMargins.top,
 };

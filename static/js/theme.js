@@ -7,11 +7,8 @@ export function currentTheme() {
   return document.documentElement.dataset.theme === "light" ? "light" : "dark";
 }
 
-// One name ("Light theme"), its state in aria-pressed: how a toggle button reads aloud.
-function label(button) {
-  button.setAttribute("aria-pressed", String(currentTheme() === "light"));
-}
-
+// The button says what pressing it does ("Switch to light theme"); the stylesheet shows the
+// half of its label that fits the current theme, so it is right before any script runs.
 export function setTheme(theme) {
   document.documentElement.dataset.theme = theme;
   try {
@@ -19,13 +16,11 @@ export function setTheme(theme) {
   } catch {
     // private mode without storage: the choice lasts for this page only
   }
-  for (const button of document.querySelectorAll("[data-theme-toggle]")) label(button);
   document.dispatchEvent(new CustomEvent("mf:theme", { detail: { theme } }));
 }
 
 export function initThemeToggle() {
   for (const button of document.querySelectorAll("[data-theme-toggle]")) {
-    label(button);
     button.addEventListener("click", () => setTheme(currentTheme() === "light" ? "dark" : "light"));
   }
 }

@@ -1,9 +1,11 @@
 // Alert toasts: `alert` messages of /ws/market, shown in the page's aria-live region.
 
+import * as fmt from "./format.js";
+
 const SHOW_MS = 10_000;
 const MAX_TOASTS = 5;
 
-/** Show one alert ({type: "alert", id, rule, symbol, ts, condition, value, message}). */
+/** Show one alert ({type: "alert", id, rule, symbol, ts, condition, price, value, message}). */
 export function showAlert(alert) {
   const region = document.querySelector("[data-toasts]");
   if (!region) return;
@@ -22,6 +24,9 @@ export function showAlert(alert) {
   const when = document.createElement("time");
   when.dateTime = alert.ts ?? "";
   when.textContent = alert.ts ? `${alert.ts.slice(11, 19)} UTC` : "";
+  const price = document.createElement("span");
+  price.className = "toast-price";
+  price.textContent = typeof alert.price === "number" ? ` at ${fmt.price(alert.price)}` : "";
   const close = document.createElement("button");
   close.type = "button";
   close.className = "toast-close";
@@ -29,7 +34,7 @@ export function showAlert(alert) {
   close.textContent = "×";
   close.addEventListener("click", () => toast.remove());
 
-  toast.append(title, body, when, close);
+  toast.append(title, body, when, price, close);
   region.prepend(toast);
   while (region.children.length > MAX_TOASTS) region.lastElementChild.remove();
   setTimeout(() => toast.remove(), SHOW_MS);

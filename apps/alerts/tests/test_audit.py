@@ -92,7 +92,7 @@ def test_each_door_records_its_source_and_actor(alice, admin_user):
 
     web = Client()
     web.force_login(alice)
-    assert web.post("/alerts/", {"condition": "anomaly", "frequency": "once_per_bar",
+    assert web.post("/alerts/", {"symbol": "*", "condition": "anomaly", "frequency": "once_per_bar",
                                  "cooldown_seconds": 0}).status_code == 302  # fmt: skip
 
     admin = Client()

@@ -61,7 +61,7 @@ def test_a_rule_made_over_rest_alerts_its_owner_live(market, redis_client, proce
         tick = datetime.fromisoformat(first["ts"])
         assert first["rule"] == rule["id"]
         assert first["symbol"] == "AAPL"
-        assert first["message"] == f"AAPL at {first['price']:.6g}"
+        assert first["message"] == f"AAPL at {first['price']:,.2f}"  # the tick size
         # The first tick after the rule existed fired it, and it arrived at once.
         assert (tick - made_at).total_seconds() <= 2 * TICK_INTERVAL
         assert (arrived - tick).total_seconds() <= 2 * TICK_INTERVAL

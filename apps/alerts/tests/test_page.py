@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -103,8 +104,71 @@ def test_create_a_rule_with_the_form(browser, alice):
 
 
 def test_the_form_can_watch_every_symbol(browser):
-    post(browser, PAGE, {"condition": "anomaly", "frequency": "once", "cooldown_seconds": "0"})
+    post(browser, PAGE, {"symbol": "*", "condition": "anomaly", "frequency": "once"})
     assert AlertRule.objects.get().symbol_id is None
+
+
+def test_the_symbol_has_no_default_the_user_picks_one(browser):
+    html = browser.get(PAGE).content.decode()
+    select = re.search(r'<select name="symbol"[^>]*>(.*?)</select>', html, re.S).group(1)
+    options = re.findall(r'<option value="([^"]*)"( selected)?>', select)
+    assert options[0] == ("", " selected")  # "Choose a symbol…"
+    assert ("*", "") in options
+    assert ("AAPL", "") in options
+    assert [v for v, selected in options if selected] == [""]
+    response = post(browser, PAGE, {"condition": "anomaly", "frequency": "once"})
+    assert response.status_code == 400
+    errors = re.findall(r'data-error-for="(\w+)">([^<]*)<', response.content.decode())
+    assert errors == [("symbol", "Choose a symbol, or * for every active symbol.")]
+    assert not AlertRule.objects.exists()
+
+
+def test_without_javascript_every_field_shows_and_the_server_decides(browser):
+    """The page hides the fields a condition does not use only in the browser
+    (static/js/alerts.js); the HTML has them all, and a threshold sent with a condition that
+    takes none is still refused beside its field."""
+    html = browser.get(PAGE).content.decode()
+    for name in ("symbol", "condition", "threshold", "window_seconds", "frequency",
+                 "cooldown_seconds", "expires_at", "message"):  # fmt: skip
+        assert re.search(rf'<p class="field" data-form-field="{name}">', html), name
+    form = re.search(r"data-rule-form>(.*?)</form>", html, re.S).group(1)
+    assert not re.search(r"<p [^>]*hidden", form)
+    fields = json.loads(re.search(r'id="condition-fields"[^>]*>(.*?)</script>', html)[1])
+    assert fields["anomaly"]["threshold"] == ""
+    assert fields["change_pct_up"]["window"] is True
+    response = post(browser, PAGE, {"symbol": "AAPL", "condition": "anomaly", "threshold": "3",
+                                    "frequency": "once"})  # fmt: skip
+    assert response.status_code == 400
+    assert 'data-error-for="threshold">anomaly takes no threshold<' in response.content.decode()
+
+
+def test_a_confirmation_names_the_condition_not_its_code(browser):
+    response = post(
+        browser, PAGE,
+        {"symbol": "AAPL", "condition": "price_above", "threshold": "230", "frequency": "once"},
+        follow=True,
+    )  # fmt: skip
+    html = response.content.decode()
+    confirmation = re.search(r'<ul class="messages" role="status">(.*?)</ul>', html, re.S)[1]
+    assert "AAPL Price above 230.00 created." in confirmation
+    assert "price_above" not in confirmation
+
+
+def test_event_prices_read_at_the_tick_size(browser, alice):
+    rule = AlertRuleFactory(owner=alice)
+    event = AlertEventFactory(rule=rule, ts=T0, price=228.21636189711106, value=228.21636189711106)
+    penny = AlertEventFactory(
+        rule=AlertRuleFactory(owner=alice, condition="rsi_above", threshold=70.0),
+        ts=T0 + timedelta(seconds=1), price=0.123456, value=71.234567,
+    )  # fmt: skip
+    html = browser.get(PAGE).content.decode()
+    row = html[html.index(f'data-alert-id="{event.pk}"') :].split("</tr>")[0]
+    assert '<td class="num" data-field="price">228.22</td>' in row
+    assert '<td class="num" data-field="value">228.22</td>' in row
+    assert "228.216" not in html
+    row = html[html.index(f'data-alert-id="{penny.pk}"') :].split("</tr>")[0]
+    assert '<td class="num" data-field="price">0.1235</td>' in row
+    assert '<td class="num" data-field="value">71.23</td>' in row  # an RSI level, no tick size
 
 
 @pytest.mark.parametrize(

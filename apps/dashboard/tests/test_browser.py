@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -83,17 +85,27 @@ def browser() -> Iterator:
 
 
 class Console:
-    """Errors a page reports: console errors, uncaught exceptions, failed requests."""
+    """Errors a page reports: console errors, uncaught exceptions, failed requests, and any
+    request (WebSockets included) to a host other than the server's: the dashboard works
+    offline, with no CDN, font or analytics host."""
 
-    def __init__(self, page, *, expected: tuple[str, ...] = ()) -> None:
+    def __init__(self, page, *, server: str, expected: tuple[str, ...] = ()) -> None:
         self.errors: list[str] = []
         self.expected = expected
+        self.host = urlsplit(server).netloc
         page.on("console", lambda m: m.type == "error" and self._add(f"console: {m.text}"))
         page.on("pageerror", lambda e: self._add(f"pageerror: {e}"))
         page.on(
             "response",
             lambda r: r.status >= 400 and self._add(f"HTTP {r.status} {r.url}"),
         )
+        page.on("request", lambda r: self._check_host(r.url))
+        page.on("websocket", lambda ws: self._check_host(ws.url))
+
+    def _check_host(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme in {"http", "https", "ws", "wss"} and parts.netloc != self.host:
+            self._add(f"request to another host: {url}")
 
     def _add(self, text: str) -> None:
         if not any(pattern in text for pattern in self.expected):
@@ -114,6 +126,56 @@ def screenshots(page, name: str) -> None:
     page.set_viewport_size(VIEWPORTS["1280"])
 
 
+def page_width(page, width: str = "390") -> int:
+    """How wide the page is at a viewport `width` (wider than it: it scrolls sideways)."""
+    page.set_viewport_size(VIEWPORTS[width])
+    page.wait_for_timeout(100)
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def theme_button(page) -> str:
+    return page.locator("[data-theme-toggle]").inner_text().strip()
+
+
+def inject(page, message: dict) -> None:
+    """A message as /ws/market delivers it, handed to the page's feed handlers."""
+    page.evaluate(
+        "(m) => window.marketflux.feed.messageHandlers.forEach((handle) => handle(m))", message
+    )
+
+
+# Watches the movers for 2.5 s after a tick that takes a gainer 10 % below its session open
+# (or a loser 10 % above): what shows there with the wrong sign, and whether the table got it.
+MOVERS_AFTER_A_CONTRARY_TICK = """() => new Promise((resolve) => {
+  const MINUS = "\\u2212";
+  const wrong = [];
+  const field = (list) => `[data-list="${list}"] [data-field="change_pct"]`;
+  const check = () => {
+    for (const [list, sign] of [["top_gainers", MINUS], ["top_losers", "+"]]) {
+      for (const el of document.querySelectorAll(field(list))) {
+        if (el.textContent.startsWith(sign)) wrong.push(`${list}: ${el.dataset.symbol}`);
+      }
+    }
+  };
+  const watch = new MutationObserver(check);
+  watch.observe(document.querySelector(".movers"),
+    { subtree: true, childList: true, characterData: true });
+  const gainer = document.querySelector(field("top_gainers"));
+  const [el, factor] = gainer ? [gainer, 0.9] : [document.querySelector(field("top_losers")), 1.1];
+  const symbol = el.dataset.symbol;
+  const open = window.marketflux.symbols[symbol].session_open;
+  window.marketflux.feed.messageHandlers.forEach((handle) => handle({
+    type: "tick", symbol, ts: new Date().toISOString(), price: open * factor, size: 1,
+    indicators: { rsi_14: 50, anomaly: false } }));
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    const cell = document.querySelector(`td[data-symbol="${symbol}"][data-field="change_pct"]`);
+    if (!cell.textContent.startsWith(factor < 1 ? MINUS : "+")) wrong.push("the table missed it");
+    check();
+    setTimeout(() => { watch.disconnect(); check(); resolve(wrong); }, 2500);
+  }));
+})"""
+
+
 def price_text(page, symbol: str) -> str:
     return page.locator(f'td[data-symbol="{symbol}"][data-field="price"]').inner_text()
 
@@ -128,7 +190,7 @@ def test_the_overview_paints_prices_first_and_then_updates_live(stack, browser):
     static.context.close()
 
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page)
+    console = Console(page, server=stack)
     page.goto(f"{stack}/")
     page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
     first = {t: price_text(page, t) for t in TICKERS}
@@ -161,11 +223,110 @@ def test_the_overview_paints_prices_first_and_then_updates_live(stack, browser):
     assert toast.count() == 1
     assert "AAPL above 230" in toast.inner_text()
     screenshots(page, "overview")
-    # The theme is remembered: a reload paints light straight away.
+    # The theme button says what pressing it does; the theme is remembered across a reload.
+    assert theme_button(page) == "Switch to light theme"
     page.click("[data-theme-toggle]")
+    assert theme_button(page) == "Switch to dark theme"
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "light"
-    assert page.get_attribute("[data-theme-toggle]", "aria-pressed") == "true"
+    assert theme_button(page) == "Switch to dark theme"
+    assert not console.errors, console.errors
+
+
+def test_at_390_px_only_tables_scroll_sideways_never_the_page(stack, browser):
+    page = browser.new_page(viewport=VIEWPORTS["390"])
+    console = Console(page, server=stack)
+    for path in ("/", "/stocks/AAPL/", "/accounts/login/"):
+        page.goto(f"{stack}{path}", wait_until="networkidle")
+        assert page_width(page) <= 390, path
+    # The table is wider than the screen: it scrolls inside its own box.
+    page.goto(f"{stack}/")
+    box = page.evaluate(
+        """() => { const b = document.querySelector('.table-scroll');
+                   return [b.scrollWidth, b.clientWidth]; }"""
+    )
+    assert box[0] > box[1]
+    assert not console.errors, console.errors
+
+
+def test_movers_and_counts_come_from_the_overview_not_from_ticks(stack, browser):
+    """A tick between overviews moves the table and the tile, but the top gainers and losers
+    are the overview's snapshot: a falling stock never shows among the gainers."""
+    page = browser.new_page(viewport=VIEWPORTS["1280"])
+    console = Console(page, server=stack)
+    page.goto(f"{stack}/")
+    page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
+    page.wait_for_selector('[data-list] [data-field="change_pct"]', timeout=WAIT_MS)
+    wrong = page.evaluate(MOVERS_AFTER_A_CONTRARY_TICK)
+    assert not wrong, wrong
+    assert not console.errors, console.errors
+
+
+def _in_thread(work) -> None:
+    """ORM work while Playwright's event loop owns this thread: in a thread of its own."""
+    from django.db import connection
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+
+
+def test_a_symbol_added_while_the_page_is_open_gets_its_row_and_tile(stack, browser):
+    page = browser.new_page(viewport=VIEWPORTS["1280"])
+    console = Console(page, server=stack)
+    page.goto(f"{stack}/")
+    page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
+    assert page.locator('tr[data-row="NVDA"]').count() == 0
+
+    def add_symbol() -> None:
+        from apps.market.models import Symbol
+
+        Symbol.objects.create(
+            ticker="NVDA", name="NVIDIA Corporation", exchange="NASDAQ",
+            sector="Semiconductors", start_price=120.0,
+        )  # fmt: skip
+
+    _in_thread(add_symbol)  # as the admin or seed_symbols would
+    row = 'tr[data-row="NVDA"]'
+    page.wait_for_selector(row, timeout=WAIT_MS)
+    page.wait_for_function(
+        r"""() => /^[\d,]+\.\d\d$/.test(document.querySelector(
+             'td[data-symbol="NVDA"][data-field="price"]').textContent)""",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_selector(
+        '.sector[aria-label="Semiconductors"] [data-field="tile"][data-symbol="NVDA"]',
+        timeout=WAIT_MS,
+    )
+    assert page.locator(f"{row} td").nth(0).inner_text() == "NVIDIA Corporation"
+    tile_price = page.locator('[data-field="tile"][data-symbol="NVDA"] [data-field="price"]')
+    assert re.fullmatch(r"[\d,]+\.\d\d", tile_price.inner_text())
+    assert page.locator('[data-field="tile"]').count() == len(TICKERS) + 1
+    assert not console.errors, console.errors
+
+
+def test_the_search_suggests_company_names_and_opens_the_match(stack, browser):
+    page = browser.new_page(viewport=VIEWPORTS["1280"])
+    console = Console(page, server=stack)
+    page.goto(f"{stack}/")
+    page.fill("#symbol-search", "micro")
+    suggestions = page.locator('[role="listbox"] [role="option"]')
+    suggestions.first.wait_for(timeout=WAIT_MS)
+    assert suggestions.count() == 1
+    assert suggestions.first.inner_text().startswith("MSFT")
+    assert "Microsoft" in suggestions.first.inner_text()
+    page.press("#symbol-search", "Enter")
+    page.wait_for_url(f"{stack}/stocks/MSFT/", timeout=WAIT_MS)
+    # A ticker's start still works, and a click on a suggestion opens it.
+    page.fill("#symbol-search", "ts")
+    page.locator('[role="option"][data-ticker="TSLA"]').click()
+    page.wait_for_url(f"{stack}/stocks/TSLA/", timeout=WAIT_MS)
     assert not console.errors, console.errors
 
 
@@ -173,7 +334,7 @@ def test_the_symbol_page_draws_the_chart_switches_interval_and_toggles_studies(
     stack, anomaly_two_hours_ago, browser
 ):
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page)
+    console = Console(page, server=stack)
     page.goto(f"{stack}/stocks/aapl/")
     chart = page.locator("[data-chart]")
     page.wait_for_selector("[data-chart][data-state=ready] canvas", timeout=WAIT_MS)
@@ -225,10 +386,59 @@ def test_the_symbol_page_draws_the_chart_switches_interval_and_toggles_studies(
         "sma": False, "ema": False, "bb": True,
     }  # fmt: skip
     assert chart.get_attribute("data-overlays") == "bb"
+
+    # The interval and the overlays are kept in the URL: a reload restores them.
+    assert "interval=5m" in page.url
+    assert "overlays=bb" in page.url
+    page.reload()
+    page.wait_for_selector("[data-chart][data-state=ready] canvas", timeout=WAIT_MS)
+    assert page.evaluate("window.marketflux.interval") == "5m"
+    assert page.is_checked("#interval-5m")
+    assert page.evaluate("window.marketflux.overlaysVisible()") == {
+        "sma": False, "ema": False, "bb": True,
+    }  # fmt: skip
+
+    # Legends: the bar's OHLC and volume and every visible study, each line in its colour.
     page.get_by_label("SMA 20").check()
+    page.get_by_label("EMA 20").check()
+    legend = page.locator('[data-legend="price"]')
+    latest = legend.inner_text()
+    for text in ("O ", "H ", "L ", "C ", "Vol ", "SMA 20", "EMA 20", "BB 20/2"):
+        assert text in latest, (text, latest)
+    assert re.search(r"C\s+[\d,]+\.\d\d", latest), latest
+    assert "RSI 14" in page.locator('[data-legend="rsi"]').inner_text()
+    assert "Signal" in page.locator('[data-legend="macd"]').inner_text()
+    colours = page.evaluate("window.marketflux.studyColors()")
+    assert len(set(colours.values())) == len(colours), colours  # MACD and signal too
+    swatches = page.eval_on_selector_all(
+        "[data-legend] .legend-item i", "els => els.map(e => getComputedStyle(e).backgroundColor)"
+    )
+    assert len(set(swatches)) >= 6, swatches
+    assert page.evaluate("window.marketflux.volumeShare()") <= 0.15  # a band, not a third
+    # Under the crosshair, the legend shows that bar's values instead of the latest.
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.wait_for_function(
+        "(latest) => document.querySelector('[data-legend=price]').innerText !== latest",
+        arg=latest,
+        timeout=WAIT_MS,
+    )
+    page.mouse.move(0, 0)
+
+    # An hourly chart of a day's history is too short for MACD: its pane says so in words.
+    page.click('label[for="interval-1h"]')
+    page.wait_for_selector('[data-chart][data-interval="1h"][data-state="loaded"]', timeout=WAIT_MS)
+    hours = int(chart.get_attribute("data-candles"))
+    assert hours < 34
+    assert page.locator('[data-legend="macd"]').inner_text() == (
+        f"MACD 12/26/9 needs 34 bars; this chart has {hours}."
+    )
+    screenshots(page, "symbol-1h")
+    assert page_width(page) <= 390  # after a resize from 1280 px too
+    page.set_viewport_size(VIEWPORTS["1280"])
     page.click('label[for="interval-1m"]')
     page.wait_for_selector('[data-chart][data-interval="1m"][data-state="loaded"]', timeout=WAIT_MS)
-    screenshots(page, "symbol")
+    screenshots(page, "symbol-1m")
 
     page.goto(f"{stack}/accounts/login/")
     screenshots(page, "login")
@@ -239,7 +449,7 @@ def test_the_connection_state_recovers_after_the_server_drops_the_socket(stack, 
     port = stack.rsplit(":", 1)[1]
     page = browser.new_page(viewport=VIEWPORTS["1280"])
     # While Daphne is down the browser logs each refused WebSocket handshake; that is expected.
-    console = Console(page, expected=("WebSocket connection to",))
+    console = Console(page, server=stack, expected=("WebSocket connection to",))
     page.goto(f"{stack}/stocks/AAPL/")
     state = '[data-field="connection"]'
     page.wait_for_selector(f'{state}[data-state="live"]', timeout=WAIT_MS)
@@ -275,3 +485,77 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).ok
     except requests.RequestException:
         return False
+
+
+@pytest.fixture
+def alice_signed_in(stack, alice) -> dict:
+    """Alice's session cookie and API token (made before Playwright starts: ORM work)."""
+    from django.conf import settings
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    client = Client()
+    client.force_login(alice)
+    name = settings.SESSION_COOKIE_NAME
+    return {
+        "cookie": {"name": name, "value": client.cookies[name].value, "url": stack},
+        "token": Token.objects.create(user=alice).key,
+    }
+
+
+def test_the_alerts_page_adds_events_live_and_shows_only_the_fields_a_condition_uses(
+    stack, alice_signed_in, browser
+):
+    context = browser.new_context(viewport=VIEWPORTS["1280"])
+    context.add_cookies([alice_signed_in["cookie"]])
+    page = context.new_page()
+    console = Console(page, server=stack)
+    page.goto(f"{stack}/alerts/")
+    page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
+    events = page.locator("table[data-events]")
+    assert "No alerts have fired yet" in events.inner_text()
+
+    # The form: no symbol chosen for you; only the chosen condition's fields.
+    assert page.locator("#id_symbol").input_value() == ""
+    shown = lambda selector: page.locator(selector).is_visible()  # noqa: E731
+    page.select_option("#id_condition", "anomaly")
+    assert not shown("#id_threshold")
+    assert not shown("#id_window_seconds")
+    page.select_option("#id_condition", "change_pct_up")
+    assert shown("#id_threshold")
+    assert shown("#id_window_seconds")
+    assert "percent" in page.locator("#id_threshold_helptext").inner_text()
+    page.select_option("#id_condition", "price_above")
+    assert shown("#id_threshold")
+    assert not shown("#id_window_seconds")
+    assert not shown("#id_cooldown_seconds")
+    page.select_option("#id_frequency", "every_time")
+    assert shown("#id_cooldown_seconds")
+
+    # A rule made elsewhere (here the API) fires on the next tick: its event is in the table
+    # at once, with its price at the tick size, beside its toast.
+    made = requests.post(
+        f"{stack}/api/v1/alerts/rules/",
+        json={"symbol": "AAPL", "condition": "price_above", "threshold": 1, "frequency": "once"},
+        headers={"Authorization": f"Token {alice_signed_in['token']}"},
+        timeout=10,
+    )
+    assert made.status_code == 201, made.text
+    row = events.locator("tr[data-alert-id]").first
+    row.wait_for(timeout=WAIT_MS)
+    assert "No alerts have fired yet" not in events.inner_text()
+    assert re.fullmatch(r"[\d,]+\.\d\d", row.locator('[data-field="price"]').inner_text())
+    assert re.fullmatch(r"[\d,]+\.\d\d", row.locator('[data-field="value"]').inner_text())
+    assert row.get_by_role("button", name=re.compile("Acknowledge alert")).is_visible()
+    alert_id = row.get_attribute("data-alert-id")
+    page.wait_for_selector(f'[data-toasts] .toast[data-alert-id="{alert_id}"]', timeout=WAIT_MS)
+    toast_price = page.locator(f'.toast[data-alert-id="{alert_id}"] .toast-price').inner_text()
+    assert re.fullmatch(r"at [\d,]+\.\d\d", toast_price.strip())
+    # The page reloaded shows the same event, from the server.
+    page.reload()
+    page.wait_for_selector(f'table[data-events] tr[data-alert-id="{alert_id}"]')
+
+    assert page_width(page) <= 390
+    page.set_viewport_size(VIEWPORTS["1280"])
+    screenshots(page, "alerts")
+    assert not console.errors, console.errors

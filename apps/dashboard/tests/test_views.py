@@ -107,6 +107,12 @@ def json_script(html: str, element_id: str) -> dict:
     return json.loads(match.group(1))
 
 
+def signed(value: float, suffix: str = "") -> str:
+    """A change as a person reads it: with its sign, but `0.00` (never `-0.00`) at zero."""
+    magnitude = f"{abs(value):,.2f}"
+    return magnitude + suffix if magnitude == "0.00" else f"{value:+,.2f}{suffix}"
+
+
 # --- The market overview ---------------------------------------------------------------------
 
 
@@ -116,8 +122,8 @@ def test_the_overview_paints_every_symbol_with_its_hot_state(client, live_market
         hot = live_market[ticker]
         assert hot is not None
         assert f"{hot['price']:,.2f}" in live_values(html, ticker, "price")
-        assert f"{hot['change_pct']:+.2f}%" in live_values(html, ticker, "change_pct")
-        assert live_values(html, ticker, "change") == [f"{hot['change']:+,.2f}"]
+        assert signed(hot["change_pct"], "%") in live_values(html, ticker, "change_pct")
+        assert live_values(html, ticker, "change") == [signed(hot["change"])]
         assert live_values(html, ticker, "volume") == [f"{hot['volume']:,}"]
         assert live_values(html, ticker, "rsi_14") == [f"{hot['indicators']['rsi_14']:,.1f}"]
     names = Symbol.objects.values_list("name", flat=True)
@@ -211,6 +217,23 @@ def test_the_symbol_page_embeds_candles_anomalies_and_the_live_snapshot(client, 
     assert "/static/vendor/lightweight-charts/" in html  # served here, not from a CDN
 
 
+def test_the_symbol_page_paints_the_interval_and_overlays_its_url_names(client, live_market):
+    html = client.get("/stocks/AAPL/", {"interval": "5m", "overlays": "ema,bb"}).content.decode()
+    initial = json_script(html, "symbol-initial")
+    bars = client.get("/api/v1/stocks/AAPL/bars", {"interval": "5m", "limit": 500}).json()
+    assert initial["interval"] == "5m"
+    assert initial["candles"] == bars["results"]
+    assert 'value="5m" data-interval checked' in html
+    assert '<input type="checkbox" data-overlay="sma"> SMA 20' in html
+    assert '<input type="checkbox" data-overlay="ema" checked> EMA 20' in html
+    assert '<input type="checkbox" data-overlay="bb" checked> Bollinger 20/2' in html
+    # None, or anything unknown: the defaults.
+    html = client.get("/stocks/AAPL/", {"overlays": ""}).content.decode()
+    assert "checked> SMA 20" not in html
+    html = client.get("/stocks/AAPL/", {"interval": "2m", "overlays": "nope"}).content.decode()
+    assert json_script(html, "symbol-initial")["interval"] == "1m"
+
+
 def test_anomaly_markers_are_bounded_and_oldest_first(live_market):
     since = datetime.now(UTC) - timedelta(hours=1)
     assert selectors.anomaly_times("AAPL", since=since) == [live_market["AAPL"]["ts"]]
@@ -257,7 +280,31 @@ def test_the_header_search_goes_to_the_symbol_page(client, market):
     assert client.get("/stocks/", {"q": "no such!"}).status_code == 404
     html = client.get("/").content.decode()
     assert '<label for="symbol-search">' in html
-    assert all(f'<option value="{t}">' in html for t in TICKERS)
+    # The suggestions name each symbol's company (static/js/search.js matches on it too).
+    for symbol in market:
+        assert f'<option value="{symbol.ticker}" label="{symbol.name}">' in html.replace(
+            "&amp;", "&"
+        )
+
+
+@pytest.mark.parametrize(
+    ("query", "ticker"),
+    [("micro", "MSFT"), ("Microsoft", "MSFT"), ("tesla", "TSLA"), ("amazon.com", "AMZN"),
+     ("aapl", "AAPL"), ("GOOG", "GOOGL")],
+)  # fmt: skip
+def test_the_search_finds_a_symbol_by_its_company_name(client, market, query, ticker):
+    response = client.get("/stocks/", {"q": query})
+    assert response.status_code == 302, query
+    assert response["Location"] == f"/stocks/{ticker}/"
+
+
+def test_a_search_that_several_names_match_lists_them(client, market):
+    response = client.get("/stocks/", {"q": "inc"})  # Apple Inc., Alphabet Inc., ...
+    assert response.status_code == 200
+    html = response.content.decode()
+    found = re.findall(r'<li><a href="/stocks/([A-Z]+)/">', html)
+    assert set(found) == {"AAPL", "GOOGL", "AMZN", "TSLA"}
+    assert "Apple Inc." in html
 
 
 # --- Layout, accounts, theme -----------------------------------------------------------------
@@ -304,23 +351,86 @@ def test_the_theme_is_applied_before_the_first_paint_and_can_be_toggled(client, 
     assert '<html lang="en" data-theme="dark">' in html  # dark by default
     # The saved theme is read in <head>, before the stylesheet: no flash of the wrong one.
     assert head.index('localStorage.getItem("mf-theme")') < head.index("marketflux.css")
-    assert re.search(
-        r'<button type="button" class="theme-toggle" data-theme-toggle aria-pressed="false">', html
+    # The button says what pressing it does; the stylesheet shows the half for the theme.
+    button = re.search(
+        r'<button type="button" class="theme-toggle" data-theme-toggle>(.*?)</button>', html
     )
+    assert button
+    assert '<span class="to-light">Switch to light theme</span>' in button.group(1)
+    assert '<span class="to-dark">Switch to dark theme</span>' in button.group(1)
     assert '<link rel="icon" href="/static/favicon.svg"' in html
     assert " on" + "click=" not in html.lower()  # no inline event handlers
     assert '<div class="toasts" aria-live="polite"' in html
 
 
+def module_graph(*entries: str) -> set[Path]:
+    """The JS files a page loads: its scripts and everything they import, transitively."""
+    seen: set[Path] = set()
+    todo = [BASE_DIR / "static/js" / name for name in entries]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in re.findall(r'from "\./([\w-]+\.js)"', path.read_text()):
+            todo.append(BASE_DIR / "static/js" / name)
+    return seen
+
+
 def test_static_files_are_found_and_within_budget():
     assert finders.find("vendor/lightweight-charts/lightweight-charts.standalone.production.mjs")
-    for name in ("js/site.js", "js/feed.js", "js/overview.js", "js/symbol.js", "favicon.svg"):
+    for name in ("js/site.js", "js/feed.js", "js/overview.js", "js/symbol.js", "js/alerts.js",
+                 "js/search.js", "favicon.svg"):  # fmt: skip
         assert finders.find(name), name
-    own = [*(BASE_DIR / "static/js").glob("*.js"), *(BASE_DIR / "static/css").glob("*.css")]
-    total = sum(p.stat().st_size for p in own)
-    assert total < JS_CSS_BUDGET, f"the pages' own JS+CSS is {total:,} bytes"
+    # What each page loads (base.html's site.js, the page's own script, the stylesheet) stays
+    # within the budget, lightweight-charts excluded (docs/benchmarks.md#pages).
+    css = BASE_DIR / "static/css/marketflux.css"
+    for page_script in ("overview.js", "symbol.js", "alerts.js", None):
+        files = module_graph("site.js", *([page_script] if page_script else []))
+        total = css.stat().st_size + sum(p.stat().st_size for p in files)
+        assert total < JS_CSS_BUDGET, f"{page_script}: its JS+CSS is {total:,} bytes"
+    own = [*(BASE_DIR / "static/js").glob("*.js"), css]
     for path in own:
         assert "console.log" not in path.read_text(), path
+
+
+FORMAT_SCRIPT = """
+const fs = await import("node:fs");
+const src = fs.readFileSync(process.argv[1], "utf8");
+const f = await import("data:text/javascript," + encodeURIComponent(src));
+const values = JSON.parse(fs.readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(values.map((v) => [f.price(v), f.signed(v), f.percent(v),
+  f.direction(v)])));
+"""
+
+
+def test_prices_read_at_the_tick_size_and_a_zero_change_has_no_sign():
+    """One price format on both sides (Reg NMS rule 612: $0.01 from $1.00, $0.0001 below),
+    the template filter and static/js/format.js alike; `0.00`, never `-0.00`."""
+    from apps.dashboard.templatetags import dashboard as filters
+
+    values = [228.21636189711106, 1234.5, 1.0, 0.99996, 0.123456, 0.0001234, -0.001, -0.0049,
+              0.004, 0.0, -1.25, 2.5]  # fmt: skip
+    python = [
+        [filters.price(v), filters.signed(v), filters.percent(v), filters.direction(v)]
+        for v in values
+    ]
+    assert python[0] == ["228.22", "+228.22", "+228.22%", "up"]
+    assert python[1][0] == "1,234.50"
+    assert python[2][0] == "1.00"
+    assert python[4][0] == "0.1235"
+    assert python[5][0] == "0.0001"
+    assert python[6] == ["-0.0010", "0.00", "0.00%", "flat"]
+    assert python[7][1:] == ["0.00", "0.00%", "flat"]
+    assert python[9][1:] == ["0.00", "0.00%", "flat"]
+    assert python[10][1:] == ["-1.25", "-1.25%", "down"]
+    run = subprocess.run(
+        ["node", "--input-type=module", "-e", FORMAT_SCRIPT, str(BASE_DIR / "static/js/format.js")],
+        input=json.dumps(values), capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    browser = json.loads(run.stdout)
+    # The browser writes a minus sign (U+2212) where Python writes a hyphen; all else is equal.
+    assert [[t.replace("\u2212", "-") for t in row] for row in browser] == python
 
 
 # --- Chart studies: the JavaScript against TA-Lib ------------------------------------------
