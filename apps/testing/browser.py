@@ -1,7 +1,8 @@
-"""Driving Debian's chromium with Playwright in a test (the admin and API docs tests).
+"""Driving Debian's chromium with Playwright in a test: every browser test (dashboard,
+alerts page, admin, API docs) launches it, watches its pages and saves screenshots here.
 
-`apps/dashboard/tests/test_browser.py` keeps its own copies of these constants; the
-admin's and the docs' browser tests share this module.
+Needs /usr/bin/chromium (`apt-get install chromium`); without it browser tests are
+skipped and the test summary says so (conftest.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
 SCREENSHOTS = BASE_DIR / "var" / "test-artifacts" / "screenshots"
 WAIT_MS = 15_000  # the longest any single wait in a browser may take
 WINDOW_1280 = {"width": 1280, "height": 900}
+VIEWPORTS = {"1280": WINDOW_1280, "390": {"width": 390, "height": 844}}
+
+
+def browser_test_marks() -> list:
+    """The marks of a browser test module: live processes, a real database, and a skip
+    (said in the summary) where chromium is missing."""
+    import pytest
+
+    return [
+        pytest.mark.worker,
+        pytest.mark.django_db(transaction=True),
+        pytest.mark.skipif(
+            not CHROMIUM.exists(),
+            reason=f"browser tests need {CHROMIUM}: run `apt-get install chromium`",
+        ),
+    ]
 
 
 @contextmanager
@@ -36,28 +53,32 @@ def chromium() -> Iterator:
 
 
 class PageWatch:
-    """What a page did that a user of an offline site would not want: console errors,
-    uncaught exceptions, failed responses, and every request to a host other than the
-    site's own."""
+    """What a page did that its user would not want: console errors, uncaught exceptions,
+    failed responses, and any request (WebSockets included) to a host other than the
+    site's own: the site works offline, with no CDN, font or analytics host. `expected`:
+    parts of messages a test provokes on purpose."""
 
-    def __init__(self, page, *, site: str) -> None:
-        self.site_host = urlsplit(site).hostname
+    def __init__(self, page, *, site: str, expected: tuple[str, ...] = ()) -> None:
         self.errors: list[str] = []
-        self.outside: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.expected = expected
+        self.host = urlsplit(site).netloc
+        page.on("console", lambda m: m.type == "error" and self._add(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self._add(f"pageerror: {e}"))
         page.on(
             "response",
-            lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status} {r.url}"),
+            lambda r: r.status >= 400 and self._add(f"HTTP {r.status} {r.url}"),
         )
-        page.on("request", self._request)
+        page.on("request", lambda r: self._check_host(r.url))
+        page.on("websocket", lambda ws: self._check_host(ws.url))
 
-    def _request(self, request) -> None:
-        parts = urlsplit(request.url)
-        if parts.scheme in ("data", "blob", "about"):
-            return
-        if parts.hostname != self.site_host:
-            self.outside.append(request.url)
+    def _check_host(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme in {"http", "https", "ws", "wss"} and parts.netloc != self.host:
+            self._add(f"request to another host: {url}")
+
+    def _add(self, text: str) -> None:
+        if not any(pattern in text for pattern in self.expected):
+            self.errors.append(text)
 
 
 def log_in(page, site: str, *, username: str, password: str) -> None:

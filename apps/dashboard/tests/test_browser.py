@@ -11,40 +11,31 @@ runs an event loop in this thread, and Django refuses ORM calls from a thread th
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 from django.core.management import call_command
 
+from apps.testing.browser import (
+    SCREENSHOTS,
+    VIEWPORTS,
+    WAIT_MS,
+    PageWatch,
+    browser_test_marks,
+    chromium,
+)
 from apps.testing.waiting import wait_for
 
-# Debian's chromium; MARKETFLUX_CHROMIUM points elsewhere (another distribution's path).
-CHROMIUM = Path(os.environ.get("MARKETFLUX_CHROMIUM", "/usr/bin/chromium"))
-pytestmark = [
-    pytest.mark.worker,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"browser tests need {CHROMIUM}: run `apt-get install chromium`",
-    ),
-]
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = browser_test_marks()
+pytest.importorskip("playwright.sync_api")
 
-BASE_DIR = Path(__file__).resolve().parents[3]
-SCREENSHOTS = BASE_DIR / "var" / "test-artifacts" / "screenshots"
 TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
-WAIT_MS = 15_000  # the longest any single wait in a browser may take
-VIEWPORTS = {"1280": {"width": 1280, "height": 900}, "390": {"width": 390, "height": 844}}
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture
@@ -78,38 +69,8 @@ def anomaly_two_hours_ago(stack) -> str:
 
 @pytest.fixture
 def browser() -> Iterator:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Console:
-    """Errors a page reports: console errors, uncaught exceptions, failed requests, and any
-    request (WebSockets included) to a host other than the server's: the dashboard works
-    offline, with no CDN, font or analytics host."""
-
-    def __init__(self, page, *, server: str, expected: tuple[str, ...] = ()) -> None:
-        self.errors: list[str] = []
-        self.expected = expected
-        self.host = urlsplit(server).netloc
-        page.on("console", lambda m: m.type == "error" and self._add(f"console: {m.text}"))
-        page.on("pageerror", lambda e: self._add(f"pageerror: {e}"))
-        page.on(
-            "response",
-            lambda r: r.status >= 400 and self._add(f"HTTP {r.status} {r.url}"),
-        )
-        page.on("request", lambda r: self._check_host(r.url))
-        page.on("websocket", lambda ws: self._check_host(ws.url))
-
-    def _check_host(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme in {"http", "https", "ws", "wss"} and parts.netloc != self.host:
-            self._add(f"request to another host: {url}")
-
-    def _add(self, text: str) -> None:
-        if not any(pattern in text for pattern in self.expected):
-            self.errors.append(text)
+    with chromium() as launched:
+        yield launched
 
 
 def screenshots(page, name: str) -> None:
@@ -190,7 +151,7 @@ def test_the_overview_paints_prices_first_and_then_updates_live(stack, browser):
     static.context.close()
 
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     page.goto(f"{stack}/")
     page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
     first = {t: price_text(page, t) for t in TICKERS}
@@ -235,7 +196,7 @@ def test_the_overview_paints_prices_first_and_then_updates_live(stack, browser):
 
 def test_at_390_px_only_tables_scroll_sideways_never_the_page(stack, browser):
     page = browser.new_page(viewport=VIEWPORTS["390"])
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     for path in ("/", "/stocks/AAPL/", "/accounts/login/"):
         page.goto(f"{stack}{path}", wait_until="networkidle")
         assert page_width(page) <= 390, path
@@ -253,7 +214,7 @@ def test_movers_and_counts_come_from_the_overview_not_from_ticks(stack, browser)
     """A tick between overviews moves the table and the tile, but the top gainers and losers
     are the overview's snapshot: a falling stock never shows among the gainers."""
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     page.goto(f"{stack}/")
     page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
     page.wait_for_selector('[data-list] [data-field="change_pct"]', timeout=WAIT_MS)
@@ -279,7 +240,7 @@ def _in_thread(work) -> None:
 
 def test_a_symbol_added_while_the_page_is_open_gets_its_row_and_tile(stack, browser):
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     page.goto(f"{stack}/")
     page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
     assert page.locator('tr[data-row="NVDA"]').count() == 0
@@ -313,7 +274,7 @@ def test_a_symbol_added_while_the_page_is_open_gets_its_row_and_tile(stack, brow
 
 def test_the_search_suggests_company_names_and_opens_the_match(stack, browser):
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     page.goto(f"{stack}/")
     page.fill("#symbol-search", "micro")
     suggestions = page.locator('[role="listbox"] [role="option"]')
@@ -334,7 +295,7 @@ def test_the_symbol_page_draws_the_chart_switches_interval_and_toggles_studies(
     stack, anomaly_two_hours_ago, browser
 ):
     page = browser.new_page(viewport=VIEWPORTS["1280"])
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     page.goto(f"{stack}/stocks/aapl/")
     chart = page.locator("[data-chart]")
     page.wait_for_selector("[data-chart][data-state=ready] canvas", timeout=WAIT_MS)
@@ -449,7 +410,7 @@ def test_the_connection_state_recovers_after_the_server_drops_the_socket(stack, 
     port = stack.rsplit(":", 1)[1]
     page = browser.new_page(viewport=VIEWPORTS["1280"])
     # While Daphne is down the browser logs each refused WebSocket handshake; that is expected.
-    console = Console(page, server=stack, expected=("WebSocket connection to",))
+    console = PageWatch(page, site=stack, expected=("WebSocket connection to",))
     page.goto(f"{stack}/stocks/AAPL/")
     state = '[data-field="connection"]'
     page.wait_for_selector(f'{state}[data-state="live"]', timeout=WAIT_MS)
@@ -509,7 +470,7 @@ def test_the_alerts_page_adds_events_live_and_shows_only_the_fields_a_condition_
     context = browser.new_context(viewport=VIEWPORTS["1280"])
     context.add_cookies([alice_signed_in["cookie"]])
     page = context.new_page()
-    console = Console(page, server=stack)
+    console = PageWatch(page, site=stack)
     page.goto(f"{stack}/alerts/")
     page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
     events = page.locator("table[data-events]")

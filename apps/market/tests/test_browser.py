@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import pytest
 
-from apps.testing.browser import CHROMIUM, WINDOW_1280, PageWatch, chromium, log_in, screenshot
+from apps.testing.browser import (
+    WINDOW_1280,
+    PageWatch,
+    browser_test_marks,
+    chromium,
+    log_in,
+    screenshot,
+)
 
-pytestmark = [
-    pytest.mark.worker,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"browser tests need {CHROMIUM}: run `apt-get install chromium`",
-    ),
-]
+pytestmark = browser_test_marks()
 pytest.importorskip("playwright.sync_api")
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (a test login)
