@@ -65,7 +65,7 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
     log = tmp_path / "run1.log"
     stack = start_stack(var_dir, port, log)
     try:
-        wait_for(lambda: _get(f"{site}/health"), timeout=120, what="/health")
+        wait_until_serving(stack, site, log)
         assert requests.get(f"{site}/health", timeout=5).json() == {"status": "ok"}
 
         # A second `make run` on the same var/ refuses in one line, naming the first.
@@ -135,7 +135,7 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
     # A second run keeps the data of the first and carries on.
     stack = start_stack(var_dir, port, tmp_path / "run2.log")
     try:
-        wait_for(lambda: _get(f"{site}/health"), timeout=120, what="/health again")
+        wait_until_serving(stack, site, tmp_path / "run2.log")
         wait_for(lambda: sum(tick_counts(var_dir).values()) > stored + 10, timeout=60,
                  what="new ticks after the restart")  # fmt: skip
     finally:
@@ -164,6 +164,13 @@ def test_a_busy_port_stops_make_run_before_anything_starts(tmp_path):
     )
     assert "is starting" not in result.stdout
     assert not (tmp_path / "var" / "postgres").exists()  # no database was started
+
+
+def wait_until_serving(stack: subprocess.Popen, site: str, log: Path) -> None:
+    """Until /health answers; a launcher that exits first fails at once, with its output."""
+    wait_for(lambda: stack.poll() is not None or _get(f"{site}/health"), timeout=120,
+             what="/health")  # fmt: skip
+    assert stack.poll() is None, log.read_text()[-3000:]
 
 
 def _get(url: str) -> bool:
