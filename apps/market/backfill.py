@@ -170,6 +170,12 @@ class Chunk:
         return self.open.size
 
 
+def check_days(days: object) -> None:
+    """BackfillError unless `days` is a whole number of days a backfill can cover."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise BackfillError(f"days must be an integer from 1 to {MAX_DAYS}, not {days!r}")
+
+
 def _restart_sessions(tickers: list[str]) -> None:
     """The day's volume and open now include bars no worker has seen: every worker drops
     its indicator and session states and rebuilds them from the database (their shared
@@ -415,8 +421,7 @@ def backfill(
     of all. `done` counts bars covered, written or found stored already (`result.rows`
     counts those written).
     """
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise BackfillError(f"days must be an integer from 1 to {MAX_DAYS}, not {days!r}")
+    check_days(days)
     if timescale.installed(connection) and connection.in_atomic_block:
         raise BackfillError(
             "run the backfill outside a transaction: TimescaleDB refreshes its continuous"

@@ -77,8 +77,7 @@ def backfill_job_start(*, tickers: list[str], days: int) -> str:
     """Queue a backfill of `tickers` (the `market.backfill` task); returns the job's id,
     whose progress `selectors.backfill_job_progress` reads. Raises BackfillError for days
     out of range or no symbol."""
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= backfill.MAX_DAYS:
-        raise backfill.BackfillError(f"days must be from 1 to {backfill.MAX_DAYS}, not {days!r}")
+    backfill.check_days(days)
     if not tickers:
         raise backfill.BackfillError("no symbols to backfill")
     from apps.market import tasks  # tasks call this module
