@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "apps.streaming",
     "apps.api",
     "apps.dashboard",
+    "apps.polygon",
     "apps.ops",
 ]
 

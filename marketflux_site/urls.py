@@ -29,6 +29,8 @@ urlpatterns = [
     ),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
+    # The Polygon/Massive-compatible gateway, at the root (docs/polygon.md).
+    path("", include("apps.polygon.urls")),
     # Pages without our <link rel="icon"> (the admin, ReDoc) make browsers ask for this.
     path("favicon.ico", dashboard_views.favicon),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.db import connection
@@ -13,7 +13,7 @@ from apps.market import keys, messages, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
 from apps.market.models import Symbol, Tick
 from apps.ops.redis_client import redis_client
-from apps.ops.timestamps import floor_to
+from apps.ops.timestamps import BUCKET_ORIGIN, floor_to
 
 
 def shard_of(ticker: str, shards: int) -> int:
@@ -217,3 +217,77 @@ def backfill_job_progress(*, job: str) -> BackfillProgress | None:
         rows=int(fields.get("rows", 0)),
         error=fields.get("error", ""),
     )
+
+
+# Pages of buckets of any length, oldest or newest first, for doors that page through a
+# range (the Polygon-compatible aggregates, docs/polygon.md#aggregates). Stored intervals
+# read what `bars_for_range` reads; any other length is a `date_bin` over the 1-minute bars
+# from `origin` (2000-01-01 00:00 UTC unless the caller says otherwise).
+_BUCKETS_FROM_MINUTES = """
+SELECT date_bin(%(step)s, m.ts, %(origin)s),
+       (array_agg(m.open ORDER BY m.ts))[1], max(m.high), min(m.low),
+       (array_agg(m.close ORDER BY m.ts DESC))[1], sum(m.volume)::bigint, sum(m.trades)::int
+FROM market_bar m
+WHERE m.symbol_id = %(symbol)s AND m.interval = '1m' AND m.ts >= %(start)s AND m.ts < %(end)s
+GROUP BY 1 ORDER BY 1 {direction} LIMIT %(limit)s
+"""
+
+
+def bars_page(
+    *,
+    symbol: str,
+    step: timedelta,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    newest_first: bool = False,
+    origin: datetime = BUCKET_ORIGIN,
+) -> list[Candle]:
+    """The first `limit` buckets of `step` starting in [start, end), in the order asked for.
+
+    `start` is moved up to a bucket boundary, so every bucket is whole from its start on
+    (as `bars_for_range` does). The still-open bucket is included.
+    """
+    aligned = origin + ((start - origin) // step) * step
+    if aligned != start:
+        start = aligned + step
+    direction = "DESC" if newest_first else "ASC"
+    params = {
+        "symbol": symbol, "start": start, "end": end, "limit": limit, "step": step,
+        "origin": origin,
+    }  # fmt: skip
+    interval = next((name for name, length in BAR_INTERVALS.items() if length == step), None)
+    if interval is None or origin != BUCKET_ORIGIN:
+        sql = _BUCKETS_FROM_MINUTES.format(direction=direction)
+    elif interval == BAR_INTERVAL_1M:
+        sql = _BARS_FROM_TABLE.format(table="market_bar", interval_filter="AND interval = '1m'")
+    elif (view := timescale.aggregate_view(interval)) and timescale.installed(connection):
+        sql = _BARS_FROM_TABLE.format(table=view, interval_filter="")
+    else:
+        sql = _BARS_ROLLED_UP
+        params["interval"] = interval
+    if interval is not None and origin == BUCKET_ORIGIN:
+        # The stored-bar queries page newest first; only their outer orders change here.
+        sql = sql.replace("DESC LIMIT %(limit)s", f"{direction} LIMIT %(limit)s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [Candle(*row) for row in cursor.fetchall()]
+
+
+def ticks_page(
+    *,
+    symbol: str,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    newest_first: bool = False,
+) -> list[tuple[datetime, float, int]]:
+    """Up to `limit` ticks with start <= ts < end (either bound optional) as (ts, price,
+    size), in the order asked for: a scan of the (symbol, ts) key from one end."""
+    ticks = Tick.objects.filter(symbol_id=symbol)
+    if start is not None:
+        ticks = ticks.filter(ts__gte=start)
+    if end is not None:
+        ticks = ticks.filter(ts__lt=end)
+    order = "-ts" if newest_first else "ts"
+    return list(ticks.order_by(order).values_list("ts", "price", "size")[:limit])

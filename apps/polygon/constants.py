@@ -1,0 +1,41 @@
+"""Fixed numbers and names of the Polygon/Massive-compatible gateway (docs/polygon.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+# Page sizes, as the vendor's: its defaults and ceilings.
+AGGS_LIMIT_DEFAULT = 5000
+AGGS_LIMIT_MAX = 50_000
+TRADES_LIMIT_DEFAULT = 1000
+TRADES_LIMIT_MAX = 50_000
+TICKERS_LIMIT_DEFAULT = 100
+TICKERS_LIMIT_MAX = 1000
+
+# Timespans served, as lengths of one unit; `second`, `month`, `quarter` and `year` are not
+# served yet (docs/polygon.md#not-served-yet).
+TIMESPANS: dict[str, timedelta] = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+}
+NOT_YET_TIMESPANS = ("second", "month", "quarter", "year")
+# Buckets align on 2000-01-01 00:00 UTC, as every bar here; weeks on the Sunday after it.
+WEEK_ORIGIN = datetime(2000, 1, 2, tzinfo=UTC)
+LONGEST_BUCKET = timedelta(days=3660)
+
+# Times asked for must lie between these (date arithmetic overflows outside them).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+# Our exchange names as the vendor's exchange ids and tapes (1: NYSE-listed, 2: other
+# exchanges' listings, 3: Nasdaq-listed) and market identifier codes. Other exchange names
+# get exchange 0, tape 2 and no MIC.
+EXCHANGES: dict[str, tuple[int, int, str]] = {
+    "NASDAQ": (12, 3, "XNAS"),
+    "NYSE": (10, 1, "XNYS"),
+    "NYSE ARCA": (11, 2, "ARCX"),
+    "NYSE AMERICAN": (1, 2, "XASE"),
+}
+OTHER_EXCHANGE = (0, 2, "")

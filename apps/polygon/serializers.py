@@ -1,0 +1,119 @@
+"""Answer shapes of the gateway, for the OpenAPI schema only (docs/polygon.md): the views
+build plain dicts, and a test checks every answer against these."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class Envelope(serializers.Serializer):
+    status = serializers.CharField()
+    request_id = serializers.CharField()
+
+
+class Paged(Envelope):
+    next_url = serializers.CharField(
+        required=False, help_text="The next page; absent on the last page."
+    )
+
+
+class AggSerializer(serializers.Serializer):
+    o = serializers.FloatField()
+    h = serializers.FloatField()
+    l = serializers.FloatField()  # noqa: E741  (the vendor's name)
+    c = serializers.FloatField()
+    v = serializers.IntegerField()
+    vw = serializers.FloatField(help_text="(h + l + c) / 3: no VWAP is stored.")
+    n = serializers.IntegerField()
+    t = serializers.IntegerField(help_text="Window start, Unix ms.")
+
+
+class TickerAggSerializer(AggSerializer):
+    T = serializers.CharField()
+
+
+class AggsSerializer(Paged):
+    ticker = serializers.CharField()
+    adjusted = serializers.BooleanField()
+    queryCount = serializers.IntegerField()
+    resultsCount = serializers.IntegerField()
+    count = serializers.IntegerField()
+    results = AggSerializer(many=True)
+
+
+class TickerAggsSerializer(Envelope):
+    ticker = serializers.CharField(required=False)
+    adjusted = serializers.BooleanField()
+    queryCount = serializers.IntegerField()
+    resultsCount = serializers.IntegerField()
+    count = serializers.IntegerField()
+    results = TickerAggSerializer(many=True)
+
+
+class LastTradeResultSerializer(serializers.Serializer):
+    T = serializers.CharField()
+    t = serializers.IntegerField(help_text="SIP time, Unix ns.")
+    y = serializers.IntegerField(help_text="Participant time, Unix ns (= t).")
+    q = serializers.IntegerField()
+    i = serializers.CharField()
+    p = serializers.FloatField()
+    s = serializers.IntegerField()
+    x = serializers.IntegerField()
+    z = serializers.IntegerField()
+    c = serializers.ListField(child=serializers.IntegerField())
+
+
+class LastTradeSerializer(Envelope):
+    results = LastTradeResultSerializer()
+
+
+class TradeSerializer(serializers.Serializer):
+    price = serializers.FloatField()
+    size = serializers.IntegerField()
+    sip_timestamp = serializers.IntegerField(help_text="Unix ns.")
+    participant_timestamp = serializers.IntegerField(help_text="Unix ns (= sip_timestamp).")
+    sequence_number = serializers.IntegerField()
+    exchange = serializers.IntegerField()
+    id = serializers.CharField()
+    conditions = serializers.ListField(child=serializers.IntegerField())
+    tape = serializers.IntegerField()
+
+
+class TradesSerializer(Paged):
+    results = TradeSerializer(many=True)
+
+
+class TickerSerializer(serializers.Serializer):
+    ticker = serializers.CharField()
+    name = serializers.CharField()
+    market = serializers.CharField()
+    locale = serializers.CharField()
+    primary_exchange = serializers.CharField()
+    type = serializers.CharField()
+    active = serializers.BooleanField()
+    currency_name = serializers.CharField()
+    last_updated_utc = serializers.CharField()
+
+
+class TickersSerializer(Paged):
+    count = serializers.IntegerField()
+    results = TickerSerializer(many=True)
+
+
+class TickerDetailsResultSerializer(TickerSerializer):
+    description = serializers.CharField()
+    sic_description = serializers.CharField()
+    list_date = serializers.CharField()
+
+
+class TickerDetailsSerializer(Envelope):
+    results = TickerDetailsResultSerializer()
+
+
+class ErrorSerializer(Envelope):
+    error = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="On a 400: each bad parameter and what is wrong with it.",
+    )

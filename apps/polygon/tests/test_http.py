@@ -1,0 +1,257 @@
+"""The gateway's contracts over Django's test client (docs/polygon.md): who may read, the
+400/404/401/429 bodies, ignored parameters, and pages that chain through `next_url`.
+Expected values come from what the test stored or from the /api/v1 door."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.throttling import SimpleRateThrottle
+
+from apps.indicators.state import store
+from apps.ingest.pipeline import TickBatch, ingest
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TICKS = [("AAPL", NOW - timedelta(seconds=30 * (24 - i)), 100.0 + i / 8, 10 + i) for i in range(25)]
+DAY = NOW.date().isoformat()
+PATHS = [
+    "/v2/aggs/ticker/AAPL/range/1/minute/2020-01-01/2199-01-01",
+    "/v2/aggs/ticker/AAPL/prev",
+    f"/v2/aggs/grouped/locale/us/market/stocks/{DAY}",
+    "/v2/last/trade/AAPL",
+    "/v3/trades/AAPL",
+    "/v3/reference/tickers",
+    "/v3/reference/tickers/AAPL",
+]
+TICKER_PATHS = [path for path in PATHS if "AAPL" in path]
+
+
+@pytest.fixture
+def stored(market, redis_client):
+    store.forget()
+    ingest(TickBatch.from_rows(TICKS))
+    yield
+    store.forget()
+
+
+@pytest.fixture
+def login_only(settings):
+    settings.MARKETFLUX_PUBLIC_READ = False
+
+
+@pytest.fixture
+def key(alice) -> str:
+    return Token.objects.create(user=alice).key
+
+
+def relative(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def pages(client, path: str, **params) -> list[dict]:
+    """Every page from `path`, following `next_url` with nothing but its path and query."""
+    answer = client.get(path, params)
+    assert answer.status_code == 200, answer.content[:300]
+    out = [answer.json()]
+    while "next_url" in out[-1]:
+        answer = client.get(relative(out[-1]["next_url"]))
+        assert answer.status_code == 200, answer.content[:300]
+        out.append(answer.json())
+    assert len(out) < 1000
+    return out
+
+
+def results(answers: list[dict]) -> list[dict]:
+    return [row for answer in answers for row in answer["results"]]
+
+
+# Who may read.
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_any_key_or_none_reads_with_public_read_on(client, stored, path):
+    assert client.get(path).status_code == 200
+    assert client.get(path, headers={"authorization": "Bearer nonsense"}).status_code == 200
+    assert client.get(path, {"apiKey": "nonsense"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_with_public_read_off_a_missing_or_unknown_key_is_401(client, stored, login_only, path):
+    for answer in (
+        client.get(path),
+        client.get(path, headers={"authorization": "Bearer nonsense"}),
+        client.get(path, {"apiKey": "nonsense"}),
+    ):
+        assert answer.status_code == 401
+        body = answer.json()
+        assert body["status"] == "NOT_AUTHORIZED"
+        assert body["error"]
+        assert body["request_id"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_with_public_read_off_a_user_token_reads(client, stored, login_only, key, path):
+    assert client.get(path, headers={"authorization": f"Bearer {key}"}).status_code == 200
+    assert client.get(path, {"apiKey": key}).status_code == 200
+
+
+def test_the_throttle_answers_429_with_retry_after(client, stored, settings, monkeypatch):
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "2/min", "user": "5/min"})
+    for _ in range(2):
+        assert client.get("/v2/last/trade/AAPL").status_code == 200
+    answer = client.get("/v3/reference/tickers")
+    assert answer.status_code == 429
+    assert 0 < int(answer["Retry-After"]) <= 60
+    assert answer.json()["status"] == "ERROR"
+
+
+# Unknown tickers, bad values, unknown parameters.
+
+
+@pytest.mark.parametrize("path", TICKER_PATHS)
+def test_an_unknown_ticker_is_404_with_a_json_body(client, stored, path):
+    answer = client.get(path.replace("AAPL", "NOPE"))
+    assert answer.status_code == 404
+    assert answer.json()["status"] == "NOT_FOUND"
+    assert "NOPE" in answer.json()["error"]
+
+
+AGGS = "/v2/aggs/ticker/AAPL/range"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "name"),
+    [
+        (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"limit": "0"}, "limit"),
+        (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"limit": "50001"}, "limit"),
+        (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"sort": "sideways"}, "sort"),
+        (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"adjusted": "maybe"}, "adjusted"),
+        (f"{AGGS}/1/fortnight/2020-01-01/2199-01-01", {}, "timespan"),
+        (f"{AGGS}/1/second/2020-01-01/2199-01-01", {}, "timespan"),
+        (f"{AGGS}/0/minute/2020-01-01/2199-01-01", {}, "multiplier"),
+        (f"{AGGS}/x/minute/2020-01-01/2199-01-01", {}, "multiplier"),
+        (f"{AGGS}/1/minute/yesterday/2199-01-01", {}, "from"),
+        (f"{AGGS}/1/minute/2020-01-01/2020-02-30", {}, "to"),
+        (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"cursor": "%%%"}, "cursor"),
+        ("/v2/aggs/ticker/AAPL/prev", {"adjusted": "1"}, "adjusted"),
+        ("/v2/aggs/grouped/locale/us/market/stocks/today", {}, "date"),
+        ("/v3/trades/AAPL", {"timestamp.gte": "noon"}, "timestamp.gte"),
+        ("/v3/trades/AAPL", {"timestamp": "-5"}, "timestamp"),
+        ("/v3/trades/AAPL", {"order": "random"}, "order"),
+        ("/v3/trades/AAPL", {"sort": "price"}, "sort"),
+        ("/v3/trades/AAPL", {"limit": "50001"}, "limit"),
+        ("/v3/reference/tickers", {"active": "yes"}, "active"),
+        ("/v3/reference/tickers", {"limit": "1001"}, "limit"),
+    ],
+)
+def test_a_bad_value_is_400_naming_the_parameter(client, stored, path, params, name):
+    answer = client.get(path, params)
+    assert answer.status_code == 400, answer.content[:300]
+    body = answer.json()
+    assert body["status"] == "ERROR"
+    assert list(body["errors"]) == [name]
+    assert name in body["error"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_unknown_parameters_are_ignored(client, stored, path):
+    plain = client.get(path).json()
+    odd = client.get(path, {"include_otc": "false", "format": "xml", "whatever": "1"})
+    assert odd.status_code == 200
+    assert odd.json()["results"] == plain["results"]
+
+
+# Values and pages.
+
+
+def test_trades_are_the_stored_ticks_and_pages_chain_both_ways(client, stored):
+    stored_ticks = [(ts, price, size) for _, ts, price, size in TICKS]
+    asc = pages(client, "/v3/trades/AAPL", order="asc", limit=7)
+    assert len(asc) == 4
+    rows = results(asc)
+    assert [(r["sip_timestamp"], r["price"], r["size"]) for r in rows] == [
+        (int(ts.timestamp()) * 10**9, price, size) for ts, price, size in stored_ticks
+    ]
+    assert all(r["participant_timestamp"] == r["sip_timestamp"] for r in rows)
+    assert rows[0]["exchange"] == 12  # AAPL is on NASDAQ
+    assert rows[0]["tape"] == 3
+    desc = results(pages(client, "/v3/trades/AAPL", limit=10))  # newest first by default
+    assert desc == rows[::-1]
+    # The window's bounds hold across pages; gt/lt in ns exclude their own tick.
+    third, ninth = rows[2]["sip_timestamp"], rows[8]["sip_timestamp"]
+    window = results(
+        pages(client, "/v3/trades/AAPL", order="asc", limit=2,
+              **{"timestamp.gt": str(third), "timestamp.lte": str(ninth)})
+    )  # fmt: skip
+    assert window == rows[3:9]
+    assert results(pages(client, "/v3/trades/AAPL", timestamp=str(third))) == [rows[2]]
+    day = results(pages(client, "/v3/trades/AAPL", timestamp=DAY, order="asc"))
+    assert day == [r for r in rows if datetime.fromtimestamp(r["sip_timestamp"] / 1e9, UTC).date()
+                   == NOW.date()]  # fmt: skip
+
+
+def test_the_last_trade_is_the_newest_tick(client, stored):
+    last = client.get("/v2/last/trade/aapl").json()["results"]
+    _, ts, price, size = TICKS[-1]
+    assert (last["T"], last["p"], last["s"]) == ("AAPL", price, size)
+    assert last["t"] == last["y"] == int(ts.timestamp()) * 10**9
+
+
+@pytest.mark.parametrize(
+    ("timespan", "interval", "limit"), [("minute", "1m", 4), ("hour", "1h", 3), ("day", "1d", 1)]
+)
+def test_aggregate_pages_chain_and_equal_the_bars(client, stored, timespan, interval, limit):
+    call_command("backfill", days=1, symbols="AAPL")
+    bars = client.get("/api/v1/stocks/AAPL/bars", {"interval": interval, "limit": 5000}).json()
+    expected = [
+        (int(datetime.fromisoformat(b["ts"]).timestamp() * 1000), b["open"], b["high"], b["low"],
+         b["close"], b["volume"], b["trades"])
+        for b in bars["results"]
+    ]  # fmt: skip
+    first = datetime.fromtimestamp(expected[0][0] / 1000, UTC).date().isoformat()
+    path = f"{AGGS}/1/{timespan}/{first}/2199-01-01"
+    # limit: several pages for minutes and hours (a day's 1,440 minutes: a big page size)
+    size = 500 if timespan == "minute" else limit
+    answers = pages(client, path, limit=size)
+    assert len(answers) > 1
+    got = [(r["t"], r["o"], r["h"], r["l"], r["c"], r["v"], r["n"]) for r in results(answers)]
+    assert got == expected
+    assert "next_url" not in answers[-1]
+    backwards = results(pages(client, path, limit=size, sort="desc"))
+    assert [r["t"] for r in backwards] == [row[0] for row in reversed(expected)]
+
+
+def test_longer_windows_add_up_the_minutes(client, stored):
+    call_command("backfill", days=1, symbols="AAPL")
+    minutes = results(pages(client, f"{AGGS}/1/minute/2020-01-01/2199-01-01", limit=50000))
+    sevens = results(pages(client, f"{AGGS}/7/minute/2020-01-01/2199-01-01", limit=100))
+    assert sum(r["v"] for r in sevens) == sum(r["v"] for r in minutes)
+    assert max(r["h"] for r in sevens) == max(r["h"] for r in minutes)
+    assert all((r["t"] // 60000) % 7 == (sevens[0]["t"] // 60000) % 7 for r in sevens)
+    # A window in ms: exactly the minutes starting in it, both ends included.
+    t0, t1 = minutes[10]["t"], minutes[19]["t"]
+    assert results(pages(client, f"{AGGS}/1/minute/{t0}/{t1}")) == minutes[10:20]
+
+
+def test_tickers_page_and_filter(client, stored):
+    everything = results(pages(client, "/v3/reference/tickers", limit=2))
+    assert [t["ticker"] for t in everything] == ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
+    assert (
+        results(pages(client, "/v3/reference/tickers", order="desc", limit=3)) == everything[::-1]
+    )
+    found = results(pages(client, "/v3/reference/tickers", search="micro"))
+    assert [t["ticker"] for t in found] == ["MSFT"]
+    assert (
+        results(pages(client, "/v3/reference/tickers", ticker="TSLA"))[0]["name"] == "Tesla, Inc."
+    )
+    assert results(pages(client, "/v3/reference/tickers", active="false")) == []
+    details = client.get("/v3/reference/tickers/msft", {"ticker": "MSFT"}).json()["results"]
+    assert details["ticker"] == "MSFT"
+    assert details["primary_exchange"] == "XNAS"

@@ -1,0 +1,429 @@
+"""The Polygon/Massive-compatible REST read side (docs/polygon.md): thin views over
+`apps.market.selectors`, at the paths the vendor's official clients build, with the
+vendor's envelopes. Paging state travels whole in `next_url`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Q
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.api.permissions import MarketDataPermission
+from apps.api.renderers import FastJSONRenderer
+from apps.api.views import find_symbol
+from apps.market import selectors
+from apps.market.models import Symbol
+from apps.polygon import constants as c
+from apps.polygon import params as p
+from apps.polygon import serializers as s
+from apps.polygon.auth import ApiKeyAuthentication
+
+_STATUS_WORDS = {401: "NOT_AUTHORIZED", 403: "NOT_AUTHORIZED", 404: "NOT_FOUND"}
+
+
+def _error_text(data) -> str:
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])
+    if isinstance(data, dict):
+        return "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in data.items())
+    return str(data)
+
+
+class JSONOnly(BaseContentNegotiation):
+    """JSON whatever the client asks for: `?format=` and odd `Accept`s are ignored."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class GatewayView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [MarketDataPermission]
+    renderer_classes = [FastJSONRenderer]
+    content_negotiation_class = JSONOnly
+
+    def initial(self, request, *args, **kwargs):
+        self.request_id = uuid.uuid4().hex
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        """Errors in the vendor's shape (`status`, `request_id`, `error`); a 400 also
+        names each bad parameter in `errors`. DRF's headers (Retry-After) are kept."""
+        response = super().handle_exception(exc)
+        body = {
+            "status": _STATUS_WORDS.get(response.status_code, "ERROR"),
+            "request_id": getattr(self, "request_id", uuid.uuid4().hex),
+            "error": _error_text(response.data),
+        }
+        if isinstance(exc, ValidationError) and isinstance(response.data, dict):
+            body["errors"] = {k: [str(m) for m in v] for k, v in response.data.items()}
+        response.data = body
+        return response
+
+    def answer(self, body: dict) -> Response:
+        return Response({"status": "OK", "request_id": self.request_id, **body})
+
+    def next_url(self, path: str, query: dict) -> str:
+        return self.request.build_absolute_uri(f"{path}?cursor={p.cursor_encode(query)}")
+
+
+def symbol_row(raw: str) -> Symbol:
+    ticker, _ = find_symbol(raw)
+    return Symbol.objects.get(ticker=ticker)
+
+
+def exchange_of(symbol: Symbol) -> tuple[int, int, str]:
+    return c.EXCHANGES.get(symbol.exchange.upper(), c.OTHER_EXCHANGE)
+
+
+def agg(candle: selectors.Candle) -> dict:
+    return {
+        "o": candle.open, "h": candle.high, "l": candle.low, "c": candle.close,
+        "v": candle.volume, "vw": (candle.high + candle.low + candle.close) / 3,
+        "n": candle.trades, "t": p.ms_of(candle.ts),
+    }  # fmt: skip
+
+
+_ERRORS = {
+    401: s.ErrorSerializer,
+    404: s.ErrorSerializer,
+    429: s.ErrorSerializer,
+}
+_ERRORS_400 = {400: s.ErrorSerializer, **_ERRORS}
+
+
+def _path(name: str, kind=OpenApiTypes.STR, description: str = "", **extra) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.PATH, description=description, **extra)
+
+
+def _query(name: str, kind=OpenApiTypes.STR, description: str = "", **extra) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, **extra)
+
+
+SYMBOL = _path("symbol", description="Ticker, any case.")
+ADJUSTED = _query("adjusted", OpenApiTypes.BOOL, "Accepted; prices are never adjusted.")
+_GATEWAY = {"tags": ["polygon"]}
+
+
+class Aggregates(GatewayView):
+    """`GET /v2/aggs/ticker/{T}/range/{multiplier}/{timespan}/{from}/{to}`."""
+
+    @extend_schema(
+        operation_id="polygon_aggs",
+        parameters=[
+            SYMBOL,
+            _path("multiplier", OpenApiTypes.INT, "Units of `timespan` per bar."),
+            _path("timespan", description="minute, hour, day or week.", enum=list(c.TIMESPANS)),
+            _path("from", description="First window start: YYYY-MM-DD (UTC) or Unix ms."),
+            _path("to", description="Last window start: YYYY-MM-DD (whole day) or Unix ms."),
+            ADJUSTED,
+            _query("sort", description="asc (default) or desc.", enum=["asc", "desc"]),
+            _query("limit", OpenApiTypes.INT, f"Bars per page, 1-{c.AGGS_LIMIT_MAX}."),
+            _query("cursor", description="Opaque; from `next_url`."),
+        ],
+        responses={200: s.AggsSerializer, **_ERRORS_400},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str, multiplier: str, timespan: str, **kwargs):
+        ticker, _ = find_symbol(symbol)
+        query = p.query_of(request)
+        step, origin = _step(multiplier, timespan)
+        start, _ = p.instant(kwargs["from"], "from", unit="ms")
+        end, whole_day = p.instant(kwargs["to"], "to", unit="ms")
+        end += timedelta(days=1) if whole_day else timedelta(milliseconds=1)
+        adjusted = p.boolean(query, "adjusted", default=True)
+        sort = p.choice(query, "sort", ("asc", "desc"), default="asc")
+        limit = p.integer(
+            query, "limit", default=c.AGGS_LIMIT_DEFAULT, low=1, high=c.AGGS_LIMIT_MAX
+        )
+        candles = []
+        if start < end:
+            candles = selectors.bars_page(
+                symbol=ticker, step=step, start=start, end=end, limit=limit,
+                newest_first=sort == "desc", origin=origin,
+            )  # fmt: skip
+        body = {
+            "ticker": ticker, "adjusted": adjusted, "queryCount": len(candles),
+            "resultsCount": len(candles), "count": len(candles),
+            "results": [agg(x) for x in candles],
+        }  # fmt: skip
+        if len(candles) == limit:
+            last = candles[-1].ts
+            if sort == "asc":
+                start = last + timedelta(milliseconds=1)  # moved up to the next window
+            else:
+                end = last
+            if start < end:
+                path = (
+                    f"/v2/aggs/ticker/{ticker}/range/{int(multiplier)}/{timespan}/"
+                    f"{p.ms_of(start)}/{p.ms_of(end) - 1}"
+                )
+                cursor = {"adjusted": str(adjusted).lower(), "sort": sort, "limit": limit}
+                body["next_url"] = self.next_url(path, cursor)
+        return self.answer(body)
+
+
+def _step(multiplier: str, timespan: str) -> tuple[timedelta, datetime]:
+    if timespan in c.NOT_YET_TIMESPANS:
+        raise p.bad("timespan", f"{timespan} is not served yet; minute, hour, day or week are.")
+    if timespan not in c.TIMESPANS:
+        raise p.bad("timespan", "must be one of minute, hour, day, week.")
+    unit = c.TIMESPANS[timespan]
+    count = p.integer({"multiplier": multiplier}, "multiplier", default=1, low=1,
+                      high=c.LONGEST_BUCKET // unit)  # fmt: skip
+    return unit * count, c.WEEK_ORIGIN if timespan == "week" else selectors.BUCKET_ORIGIN
+
+
+class PreviousClose(GatewayView):
+    """`GET /v2/aggs/ticker/{T}/prev`: the last whole UTC day's bar."""
+
+    @extend_schema(
+        operation_id="polygon_previous_close",
+        parameters=[SYMBOL, ADJUSTED],
+        responses={200: s.TickerAggsSerializer, **_ERRORS_400},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str):
+        ticker, _ = find_symbol(symbol)
+        adjusted = p.boolean(request.query_params.dict(), "adjusted", default=True)
+        today = p.midnight(datetime.now(UTC).date())
+        candles = selectors.bars_page(
+            symbol=ticker, step=timedelta(days=1), start=today - timedelta(days=7), end=today,
+            limit=1, newest_first=True,
+        )  # fmt: skip
+        results = [{"T": ticker, **agg(x)} for x in candles]
+        return self.answer(
+            {"ticker": ticker, "adjusted": adjusted, "queryCount": len(results),
+             "resultsCount": len(results), "count": len(results), "results": results}
+        )  # fmt: skip
+
+
+class GroupedDaily(GatewayView):
+    """`GET /v2/aggs/grouped/locale/us/market/stocks/{date}`: every active symbol's day."""
+
+    @extend_schema(
+        operation_id="polygon_grouped_daily",
+        parameters=[_path("date", description="YYYY-MM-DD (a UTC day)."), ADJUSTED],
+        responses={200: s.TickerAggsSerializer, **_ERRORS_400},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, date: str):
+        start = p.midnight(p.day(date, "date"))
+        adjusted = p.boolean(request.query_params.dict(), "adjusted", default=True)
+        results = []
+        for ticker in sorted(selectors.active_tickers()):
+            bars = selectors.bars_page(
+                symbol=ticker, step=timedelta(days=1), start=start,
+                end=start + timedelta(days=1), limit=1,
+            )  # fmt: skip
+            results += [{"T": ticker, **agg(x)} for x in bars]
+        return self.answer(
+            {"adjusted": adjusted, "queryCount": len(results), "resultsCount": len(results),
+             "count": len(results), "results": results}
+        )  # fmt: skip
+
+
+def trade_fields(ts: datetime, symbol: Symbol) -> dict:
+    ns = p.ns_of(ts)
+    exchange, tape, _ = exchange_of(symbol)
+    return {"ns": ns, "sequence": ns // 1000, "exchange": exchange, "tape": tape}
+
+
+class LastTrade(GatewayView):
+    """`GET /v2/last/trade/{T}`: the newest stored tick."""
+
+    @extend_schema(
+        operation_id="polygon_last_trade",
+        parameters=[SYMBOL],
+        responses={200: s.LastTradeSerializer, **_ERRORS},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str):
+        row = symbol_row(symbol)
+        ticks = selectors.ticks_page(symbol=row.ticker, start=None, end=None, limit=1,
+                                     newest_first=True)  # fmt: skip
+        if not ticks:
+            raise NotFound(f"No trade of {row.ticker} yet.")
+        ts, price, size = ticks[0]
+        f = trade_fields(ts, row)
+        return self.answer(
+            {"results": {"T": row.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"],
+                         "i": str(f["sequence"]), "p": price, "s": size, "x": f["exchange"],
+                         "z": f["tape"], "c": []}}
+        )  # fmt: skip
+
+
+_TS_BOUNDS = ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt")
+
+
+def _trade_window(query: dict) -> tuple[int | None, int | None]:
+    """[start, end) in microseconds from `timestamp` and its bounds (each a date or ns)."""
+    start = end = None
+
+    def lower(value: int) -> None:
+        nonlocal start
+        start = value if start is None else max(start, value)
+
+    def upper(value: int) -> None:
+        nonlocal end
+        end = value if end is None else min(end, value)
+
+    if "timestamp" in query:
+        ns, whole_day = p.nanos(query["timestamp"], "timestamp")
+        lower(-(-ns // 1000))
+        upper((ns + 86_400 * 10**9) // 1000 if whole_day else ns // 1000 + 1)
+    for name in _TS_BOUNDS:
+        if name in query:
+            ns, _ = p.nanos(query[name], name)
+            {
+                "timestamp.gte": lambda ns=ns: lower(-(-ns // 1000)),
+                "timestamp.gt": lambda ns=ns: lower(ns // 1000 + 1),
+                "timestamp.lt": lambda ns=ns: upper(-(-ns // 1000)),
+                "timestamp.lte": lambda ns=ns: upper(ns // 1000 + 1),
+            }[name]()
+    return start, end
+
+
+class Trades(GatewayView):
+    """`GET /v3/trades/{T}`: stored ticks as trades, by time, paged."""
+
+    @extend_schema(
+        operation_id="polygon_trades",
+        parameters=[
+            SYMBOL,
+            _query("timestamp", description="A date YYYY-MM-DD (that UTC day) or Unix ns."),
+            *[_query(name, description="A date YYYY-MM-DD or Unix ns.") for name in _TS_BOUNDS],
+            _query("order", description="desc (default) or asc.", enum=["asc", "desc"]),
+            _query("sort", description="timestamp (the only one).", enum=["timestamp"]),
+            _query("limit", OpenApiTypes.INT, f"Trades per page, 1-{c.TRADES_LIMIT_MAX}."),
+            _query("cursor", description="Opaque; from `next_url`."),
+        ],
+        responses={200: s.TradesSerializer, **_ERRORS_400},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str):
+        row = symbol_row(symbol)
+        query = p.query_of(request)
+        start, end = _trade_window(query)
+        order = p.choice(query, "order", ("asc", "desc"), default="desc")
+        p.choice(query, "sort", ("timestamp",), default="timestamp")
+        limit = p.integer(
+            query, "limit", default=c.TRADES_LIMIT_DEFAULT, low=1, high=c.TRADES_LIMIT_MAX
+        )
+        ticks = []
+        if start is None or end is None or start < end:
+            ticks = selectors.ticks_page(
+                symbol=row.ticker,
+                start=None if start is None else p.from_micros(start),
+                end=None if end is None else p.from_micros(end),
+                limit=limit, newest_first=order == "desc",
+            )  # fmt: skip
+        results = []
+        for ts, price, size in ticks:
+            f = trade_fields(ts, row)
+            results.append(
+                {"price": price, "size": size, "sip_timestamp": f["ns"],
+                 "participant_timestamp": f["ns"], "sequence_number": f["sequence"],
+                 "exchange": f["exchange"], "id": str(f["sequence"]), "conditions": [],
+                 "tape": f["tape"]}
+            )  # fmt: skip
+        body = {"results": results}
+        if len(ticks) == limit:
+            last = p.ns_of(ticks[-1][0])
+            cursor = {"order": order, "limit": limit, "sort": "timestamp"}
+            if start is not None:
+                cursor["timestamp.gte"] = start * 1000
+            if end is not None:
+                cursor["timestamp.lt"] = end * 1000
+            cursor["timestamp.gt" if order == "asc" else "timestamp.lt"] = last
+            body["next_url"] = self.next_url(f"/v3/trades/{row.ticker}", cursor)
+        return self.answer(body)
+
+
+def ticker_fields(symbol: Symbol) -> dict:
+    return {
+        "ticker": symbol.ticker, "name": symbol.name, "market": "stocks", "locale": "us",
+        "primary_exchange": exchange_of(symbol)[2] or symbol.exchange, "type": "CS",
+        "active": symbol.active, "currency_name": "usd",
+        "last_updated_utc": symbol.updated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }  # fmt: skip
+
+
+_TICKER_BOUNDS = {"ticker.gte": "gte", "ticker.gt": "gt", "ticker.lte": "lte", "ticker.lt": "lt"}
+
+
+class Tickers(GatewayView):
+    """`GET /v3/reference/tickers`: the Symbol table, by ticker, paged."""
+
+    @extend_schema(
+        operation_id="polygon_tickers",
+        parameters=[
+            _query("ticker", description="Exactly this ticker."),
+            *[_query(name, description="Tickers after/before this.") for name in _TICKER_BOUNDS],
+            _query("search", description="Part of the ticker or the name, any case."),
+            _query("active", OpenApiTypes.BOOL, "true (default) or false."),
+            _query("market", description="Only `stocks` has tickers here."),
+            _query("order", description="asc (default) or desc.", enum=["asc", "desc"]),
+            _query("sort", description="ticker (the only one).", enum=["ticker"]),
+            _query("limit", OpenApiTypes.INT, f"Tickers per page, 1-{c.TICKERS_LIMIT_MAX}."),
+            _query("cursor", description="Opaque; from `next_url`."),
+        ],
+        responses={200: s.TickersSerializer, **_ERRORS_400},
+        **_GATEWAY,
+    )
+    def get(self, request: Request):
+        query = p.query_of(request)
+        order = p.choice(query, "order", ("asc", "desc"), default="asc")
+        p.choice(query, "sort", ("ticker",), default="ticker")
+        limit = p.integer(
+            query, "limit", default=c.TICKERS_LIMIT_DEFAULT, low=1, high=c.TICKERS_LIMIT_MAX
+        )
+        active = p.boolean(query, "active", default=True)
+        rows = Symbol.objects.filter(active=active)
+        if "ticker" in query:
+            rows = rows.filter(ticker=query["ticker"].upper())
+        for name, lookup in _TICKER_BOUNDS.items():
+            if name in query:
+                rows = rows.filter(**{f"ticker__{lookup}": query[name].upper()})
+        if query.get("search"):
+            term = query["search"]
+            rows = rows.filter(Q(ticker__icontains=term) | Q(name__icontains=term))
+        if query.get("market", "stocks").lower() != "stocks":
+            rows = rows.none()
+        page = list(rows.order_by("-ticker" if order == "desc" else "ticker")[:limit])
+        body = {"count": len(page), "results": [ticker_fields(x) for x in page]}
+        if len(page) == limit:
+            after = {k: v for k, v in query.items() if k != "cursor"}
+            after.update(order=order, limit=limit, active=str(active).lower())
+            after["ticker.gt" if order == "asc" else "ticker.lt"] = page[-1].ticker
+            body["next_url"] = self.next_url("/v3/reference/tickers", after)
+        return self.answer(body)
+
+
+class TickerDetails(GatewayView):
+    """`GET /v3/reference/tickers/{T}`: one symbol."""
+
+    @extend_schema(
+        operation_id="polygon_ticker_details",
+        parameters=[SYMBOL],
+        responses={200: s.TickerDetailsSerializer, **_ERRORS},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str):
+        row = symbol_row(symbol)
+        return self.answer(
+            {"results": {**ticker_fields(row), "description": row.name,
+                         "sic_description": row.sector,
+                         "list_date": row.created_at.astimezone(UTC).date().isoformat()}}
+        )  # fmt: skip
