@@ -1,5 +1,5 @@
 """The gateway's paths, at the root as the vendor's clients build them (docs/polygon.md).
-Each answers with and without a trailing slash."""
+No trailing slash, as the vendor's."""
 
 from __future__ import annotations
 
@@ -12,21 +12,21 @@ _T = r"(?P<symbol>[^/]+)"
 urlpatterns = [
     re_path(
         rf"^v2/aggs/ticker/{_T}/range/(?P<multiplier>[^/]+)/(?P<timespan>[^/]+)/"
-        r"(?P<from>[^/]+)/(?P<to>[^/]+)/?$",
+        r"(?P<from>[^/]+)/(?P<to>[^/]+)$",
         views.Aggregates.as_view(),
         name="polygon-aggs",
     ),
-    re_path(rf"^v2/aggs/ticker/{_T}/prev/?$", views.PreviousClose.as_view(), name="polygon-prev"),
+    re_path(rf"^v2/aggs/ticker/{_T}/prev$", views.PreviousClose.as_view(), name="polygon-prev"),
     re_path(
-        r"^v2/aggs/grouped/locale/us/market/stocks/(?P<date>[^/]+)/?$",
+        r"^v2/aggs/grouped/locale/us/market/stocks/(?P<date>[^/]+)$",
         views.GroupedDaily.as_view(),
         name="polygon-grouped",
     ),
-    re_path(rf"^v2/last/trade/{_T}/?$", views.LastTrade.as_view(), name="polygon-last-trade"),
-    re_path(rf"^v3/trades/{_T}/?$", views.Trades.as_view(), name="polygon-trades"),
-    re_path(r"^v3/reference/tickers/?$", views.Tickers.as_view(), name="polygon-tickers"),
+    re_path(rf"^v2/last/trade/{_T}$", views.LastTrade.as_view(), name="polygon-last-trade"),
+    re_path(rf"^v3/trades/{_T}$", views.Trades.as_view(), name="polygon-trades"),
+    re_path(r"^v3/reference/tickers$", views.Tickers.as_view(), name="polygon-tickers"),
     re_path(
-        rf"^v3/reference/tickers/{_T}/?$",
+        rf"^v3/reference/tickers/{_T}$",
         views.TickerDetails.as_view(),
         name="polygon-ticker-details",
     ),

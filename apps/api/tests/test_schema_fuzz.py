@@ -38,11 +38,22 @@ EXPECTED_GET_PATHS = {
     "/api/v1/stocks/{symbol}/indicators/history/",
     "/api/v1/stocks/{symbol}/bars/",
     "/api/v1/market/overview/",
+    # The Polygon-compatible gateway (docs/polygon.md), at the root.
+    "/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{from}/{to}",
+    "/v2/aggs/ticker/{symbol}/prev",
+    "/v2/aggs/grouped/locale/us/market/stocks/{date}",
+    "/v2/last/trade/{symbol}",
+    "/v3/trades/{symbol}",
+    "/v3/reference/tickers",
+    "/v3/reference/tickers/{symbol}",
 }
 # Real symbols, so generated queries also reach the code paths with data behind them: a warm
 # symbol, a symbol with a few ticks (indicators still null), one without any tick.
 KNOWN_SYMBOLS = ["AAPL", "aapl", "MSFT", "TSLA", "IDLE"]
 INTERVALS = ["1m", "5m", "15m", "1h", "1d"]
+# The gateway's other path parameters, for the deliberate requests: a range around the data.
+GATEWAY_PATH = {"multiplier": 1, "timespan": "minute", "from": "2020-01-01", "to": "2199-01-01",
+                "date": datetime.now(UTC).date().isoformat()}  # fmt: skip
 EXPECTED_ALERT_OPERATIONS = {
     ("GET", "/api/v1/alerts/rules/"),
     ("POST", "/api/v1/alerts/rules/"),
@@ -207,10 +218,11 @@ def deliberate_cases(operation, ids: dict[str, list[int]]):
         return
     symbols = KNOWN_SYMBOLS if "symbol" in operation.path_parameters else [None]
     intervals = INTERVALS if "interval" in operation.query else [None]
+    others = {k: v for k, v in GATEWAY_PATH.items() if k in operation.path_parameters}
     for symbol in symbols:
         for interval in intervals:
             yield operation.Case(
-                path_parameters={"symbol": symbol} if symbol else {},
+                path_parameters={"symbol": symbol, **others} if symbol else others,
                 query={"interval": interval} if interval else {},
             )
 

@@ -255,3 +255,10 @@ def test_tickers_page_and_filter(client, stored):
     details = client.get("/v3/reference/tickers/msft", {"ticker": "MSFT"}).json()["results"]
     assert details["ticker"] == "MSFT"
     assert details["primary_exchange"] == "XNAS"
+
+
+def test_the_schema_lists_every_path_under_the_polygon_tag(client, db):
+    schema = client.get("/api/schema/", headers={"accept": "application/vnd.oai.openapi+json"})
+    paths = {path: ops for path, ops in schema.json()["paths"].items() if path.startswith("/v")}
+    assert len(paths) == len(PATHS)
+    assert all(ops["get"]["tags"] == ["polygon"] for ops in paths.values())
