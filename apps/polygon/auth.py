@@ -30,7 +30,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         key = api_key(request)
         if key is None:
             return None
-        token = Token.objects.select_related("user").filter(key=key[:40]).first()
+        token = None
+        if len(key) <= 40 and "\x00" not in key:  # a token's key: 40 characters
+            token = Token.objects.select_related("user").filter(key=key).first()
         if token is not None and token.user.is_active:
             return token.user, token
         if settings.MARKETFLUX_PUBLIC_READ:

@@ -21,6 +21,13 @@ def bad(name: str, message: str) -> ValidationError:
     return ValidationError({name: [message]})
 
 
+def text(params: dict, name: str) -> str:
+    """A string the database can hold: no NUL character."""
+    if "\x00" in params[name]:
+        raise bad(name, "must not contain a NUL character.")
+    return params[name]
+
+
 def integer(params: dict, name: str, *, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw is None:

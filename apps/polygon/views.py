@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
@@ -111,6 +111,22 @@ def _query(name: str, kind=OpenApiTypes.STR, description: str = "", **extra) -> 
     return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, **extra)
 
 
+_AGG = {"o": 189.7, "h": 190.4, "l": 189.5, "c": 190.12, "v": 81234, "vw": 190.0067,
+        "n": 720, "t": 1796212800000}  # fmt: skip
+_OK = {"status": "OK", "request_id": "6a7e466379af0a71039d60cc78e72282"}
+_NEXT = "http://127.0.0.1:8000/v3/trades/AAPL?cursor=b3JkZXI9YXNjJmxpbWl0PTI"
+_TRADE = {"price": 190.12, "size": 37, "sip_timestamp": 1796212805500000000,
+          "participant_timestamp": 1796212805500000000, "sequence_number": 1796212805500000,
+          "exchange": 12, "id": "1796212805500000", "conditions": [], "tape": 3}  # fmt: skip
+_TICKER = {"ticker": "AAPL", "name": "Apple Inc.", "market": "stocks", "locale": "us",
+           "primary_exchange": "XNAS", "type": "CS", "active": True, "currency_name": "usd",
+           "last_updated_utc": "2026-12-02T15:04:05Z"}  # fmt: skip
+
+
+def _example(name: str, value: dict) -> list[OpenApiExample]:
+    return [OpenApiExample(name, value={**_OK, **value}, response_only=True, status_codes=["200"])]
+
+
 SYMBOL = _path("symbol", description="Ticker, any case.")
 ADJUSTED = _query("adjusted", OpenApiTypes.BOOL, "Accepted; prices are never adjusted.")
 _GATEWAY = {"tags": ["polygon"]}
@@ -121,6 +137,19 @@ class Aggregates(GatewayView):
 
     @extend_schema(
         operation_id="polygon_aggs",
+        examples=_example(
+            "Two minutes, more to come",
+            {
+                "ticker": "AAPL",
+                "adjusted": True,
+                "queryCount": 2,
+                "resultsCount": 2,
+                "count": 2,
+                "results": [_AGG, {**_AGG, "t": _AGG["t"] + 60000}],
+                "next_url": "http://127.0.0.1:8000/v2/aggs/ticker/AAPL/range/1/minute/"
+                "1796212920000/1796299199999?cursor=YWRqdXN0ZWQ9dHJ1ZSZzb3J0PWFzYyZsaW1pdD0y",
+            },
+        ),
         parameters=[
             SYMBOL,
             _path("multiplier", OpenApiTypes.INT, "Units of `timespan` per bar."),
@@ -190,6 +219,17 @@ class PreviousClose(GatewayView):
 
     @extend_schema(
         operation_id="polygon_previous_close",
+        examples=_example(
+            "Yesterday",
+            {
+                "ticker": "AAPL",
+                "adjusted": True,
+                "queryCount": 1,
+                "resultsCount": 1,
+                "count": 1,
+                "results": [{"T": "AAPL", **_AGG}],
+            },
+        ),
         parameters=[SYMBOL, ADJUSTED],
         responses={200: s.TickerAggsSerializer, **_ERRORS_400},
         **_GATEWAY,
@@ -214,6 +254,16 @@ class GroupedDaily(GatewayView):
 
     @extend_schema(
         operation_id="polygon_grouped_daily",
+        examples=_example(
+            "One day",
+            {
+                "adjusted": True,
+                "queryCount": 1,
+                "resultsCount": 1,
+                "count": 1,
+                "results": [{"T": "AAPL", **_AGG}],
+            },
+        ),
         parameters=[_path("date", description="YYYY-MM-DD (a UTC day)."), ADJUSTED],
         responses={200: s.TickerAggsSerializer, **_ERRORS_400},
         **_GATEWAY,
@@ -245,6 +295,23 @@ class LastTrade(GatewayView):
 
     @extend_schema(
         operation_id="polygon_last_trade",
+        examples=_example(
+            "The newest tick",
+            {
+                "results": {
+                    "T": "AAPL",
+                    "t": 1796212805500000000,
+                    "y": 1796212805500000000,
+                    "q": 1796212805500000,
+                    "i": "1796212805500000",
+                    "p": 190.12,
+                    "s": 37,
+                    "x": 12,
+                    "z": 3,
+                    "c": [],
+                }
+            },
+        ),
         parameters=[SYMBOL],
         responses={200: s.LastTradeSerializer, **_ERRORS},
         **_GATEWAY,
@@ -300,6 +367,7 @@ class Trades(GatewayView):
 
     @extend_schema(
         operation_id="polygon_trades",
+        examples=_example("A page of one", {"results": [_TRADE], "next_url": _NEXT}),
         parameters=[
             SYMBOL,
             _query("timestamp", description="A date YYYY-MM-DD (that UTC day) or Unix ns."),
@@ -368,6 +436,7 @@ class Tickers(GatewayView):
 
     @extend_schema(
         operation_id="polygon_tickers",
+        examples=_example("The last page", {"count": 1, "results": [_TICKER]}),
         parameters=[
             _query("ticker", description="Exactly this ticker."),
             *[_query(name, description="Tickers after/before this.") for name in _TICKER_BOUNDS],
@@ -392,19 +461,19 @@ class Tickers(GatewayView):
         active = p.boolean(query, "active", default=True)
         rows = Symbol.objects.filter(active=active)
         if "ticker" in query:
-            rows = rows.filter(ticker=query["ticker"].upper())
+            rows = rows.filter(ticker=p.text(query, "ticker").upper())
         for name, lookup in _TICKER_BOUNDS.items():
             if name in query:
-                rows = rows.filter(**{f"ticker__{lookup}": query[name].upper()})
+                rows = rows.filter(**{f"ticker__{lookup}": p.text(query, name).upper()})
         if query.get("search"):
-            term = query["search"]
+            term = p.text(query, "search")
             rows = rows.filter(Q(ticker__icontains=term) | Q(name__icontains=term))
         if query.get("market", "stocks").lower() != "stocks":
             rows = rows.none()
         page = list(rows.order_by("-ticker" if order == "desc" else "ticker")[:limit])
         body = {"count": len(page), "results": [ticker_fields(x) for x in page]}
         if len(page) == limit:
-            after = {k: v for k, v in query.items() if k != "cursor"}
+            after = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
             after.update(order=order, limit=limit, active=str(active).lower())
             after["ticker.gt" if order == "asc" else "ticker.lt"] = page[-1].ticker
             body["next_url"] = self.next_url("/v3/reference/tickers", after)
@@ -416,6 +485,17 @@ class TickerDetails(GatewayView):
 
     @extend_schema(
         operation_id="polygon_ticker_details",
+        examples=_example(
+            "A symbol",
+            {
+                "results": {
+                    **_TICKER,
+                    "description": "Apple Inc.",
+                    "sic_description": "Technology",
+                    "list_date": "2026-12-01",
+                }
+            },
+        ),
         parameters=[SYMBOL],
         responses={200: s.TickerDetailsSerializer, **_ERRORS},
         **_GATEWAY,

@@ -14,6 +14,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from apps.indicators.state import store
 from apps.ingest.pipeline import TickBatch, ingest
+from apps.polygon import params as p
 
 pytestmark = pytest.mark.django_db
 
@@ -149,6 +150,8 @@ AGGS = "/v2/aggs/ticker/AAPL/range"
         ("/v3/trades/AAPL", {"limit": "50001"}, "limit"),
         ("/v3/reference/tickers", {"active": "yes"}, "active"),
         ("/v3/reference/tickers", {"limit": "1001"}, "limit"),
+        ("/v3/reference/tickers", {"search": "a\x00"}, "search"),
+        ("/v3/reference/tickers", {"ticker.gt": "\x00"}, "ticker.gt"),
     ],
 )
 def test_a_bad_value_is_400_naming_the_parameter(client, stored, path, params, name):
@@ -262,3 +265,11 @@ def test_the_schema_lists_every_path_under_the_polygon_tag(client, db):
     paths = {path: ops for path, ops in schema.json()["paths"].items() if path.startswith("/v")}
     assert len(paths) == len(PATHS)
     assert all(ops["get"]["tags"] == ["polygon"] for ops in paths.values())
+
+
+def test_an_api_key_never_travels_in_a_cursor_and_odd_keys_are_unknown(client, stored, key):
+    first = client.get("/v3/reference/tickers", {"limit": 2, "apiKey": key}).json()
+    assert key not in first["next_url"]
+    assert key not in p.cursor_decode(first["next_url"].split("cursor=")[1]).values()
+    for odd in ("a\x00b", "x" * 41):
+        assert client.get("/v2/last/trade/AAPL", {"apiKey": odd}).status_code == 200
