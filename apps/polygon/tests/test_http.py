@@ -273,3 +273,14 @@ def test_an_api_key_never_travels_in_a_cursor_and_odd_keys_are_unknown(client, s
     assert key not in p.cursor_decode(first["next_url"].split("cursor=")[1]).values()
     for odd in ("a\x00b", "x" * 41):
         assert client.get("/v2/last/trade/AAPL", {"apiKey": odd}).status_code == 200
+
+
+def test_weeks_start_on_sunday_midnight_utc_and_hold_every_minute(client, stored):
+    call_command("backfill", days=1, symbols="AAPL")
+    minutes = results(pages(client, f"{AGGS}/1/minute/2020-01-01/2199-01-01", limit=50000))
+    weeks = results(pages(client, f"{AGGS}/1/week/2020-01-01/2199-01-01"))
+    starts = [datetime.fromtimestamp(w["t"] / 1000, UTC) for w in weeks]
+    assert all(s.weekday() == 6 and s.time().isoformat() == "00:00:00" for s in starts)
+    assert sum(w["v"] for w in weeks) == sum(m["v"] for m in minutes)
+    assert weeks[0]["o"] == minutes[0]["o"]
+    assert weeks[-1]["c"] == minutes[-1]["c"]
