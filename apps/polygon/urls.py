@@ -1,5 +1,5 @@
 """The gateway's paths, at the root as the vendor's clients build them (docs/polygon.md).
-No trailing slash, as the vendor's."""
+No trailing slash, as the vendor's; any other path under /v1-/v3 is a JSON 404."""
 
 from __future__ import annotations
 
@@ -30,4 +30,5 @@ urlpatterns = [
         views.TickerDetails.as_view(),
         name="polygon-ticker-details",
     ),
+    re_path(r"^v[123]/", views.NoSuchPath.as_view()),  # last: what the paths above do not match
 ]

@@ -507,3 +507,14 @@ class TickerDetails(GatewayView):
                          "sic_description": row.sector,
                          "list_date": row.created_at.astimezone(UTC).date().isoformat()}}
         )  # fmt: skip
+
+
+@extend_schema(exclude=True)
+class NoSuchPath(GatewayView):
+    """Any other path under /v1, /v2, /v3: a 404 in the vendor's JSON shape (a program
+    reads JSON; the site's HTML 404 page is for people)."""
+
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        raise NotFound(f"no such path: {request.path} (docs/polygon.md lists what is served)")
+
+    post = put = patch = delete = get

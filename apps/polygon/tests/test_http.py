@@ -124,6 +124,16 @@ def test_an_unknown_ticker_is_404_with_a_json_body(client, stored, path):
     assert "NOPE" in answer.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "path", ["/v2/last/trade/AAPL/", "/v3/reference/tickers/", "/v2/last/nbbo/AAPL", "/v1/x"]
+)
+def test_a_path_the_gateway_does_not_serve_is_a_json_404(client, stored, path):
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert answer.json()["status"] == "NOT_FOUND"
+    assert path in answer.json()["error"]
+
+
 AGGS = "/v2/aggs/ticker/AAPL/range"
 
 
