@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from apps.market import timescale  # noqa: E402
+from apps.polygon.routing import websocket_urlpatterns as polygon_urlpatterns  # noqa: E402
 from apps.streaming.auth import TokenAuthMiddleware, allowed_hosts_origin_validator  # noqa: E402
 from apps.streaming.routing import websocket_urlpatterns  # noqa: E402
 
@@ -24,9 +25,12 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # A browser's Origin must be one of ALLOWED_HOSTS; programs that send none pass.
-        # Session cookies identify browsers, ?token= programs.
+        # Session cookies identify browsers, ?token= programs. The gateway's /stocks goes
+        # first: the streaming routes end with a catch-all.
         "websocket": allowed_hosts_origin_validator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            AuthMiddlewareStack(
+                TokenAuthMiddleware(URLRouter([*polygon_urlpatterns, *websocket_urlpatterns]))
+            )
         ),
     }
 )

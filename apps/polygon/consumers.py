@@ -1,0 +1,295 @@
+"""The vendor's WebSocket `/stocks` (docs/polygon.md#websocket): `T` trades and `AM` minute
+aggregates over the same fan-out as `/ws/market`.
+
+The socket joins the `market` group once authenticated and translates its batches. The
+outbox, the write backpressure and the flood limits are `/ws/market`'s (`_FeedConsumer`):
+pending trades coalesce per symbol while the client does not read, a client that sends
+more than 20 messages a second is closed with 4429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import timedelta
+
+import orjson
+from channels.db import database_sync_to_async
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+
+from apps.ops.timestamps import UNIX_EPOCH
+from apps.polygon import constants as c
+from apps.polygon import events, selectors
+from apps.streaming import close_codes
+from apps.streaming.consumers import (
+    FLOOD_MESSAGES_PER_SECOND,
+    MAX_MESSAGE_BYTES,
+    _FeedConsumer,
+)
+from apps.streaming.groups import MARKET_GROUP
+from apps.streaming.outbox import Outbox, SocketFlow
+
+logger = logging.getLogger(__name__)
+
+SERVED = {"T": "trades", "AM": "minute aggregates"}
+NOT_SERVED_YET = {"A": "second aggregates", "Q": "quotes"}
+FRAME_EVENTS = 2000  # events per frame: well under the clients' 1 MiB frame limit
+EXCHANGES_TTL = 60.0  # seconds before symbols unknown to the exchange map trigger a reload
+KEEP_MINUTES = 5  # closed minutes whose AM events stay cached (late sockets of a batch)
+
+
+def _dumps(payload: object) -> str:
+    return orjson.dumps(payload).decode()
+
+
+@database_sync_to_async
+def _key_user(key: str):
+    """The active user whose API token is `key` (as `apps.polygon.auth` reads REST keys)."""
+    if len(key) > 40 or "\x00" in key:  # a token's key: 40 characters
+        return None
+    token = Token.objects.select_related("user").filter(key=key).first()
+    return token.user if token is not None and token.user.is_active else None
+
+
+def _at(micros: int):
+    return UNIX_EPOCH + timedelta(microseconds=micros)
+
+
+class _Exchanges:
+    """Each symbol's exchange id and tape, per process, reloaded when a symbol is missing."""
+
+    def __init__(self) -> None:
+        self.by_ticker: dict[str, tuple[int, int]] = {}
+        self.loaded_at = float("-inf")
+
+    async def ensure(self, tickers) -> None:
+        missing = any(t not in self.by_ticker for t in tickers)
+        if missing and time.monotonic() - self.loaded_at > EXCHANGES_TTL:
+            self.loaded_at = time.monotonic()
+            self.by_ticker = await database_sync_to_async(selectors.exchanges_by_ticker)()
+
+    def of(self, ticker: str) -> tuple[int, int]:
+        return self.by_ticker.get(ticker, c.OTHER_EXCHANGE[:2])
+
+
+class MinuteBars:
+    """`AM` events of closed minutes, read from the stored bars once per process.
+
+    Every socket of a process sees the same batches, so each notices the same closed
+    minutes; the first to ask reads them (one query for the whole batch), the others wait
+    for that read. The day's volume and value are carried forward per symbol, so a closed
+    minute reads its own bar, not the whole day's.
+    """
+
+    def __init__(self) -> None:
+        self._reset(None)
+
+    def _reset(self, loop) -> None:
+        self._loop = loop
+        self._events: dict[tuple[str, int], asyncio.Future] = {}
+        # symbol -> (day µs, through minute µs, day volume, day value, day open)
+        self._days: dict[str, tuple[int, int, int, float, float]] = {}
+
+    async def events(self, closed: list[tuple[str, int]]) -> list[dict]:
+        """The `AM` events of `(symbol, minute start µs)` pairs, in that order."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # futures belong to one loop (one per Daphne process)
+            self._reset(loop)
+        missing = sorted({k for k in closed if k not in self._events}, key=lambda k: k[1])
+        if missing:
+            future = loop.create_future()
+            for k in missing:
+                self._events[k] = future
+            try:
+                read = await self._read(missing)
+            except Exception:
+                logger.exception("could not read the bars of %d closed minutes", len(missing))
+                read = {}
+                for k in missing:
+                    self._events.pop(k, None)
+            future.set_result(read)
+            cutoff = missing[-1][1] - KEEP_MINUTES * events.MINUTE_US
+            self._events = {k: f for k, f in self._events.items() if k[1] >= cutoff}
+        found = []
+        for k in closed:
+            future = self._events.get(k)
+            event = (await future).get(k) if future is not None else None
+            if event is not None:
+                found.append(event)
+        return found
+
+    async def _read(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+        wanted: dict[str, set[int]] = {}
+        for symbol, minute in keys:
+            wanted.setdefault(symbol, set()).add(minute)
+        spans, starts = [], {}
+        for symbol, minutes in wanted.items():
+            first, last = min(minutes), max(minutes)
+            day = first - first % events.DAY_US
+            carried = self._days.get(symbol)
+            if carried and carried[0] == day and carried[1] < first:
+                starts[symbol] = carried
+                since = carried[1] + events.MINUTE_US
+            else:
+                starts[symbol] = (day, day - events.MINUTE_US, 0, 0.0, 0.0)
+                since = day
+            spans.append((symbol, _at(since), _at(last)))
+        rows = await database_sync_to_async(selectors.minute_bars_between)(spans=spans)
+        found: dict[tuple[str, int], dict] = {}
+        totals = dict(starts)
+        for symbol, *bar in rows:
+            day, _, volume, value, day_open = totals[symbol]
+            start = bar[0]
+            if start - start % events.DAY_US != day:  # the span crossed midnight UTC
+                day, volume, value, day_open = start - start % events.DAY_US, 0, 0.0, 0.0
+            o, h, l, c_, v = bar[1:6]  # noqa: E741
+            if not volume:
+                day_open = o
+            volume += v
+            value += v * (h + l + c_) / 3
+            totals[symbol] = (day, start, volume, value, day_open)
+            if start in wanted[symbol]:
+                found[(symbol, start)] = events.minute_agg(
+                    symbol, tuple(bar), day_volume=volume, day_value=value, day_open=day_open
+                )
+        for symbol, minutes in wanted.items():
+            day, _, volume, value, day_open = totals[symbol]
+            last = max(minutes)
+            if last - last % events.DAY_US != day:
+                continue
+            known = self._days.get(symbol)
+            if known is None or (known[0], known[1]) < (day, last):
+                self._days[symbol] = (day, last, volume, value, day_open)
+        return found
+
+
+_exchanges = _Exchanges()
+minute_bars = MinuteBars()
+
+
+class StocksConsumer(_FeedConsumer):
+    """`/stocks`: the vendor's handshake (connected, auth), subscriptions by topic
+    (`T.AAPL`, `AM.*`), then `T` and `AM` events. Every frame is a JSON array."""
+
+    async def connect(self) -> None:
+        # `_FeedConsumer.connect` checks the caller at the handshake; here the key comes
+        # later, in the auth action, so the socket opens for everyone.
+        self.outbox = Outbox()
+        self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
+        self.gate = SocketFlow.attach(self.base_send)
+        self.sender: asyncio.Task | None = None
+        self.authenticated = False
+        self.topics: dict[str, set[str]] = {"T": set(), "AM": set()}
+        self.minutes: dict[str, int] = {}  # AM symbols: the minute of their last tick seen
+        await self.accept()
+        await self.send(text_data=_dumps([events.status("connected", "Connected Successfully")]))
+        self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+
+    def frames(self, pending: list[dict]) -> list[object]:
+        out = []
+        for message in pending:
+            if message.get("type") == "tick":
+                out.append(events.trade(message, *_exchanges.of(message["symbol"])))
+            elif "ev" in message:  # a status
+                out.append(message)
+            else:  # an AM event, queued under ("AM", symbol) so it coalesces by symbol
+                out.append(message["event"])
+        return [out[i : i + FRAME_EVENTS] for i in range(0, len(out), FRAME_EVENTS)]
+
+    async def market_batch(self, event: dict) -> None:
+        ticks = event["messages"]
+        trades, aggs = self.topics["T"], self.topics["AM"]
+        if trades:
+            sent = ticks if "*" in trades else [t for t in ticks if t["symbol"] in trades]
+            if sent:
+                await _exchanges.ensure({t["symbol"] for t in sent})
+                self.queue_ticks(sent)
+        if aggs:
+            closed = []
+            every = "*" in aggs
+            for tick in ticks:
+                symbol = tick["symbol"]
+                if every or symbol in aggs:
+                    minute = events.minute_of(tick["ts"])
+                    last = self.minutes.get(symbol)
+                    if last is None or minute > last:
+                        self.minutes[symbol] = minute
+                        if last is not None:
+                            closed.append((symbol, last))
+            if closed:
+                bars = await minute_bars.events(closed)
+                self.queue_ticks([{"symbol": ("AM", e["sym"]), "event": e} for e in bars])
+
+    async def market_overview(self, event: dict) -> None:
+        """Not a vendor event: dropped."""
+
+    async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
+        raw = text.encode() if text is not None else data or b""
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return [events.status("error", f"message too large: {len(raw)} bytes, the limit "
+                                  f"is {MAX_MESSAGE_BYTES}")]  # fmt: skip
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return [events.status("error", "malformed JSON")]
+        action = request.get("action") if isinstance(request, dict) else None
+        params = request.get("params") if isinstance(request, dict) else None
+        if action == "auth":
+            return await self._auth(params)
+        if action not in ("subscribe", "unsubscribe"):
+            return [events.status("error", 'unknown action: use "auth", "subscribe" or '
+                                  '"unsubscribe"')]  # fmt: skip
+        if not self.authenticated:
+            return [events.status("error", 'not authorized: send {"action":"auth",'
+                                  '"params":KEY} first')]  # fmt: skip
+        if not isinstance(params, str) or not params.strip():
+            return [events.status("error", '"params" must be topics such as "T.AAPL,AM.*"')]
+        return await self._change(action, [t.strip() for t in params.split(",") if t.strip()])
+
+    async def _auth(self, params: object) -> list[dict]:
+        if self.authenticated:
+            return [events.status("success", "already authenticated")]
+        user = await _key_user(params) if isinstance(params, str) and params else None
+        if user is None and not settings.MARKETFLUX_PUBLIC_READ:
+            # The client raises AuthError on this frame and does not reconnect.
+            await self.send(text_data=_dumps([events.status("auth_failed",
+                                                            "authentication failed")]))  # fmt: skip
+            await self.close(code=close_codes.UNAUTHORIZED)
+            return []
+        self.authenticated = True
+        await self.channel_layer.group_add(MARKET_GROUP, self.channel_name)
+        self.groups.append(MARKET_GROUP)  # Channels leaves it on disconnect
+        return [events.status("auth_success", "authenticated")]
+
+    async def _change(self, action: str, topics: list[str]) -> list[dict]:
+        parsed = []
+        for topic in topics:
+            prefix, _, symbol = topic.partition(".")
+            parsed.append((topic, prefix, symbol if symbol == "*" else symbol.upper()))
+        named = {s for _, p, s in parsed if p in SERVED and s and s != "*"}
+        known = (
+            await database_sync_to_async(selectors.known_tickers)(tickers=named) if named else set()
+        )
+        replies = []
+        for topic, prefix, symbol in parsed:
+            if prefix in NOT_SERVED_YET:
+                replies.append(events.status("error", f"{topic}: {NOT_SERVED_YET[prefix]} "
+                                             f"({prefix}) are not served yet"))  # fmt: skip
+            elif prefix not in SERVED or not symbol:
+                replies.append(events.status("error", f"{topic}: unknown topic; served: "
+                                             "T.<symbol>, AM.<symbol>, T.*, AM.*"))  # fmt: skip
+            elif symbol != "*" and symbol not in known:
+                replies.append(events.status("error", f"{topic}: unknown symbol"))
+            elif action == "subscribe":
+                self.topics[prefix].add(symbol)
+                replies.append(events.status("success", f"subscribed to: {prefix}.{symbol}"))
+            else:
+                self.topics[prefix].discard(symbol)
+                replies.append(events.status("success", f"unsubscribed to: {prefix}.{symbol}"))
+        aggs = self.topics["AM"]
+        if "*" not in aggs:
+            self.minutes = {s: m for s, m in self.minutes.items() if s in aggs}
+        return replies
