@@ -2,7 +2,7 @@
 aggregates over the same fan-out as `/ws/market`.
 
 The socket joins the `market` group once authenticated and translates its batches. The
-outbox, the write backpressure and the flood limits are `/ws/market`'s (`_FeedConsumer`):
+outbox, the write backpressure and the flood limits are `/ws/market`'s (`FeedConsumer`):
 pending trades coalesce per symbol while the client does not read, a client that sends
 more than 20 messages a second is closed with 4429.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from datetime import timedelta
 
 import orjson
@@ -25,12 +24,10 @@ from apps.polygon import constants as c
 from apps.polygon import events, selectors
 from apps.streaming import close_codes
 from apps.streaming.consumers import (
-    FLOOD_MESSAGES_PER_SECOND,
     MAX_MESSAGE_BYTES,
-    _FeedConsumer,
+    FeedConsumer,
 )
 from apps.streaming.groups import MARKET_GROUP
-from apps.streaming.outbox import Outbox, SocketFlow
 
 logger = logging.getLogger(__name__)
 
@@ -170,23 +167,20 @@ _exchanges = _Exchanges()
 minute_bars = MinuteBars()
 
 
-class StocksConsumer(_FeedConsumer):
+class StocksConsumer(FeedConsumer):
     """`/stocks`: the vendor's handshake (connected, auth), subscriptions by topic
     (`T.AAPL`, `AM.*`), then `T` and `AM` events. Every frame is a JSON array."""
 
     async def connect(self) -> None:
-        # `_FeedConsumer.connect` checks the caller at the handshake; here the key comes
+        # `FeedConsumer.connect` checks the caller at the handshake; here the key comes
         # later, in the auth action, so the socket opens for everyone.
-        self.outbox = Outbox()
-        self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
-        self.gate = SocketFlow.attach(self.base_send)
-        self.sender: asyncio.Task | None = None
+        self.open_flow()
         self.authenticated = False
         self.topics: dict[str, set[str]] = {"T": set(), "AM": set()}
         self.minutes: dict[str, int] = {}  # AM symbols: the minute of their last tick seen
         await self.accept()
         await self.send(text_data=_dumps([events.status("connected", "Connected Successfully")]))
-        self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+        self.start_sending()
 
     def frames(self, pending: list[dict]) -> list[object]:
         out = []

@@ -81,14 +81,22 @@ def _known_tickers() -> set[str]:
     return set(Symbol.objects.values_list("ticker", flat=True))
 
 
-class _FeedConsumer(AsyncWebsocketConsumer):
+class FeedConsumer(AsyncWebsocketConsumer):
     """Authentication, the outbox and its sender, shared by both feeds."""
 
-    async def connect(self) -> None:
+    def open_flow(self) -> None:
+        """The socket's outbox, write gate and flood window (before it is accepted); the
+        sender starts with `start_sending` once the socket may receive messages."""
         self.outbox = Outbox()
         self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
         self.gate = SocketFlow.attach(self.base_send)
         self.sender: asyncio.Task | None = None
+
+    def start_sending(self) -> None:
+        self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+
+    async def connect(self) -> None:
+        self.open_flow()
         await self.accept()
         if self.scope.get("token_invalid"):
             await self.close(code=close_codes.UNAUTHORIZED)
@@ -100,7 +108,7 @@ class _FeedConsumer(AsyncWebsocketConsumer):
         # What the client sends before it has been answered waits in the kernel, not here.
         self.gate.reading(False)
         if await self.start():
-            self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+            self.start_sending()
             self.gate.reading(True)
 
     async def start(self) -> bool:
@@ -163,7 +171,7 @@ class _FeedConsumer(AsyncWebsocketConsumer):
         return [messages.error("this feed takes no messages")]
 
 
-class StockConsumer(_FeedConsumer):
+class StockConsumer(FeedConsumer):
     """`/ws/stocks/{symbol}`: a snapshot, then each tick of one symbol."""
 
     async def start(self) -> bool:
@@ -197,7 +205,7 @@ class StockConsumer(_FeedConsumer):
         self.queue_ticks(ticks)
 
 
-class MarketConsumer(_FeedConsumer):
+class MarketConsumer(FeedConsumer):
     """`/ws/market`: ticks of the subscribed symbols, the overview, the signed-in user's
     alerts, answers."""
 
