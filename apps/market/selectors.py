@@ -291,3 +291,96 @@ def ticks_page(
         ticks = ticks.filter(ts__lt=end)
     order = "-ts" if newest_first else "ts"
     return list(ticks.order_by(order).values_list("ts", "price", "size")[:limit])
+
+
+@dataclass(frozen=True)
+class SnapshotBars:
+    """A symbol's bars for a snapshot: today's UTC day, the latest whole day within the past
+    week before it, and the newest 1-minute bar of today (each None when there is none)."""
+
+    day: Candle | None = None
+    prev_day: Candle | None = None
+    minute: Candle | None = None
+
+
+# Day bars of many symbols in one statement, read as `bars_for_range` reads 1d bars on plain
+# PostgreSQL (the stored roll-ups, then `date_bin` over the minutes after the last one), with
+# index range scans per symbol and never a scan of the whole table.
+_DAYS_OF_MANY = """
+SELECT s.ticker, d.ts, d.open, d.high, d.low, d.close, d.volume, d.trades
+FROM unnest(%(tickers)s::varchar[]) AS s(ticker)
+CROSS JOIN LATERAL (
+    SELECT coalesce(
+        (SELECT b.ts + %(step)s FROM market_bar b
+         WHERE b.symbol_id = s.ticker AND b.interval = '1d' ORDER BY b.ts DESC LIMIT 1),
+        '-infinity'::timestamptz) AS upto
+) AS mark
+CROSS JOIN LATERAL (
+    (SELECT b.ts, b.open, b.high, b.low, b.close, b.volume, b.trades
+     FROM market_bar b
+     WHERE b.symbol_id = s.ticker AND b.interval = '1d'
+       AND b.ts >= %(start)s AND b.ts < least(%(end)s, mark.upto))
+    UNION ALL
+    (SELECT date_bin(%(step)s, m.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+            (array_agg(m.open ORDER BY m.ts))[1], max(m.high), min(m.low),
+            (array_agg(m.close ORDER BY m.ts DESC))[1], sum(m.volume)::bigint,
+            sum(m.trades)::int
+     FROM market_bar m
+     WHERE m.symbol_id = s.ticker AND m.interval = '1m'
+       AND m.ts >= greatest(%(start)s, mark.upto) AND m.ts < %(end)s
+     GROUP BY 1)
+) AS d
+"""
+
+_DAYS_OF_MANY_VIEW = """
+SELECT symbol_id, ts, open, high, low, close, volume, trades FROM {view}
+WHERE symbol_id = ANY(%(tickers)s::varchar[]) AND ts >= %(start)s AND ts < %(end)s
+"""
+
+# The newest 1-minute bar of each symbol since `since`: one backward index probe each.
+_NEWEST_MINUTES = """
+SELECT s.ticker, m.ts, m.open, m.high, m.low, m.close, m.volume, m.trades
+FROM unnest(%(tickers)s::varchar[]) AS s(ticker)
+CROSS JOIN LATERAL (
+    SELECT b.ts, b.open, b.high, b.low, b.close, b.volume, b.trades FROM market_bar b
+    WHERE b.symbol_id = s.ticker AND b.interval = '1m' AND b.ts >= %(since)s
+    ORDER BY b.ts DESC LIMIT 1
+) AS m
+"""
+
+PREVIOUS_DAY_REACH = timedelta(days=7)  # how far back a previous day's bar is looked for
+
+
+def snapshot_bars(*, tickers: list[str], now: datetime) -> dict[str, SnapshotBars]:
+    """Each ticker's `SnapshotBars` at `now`, in two statements whatever the number of
+    tickers (the Polygon-compatible snapshots, docs/polygon.md#snapshots)."""
+    if not tickers:
+        return {}
+    step = BAR_INTERVALS["1d"]
+    today = floor_to(now, step)
+    params = {"tickers": tickers, "step": step, "start": today - PREVIOUS_DAY_REACH,
+              "end": today + step, "since": today}  # fmt: skip
+    view = timescale.aggregate_view("1d")
+    days_sql = _DAYS_OF_MANY
+    if view and timescale.installed(connection):
+        days_sql = _DAYS_OF_MANY_VIEW.format(view=view)
+    days: dict[str, dict[str, Candle]] = {t: {} for t in tickers}
+    minutes: dict[str, Candle] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(days_sql, params)
+        for ticker, *row in cursor.fetchall():
+            candle = Candle(*row)
+            if candle.ts == today:
+                days[ticker]["day"] = candle
+            elif candle.ts < today and (
+                "prev" not in days[ticker] or candle.ts > days[ticker]["prev"].ts
+            ):
+                days[ticker]["prev"] = candle
+        cursor.execute(_NEWEST_MINUTES, params)
+        for ticker, *row in cursor.fetchall():
+            minutes[ticker] = Candle(*row)
+    return {
+        t: SnapshotBars(day=days[t].get("day"), prev_day=days[t].get("prev"),
+                        minute=minutes.get(t))
+        for t in tickers
+    }  # fmt: skip

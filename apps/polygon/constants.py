@@ -11,6 +11,7 @@ TRADES_LIMIT_DEFAULT = 1000
 TRADES_LIMIT_MAX = 50_000
 TICKERS_LIMIT_DEFAULT = 100
 TICKERS_LIMIT_MAX = 1000
+SNAPSHOT_TICKERS_MAX = 1000  # tickers one `?tickers=` may name
 
 # Timespans served, as lengths of one unit; `second`, `month`, `quarter` and `year` are not
 # served yet (docs/polygon.md#not-served-yet).

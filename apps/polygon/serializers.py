@@ -110,6 +110,36 @@ class TickerDetailsSerializer(Envelope):
     results = TickerDetailsResultSerializer()
 
 
+class MinuteSnapshotSerializer(AggSerializer):
+    av = serializers.IntegerField(help_text="The UTC day's volume so far.")
+
+
+class TickerSnapshotSerializer(serializers.Serializer):
+    """Every part but `ticker` is left out when it has no data (never null)."""
+
+    ticker = serializers.CharField()
+    todaysChange = serializers.FloatField(
+        required=False, help_text="Last trade's price minus prevDay's close."
+    )
+    todaysChangePerc = serializers.FloatField(
+        required=False, help_text="todaysChange as a percentage of prevDay's close."
+    )
+    updated = serializers.IntegerField(required=False, help_text="Last trade's time, Unix ns.")
+    lastTrade = LastTradeResultSerializer(required=False)
+    day = AggSerializer(required=False, help_text="Today's UTC day so far.")
+    min = MinuteSnapshotSerializer(required=False, help_text="Today's newest minute.")
+    prevDay = AggSerializer(required=False, help_text="The latest whole day in the past week.")
+
+
+class SnapshotAllSerializer(Envelope):
+    count = serializers.IntegerField()
+    tickers = TickerSnapshotSerializer(many=True)
+
+
+class SnapshotTickerSerializer(Envelope):
+    ticker = TickerSnapshotSerializer()
+
+
 class ErrorSerializer(Envelope):
     error = serializers.CharField()
     errors = serializers.DictField(

@@ -30,5 +30,15 @@ urlpatterns = [
         views.TickerDetails.as_view(),
         name="polygon-ticker-details",
     ),
+    re_path(
+        r"^v2/snapshot/locale/us/markets/stocks/tickers$",
+        views.SnapshotAll.as_view(),
+        name="polygon-snapshot-all",
+    ),
+    re_path(
+        rf"^v2/snapshot/locale/us/markets/stocks/tickers/{_T}$",
+        views.SnapshotTicker.as_view(),
+        name="polygon-snapshot-ticker",
+    ),
     re_path(r"^v[123]/", views.NoSuchPath.as_view()),  # last: what the paths above do not match
 ]

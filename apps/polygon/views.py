@@ -290,6 +290,14 @@ def trade_fields(ts: datetime, symbol: Symbol) -> dict:
     return {"ns": ns, "sequence": ns // 1000, "exchange": exchange, "tape": tape}
 
 
+def last_trade(symbol: Symbol, ts: datetime, price: float, size: int) -> dict:
+    """A tick as the vendor's last trade (`/v2/last/trade`, a snapshot's `lastTrade`)."""
+    f = trade_fields(ts, symbol)
+    return {"T": symbol.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"],
+            "i": str(f["sequence"]), "p": price, "s": size, "x": f["exchange"],
+            "z": f["tape"], "c": []}  # fmt: skip
+
+
 class LastTrade(GatewayView):
     """`GET /v2/last/trade/{T}`: the newest stored tick."""
 
@@ -322,13 +330,7 @@ class LastTrade(GatewayView):
                                      newest_first=True)  # fmt: skip
         if not ticks:
             raise NotFound(f"No trade of {row.ticker} yet.")
-        ts, price, size = ticks[0]
-        f = trade_fields(ts, row)
-        return self.answer(
-            {"results": {"T": row.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"],
-                         "i": str(f["sequence"]), "p": price, "s": size, "x": f["exchange"],
-                         "z": f["tape"], "c": []}}
-        )  # fmt: skip
+        return self.answer({"results": last_trade(row, *ticks[0])})
 
 
 _TS_BOUNDS = ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt")
@@ -507,6 +509,92 @@ class TickerDetails(GatewayView):
                          "sic_description": row.sector,
                          "list_date": row.created_at.astimezone(UTC).date().isoformat()}}
         )  # fmt: skip
+
+
+def ticker_snapshot(symbol: Symbol, hot: dict | None, bars: selectors.SnapshotBars) -> dict:
+    """A symbol's snapshot in the vendor's shape; a part with no data is left out, never
+    null (a null crashes the clients). No `lastQuote`: no quotes are stored yet."""
+    out: dict = {"ticker": symbol.ticker}
+    if hot is not None:
+        ts = datetime.fromisoformat(hot["ts"])
+        if bars.prev_day is not None:
+            change = hot["price"] - bars.prev_day.close
+            out["todaysChange"] = change
+            out["todaysChangePerc"] = change / bars.prev_day.close * 100.0
+        out["updated"] = p.ns_of(ts)
+        out["lastTrade"] = last_trade(symbol, ts, hot["price"], hot["size"])
+    if bars.day is not None:
+        out["day"] = agg(bars.day)
+    if bars.minute is not None:
+        day_volume = bars.day.volume if bars.day is not None else bars.minute.volume
+        out["min"] = {**agg(bars.minute), "av": day_volume}
+    if bars.prev_day is not None:
+        out["prevDay"] = agg(bars.prev_day)
+    return out
+
+
+_SNAPSHOT = {
+    "ticker": "AAPL",
+    "todaysChange": 1.27,
+    "todaysChangePerc": 0.6724,
+    "updated": 1796212805500000000,
+    "lastTrade": {"T": "AAPL", "t": 1796212805500000000, "y": 1796212805500000000,
+                  "q": 1796212805500000, "i": "1796212805500000", "p": 190.12, "s": 37,
+                  "x": 12, "z": 3, "c": []},
+    "day": {**_AGG, "t": 1796169600000},
+    "min": {**_AGG, "v": 1234, "n": 12, "t": 1796212800000, "av": 81234},
+    "prevDay": {**_AGG, "c": 188.85, "t": 1796083200000},
+}  # fmt: skip
+
+
+class SnapshotAll(GatewayView):
+    """`GET /v2/snapshot/locale/us/markets/stocks/tickers`: every active symbol's snapshot,
+    or those `tickers` names; in a bounded number of reads whatever their number."""
+
+    @extend_schema(
+        operation_id="polygon_snapshot_all",
+        examples=_example("One symbol", {"count": 1, "tickers": [_SNAPSHOT]}),
+        parameters=[
+            _query(
+                "tickers",
+                description="Comma-separated tickers (any case); unknown ones are left out. "
+                "Without it: every active symbol.",
+            ),
+        ],
+        responses={200: s.SnapshotAllSerializer, **_ERRORS_400},
+        **_GATEWAY,
+    )
+    def get(self, request: Request):
+        query = request.query_params.dict()
+        rows = Symbol.objects.filter(active=True)
+        if query.get("tickers"):
+            wanted = {t.strip().upper() for t in p.text(query, "tickers").split(",")} - {""}
+            if len(wanted) > c.SNAPSHOT_TICKERS_MAX:
+                raise p.bad("tickers", f"at most {c.SNAPSHOT_TICKERS_MAX} tickers.")
+            rows = Symbol.objects.filter(ticker__in=wanted)
+        rows = list(rows.order_by("ticker"))
+        tickers = [row.ticker for row in rows]
+        hot = selectors.hot_states(tickers)
+        bars = selectors.snapshot_bars(tickers=tickers, now=datetime.now(UTC))
+        snapshots = [ticker_snapshot(row, hot[row.ticker], bars[row.ticker]) for row in rows]
+        return self.answer({"count": len(snapshots), "tickers": snapshots})
+
+
+class SnapshotTicker(GatewayView):
+    """`GET /v2/snapshot/locale/us/markets/stocks/tickers/{T}`: one symbol's snapshot."""
+
+    @extend_schema(
+        operation_id="polygon_snapshot_ticker",
+        examples=_example("A symbol", {"ticker": _SNAPSHOT}),
+        parameters=[SYMBOL],
+        responses={200: s.SnapshotTickerSerializer, **_ERRORS},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str):
+        ticker, hot = find_symbol(symbol)
+        row = Symbol.objects.get(ticker=ticker)
+        bars = selectors.snapshot_bars(tickers=[ticker], now=datetime.now(UTC))[ticker]
+        return self.answer({"ticker": ticker_snapshot(row, hot, bars)})
 
 
 @extend_schema(exclude=True)

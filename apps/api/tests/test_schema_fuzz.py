@@ -46,6 +46,8 @@ EXPECTED_GET_PATHS = {
     "/v3/trades/{symbol}",
     "/v3/reference/tickers",
     "/v3/reference/tickers/{symbol}",
+    "/v2/snapshot/locale/us/markets/stocks/tickers",
+    "/v2/snapshot/locale/us/markets/stocks/tickers/{symbol}",
 }
 # Real symbols, so generated queries also reach the code paths with data behind them: a warm
 # symbol, a symbol with a few ticks (indicators still null), one without any tick.

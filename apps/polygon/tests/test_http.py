@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -29,6 +31,8 @@ PATHS = [
     "/v3/trades/AAPL",
     "/v3/reference/tickers",
     "/v3/reference/tickers/AAPL",
+    "/v2/snapshot/locale/us/markets/stocks/tickers",
+    "/v2/snapshot/locale/us/markets/stocks/tickers/AAPL",
 ]
 TICKER_PATHS = [path for path in PATHS if "AAPL" in path]
 
@@ -135,6 +139,7 @@ def test_a_path_the_gateway_does_not_serve_is_a_json_404(client, stored, path):
 
 
 AGGS = "/v2/aggs/ticker/AAPL/range"
+SNAPSHOTS = "/v2/snapshot/locale/us/markets/stocks/tickers"
 
 
 @pytest.mark.parametrize(
@@ -162,6 +167,8 @@ AGGS = "/v2/aggs/ticker/AAPL/range"
         ("/v3/reference/tickers", {"limit": "1001"}, "limit"),
         ("/v3/reference/tickers", {"search": "a\x00"}, "search"),
         ("/v3/reference/tickers", {"ticker.gt": "\x00"}, "ticker.gt"),
+        (SNAPSHOTS, {"tickers": "AAPL,\x00"}, "tickers"),
+        (SNAPSHOTS, {"tickers": ",".join(f"T{i}" for i in range(1001))}, "tickers"),
     ],
 )
 def test_a_bad_value_is_400_naming_the_parameter(client, stored, path, params, name):
@@ -178,7 +185,7 @@ def test_unknown_parameters_are_ignored(client, stored, path):
     plain = client.get(path).json()
     odd = client.get(path, {"include_otc": "false", "format": "xml", "whatever": "1"})
     assert odd.status_code == 200
-    assert odd.json()["results"] == plain["results"]
+    assert {**odd.json(), "request_id": ""} == {**plain, "request_id": ""}
 
 
 # Values and pages.
@@ -294,3 +301,79 @@ def test_weeks_start_on_sunday_midnight_utc_and_hold_every_minute(client, stored
     assert sum(w["v"] for w in weeks) == sum(m["v"] for m in minutes)
     assert weeks[0]["o"] == minutes[0]["o"]
     assert weeks[-1]["c"] == minutes[-1]["c"]
+
+
+# Snapshots.
+
+
+def never_null(value) -> bool:
+    if isinstance(value, dict):
+        return all(never_null(v) for v in value.values())
+    if isinstance(value, list):
+        return all(never_null(v) for v in value)
+    return value is not None
+
+
+def as_agg(bar: dict) -> dict:
+    """An /api/v1 bar in the gateway's aggregate keys."""
+    return {"t": int(datetime.fromisoformat(bar["ts"]).timestamp() * 1000), "o": bar["open"],
+            "h": bar["high"], "l": bar["low"], "c": bar["close"], "v": bar["volume"],
+            "n": bar["trades"]}  # fmt: skip
+
+
+def test_snapshots_equal_the_price_and_the_bars(client, stored):
+    call_command("backfill", days=2, symbols="AAPL")
+    price = client.get("/api/v1/stocks/AAPL/price").json()
+    days = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1d", "limit": 10}).json()
+    minutes = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1m", "limit": 1}).json()
+    today = datetime.fromisoformat(price["ts"]).date()
+    (day,) = [b for b in days["results"] if datetime.fromisoformat(b["ts"]).date() == today]
+    prev = [b for b in days["results"] if datetime.fromisoformat(b["ts"]).date() < today][-1]
+
+    one = client.get(f"{SNAPSHOTS}/aapl").json()["ticker"]
+    everyone = client.get(SNAPSHOTS).json()
+    assert [t["ticker"] for t in everyone["tickers"]] == ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
+    assert everyone["count"] == 5
+    assert everyone["tickers"][0] == one
+    ns = int(datetime.fromisoformat(price["ts"]).timestamp()) * 10**9
+    assert (one["lastTrade"]["p"], one["lastTrade"]["t"], one["updated"]) == (
+        price["price"], ns, ns
+    )  # fmt: skip
+    assert one["lastTrade"]["s"] == TICKS[-1][3]
+    assert {k: one["day"][k] for k in "tohlcvn"} == as_agg(day)
+    assert {k: one["prevDay"][k] for k in "tohlcvn"} == as_agg(prev)
+    assert {k: one["min"][k] for k in "tohlcvn"} == as_agg(minutes["results"][-1])
+    assert one["min"]["av"] == day["volume"]
+    assert one["todaysChange"] == price["price"] - prev["close"]
+    assert one["todaysChangePerc"] == (price["price"] - prev["close"]) / prev["close"] * 100
+    assert "lastQuote" not in one  # no quotes are stored yet
+    assert never_null(everyone)
+
+
+def test_a_snapshot_part_without_data_is_left_out(client, stored):
+    quiet = client.get(f"{SNAPSHOTS}/MSFT").json()["ticker"]  # no tick, no bar
+    assert quiet == {"ticker": "MSFT"}
+    apple = client.get(f"{SNAPSHOTS}/AAPL").json()["ticker"]  # ticks, no earlier day
+    if TICKS[0][1].date() == NOW.date():  # all the ticks fell on today (not near midnight)
+        assert "prevDay" not in apple
+        assert "todaysChange" not in apple
+        assert "todaysChangePerc" not in apple
+    assert {"lastTrade", "day", "min", "updated"} <= set(apple)
+    assert never_null(client.get(SNAPSHOTS).json())
+
+
+def test_snapshots_of_named_tickers(client, stored):
+    named = client.get(SNAPSHOTS, {"tickers": "msft, AAPL,NOPE,,"}).json()
+    assert [t["ticker"] for t in named["tickers"]] == ["AAPL", "MSFT"]
+    assert named["count"] == 2
+    assert client.get(SNAPSHOTS, {"tickers": "NOPE"}).json()["tickers"] == []
+    assert len(client.get(SNAPSHOTS, {"tickers": ""}).json()["tickers"]) == 5
+
+
+def test_a_snapshot_of_every_symbol_costs_what_one_costs(client, stored):
+    def queries(params: dict) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(SNAPSHOTS, params).status_code == 200
+        return len(captured)
+
+    assert queries({}) == queries({"tickers": "AAPL"}) <= 4

@@ -156,3 +156,50 @@ def test_a_bad_key_and_an_unknown_ticker_are_bad_responses(live, vendor):
         list(client.list_aggs("NOPE", 1, "day", "2020-01-01", "2199-01-01"))
     with pytest.raises(exceptions.BadResponse, match="timespan"):
         list(client.list_aggs("AAPL", 1, "quarter", "2020-01-01", "2199-01-01"))
+
+
+def test_snapshots_parse_and_equal_our_price_and_bars(live, vendor):
+    url, key, ours = live
+    package, _ = vendor
+    client = package.RESTClient(api_key=key, base=url)
+    price = ours("stocks/AAPL/price")
+    newest = ours("stocks/AAPL/history", limit=1)["results"][-1]
+    days = ours("stocks/AAPL/bars", interval="1d", limit=10)["results"]
+    minute = ours("stocks/AAPL/bars", interval="1m", limit=1)["results"][-1]
+    today = datetime.fromisoformat(price["ts"]).date()
+    (day,) = [b for b in days if datetime.fromisoformat(b["ts"]).date() == today]
+    prev = [b for b in days if datetime.fromisoformat(b["ts"]).date() < today][-1]
+
+    def ohlcv(bar: dict) -> tuple:
+        return (bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"])
+
+    one = client.get_snapshot_ticker("stocks", "AAPL")
+    everyone = client.get_snapshot_all("stocks")  # the client sends include_otc=false
+    named = client.get_snapshot_all("stocks", tickers=["MSFT", "AAPL"])
+    assert [s.ticker for s in everyone] == [s["symbol"] for s in ours("stocks")["results"]]
+    assert [s.ticker for s in named] == ["AAPL", "MSFT"]
+    for snap in (one, everyone[0], named[0]):
+        assert snap.ticker == "AAPL"
+        trade = snap.last_trade
+        assert (trade.ticker, trade.price, trade.size, trade.sip_timestamp) == (
+            "AAPL", price["price"], newest["size"], ns_of(price["ts"])
+        )  # fmt: skip
+        assert snap.updated == ns_of(price["ts"])
+        assert (snap.day.open, snap.day.high, snap.day.low, snap.day.close,
+                snap.day.volume) == ohlcv(day)  # fmt: skip
+        assert snap.prev_day.timestamp * 1_000_000 == ns_of(prev["ts"])
+        assert (snap.prev_day.open, snap.prev_day.high, snap.prev_day.low, snap.prev_day.close,
+                snap.prev_day.volume) == ohlcv(prev)  # fmt: skip
+        assert snap.min.timestamp * 1_000_000 == ns_of(minute["ts"])
+        assert (snap.min.open, snap.min.high, snap.min.low, snap.min.close,
+                snap.min.volume) == ohlcv(minute)  # fmt: skip
+        assert snap.min.accumulated_volume == day["volume"]
+        assert snap.todays_change == price["price"] - prev["close"]
+        assert snap.todays_change_percent == pytest.approx(
+            (price["price"] - prev["close"]) / prev["close"] * 100, rel=1e-12
+        )
+        assert snap.last_quote is None  # no quotes are stored yet: the key is left out
+    quiet = named[1]  # MSFT: no tick and no bar, so every part is left out
+    assert (quiet.day, quiet.min, quiet.prev_day, quiet.last_trade, quiet.updated) == (
+        None, None, None, None, None
+    )  # fmt: skip
