@@ -246,11 +246,14 @@ def bars_page(
     """The first `limit` buckets of `step` starting in [start, end), in the order asked for.
 
     `start` is moved up to a bucket boundary, so every bucket is whole from its start on
-    (as `bars_for_range` does). The still-open bucket is included.
+    (as `bars_for_range` does), and so is the last one. The still-open bucket is included.
     """
     aligned = origin + ((start - origin) // step) * step
     if aligned != start:
         start = aligned + step
+    # The last bucket whole too: `end` moved up to a boundary adds no bucket start, and
+    # takes in every minute of a bucket that starts before `end` and ends after it.
+    end = origin - ((origin - end) // step) * step
     direction = "DESC" if newest_first else "ASC"
     params = {
         "symbol": symbol, "start": start, "end": end, "limit": limit, "step": step,

@@ -260,6 +260,15 @@ def test_longer_windows_add_up_the_minutes(client, stored):
     assert results(pages(client, f"{AGGS}/1/minute/{t0}/{t1}")) == minutes[10:20]
 
 
+def test_the_last_window_is_whole_when_to_is_its_start(client, stored):
+    call_command("backfill", days=1, symbols="AAPL")
+    for span in ("1/hour", "3/minute"):  # the open hour (from minutes); any 3 minutes
+        every = results(pages(client, f"{AGGS}/{span}/2020-01-01/2199-01-01", limit=50000))
+        for bar in (every[-1], every[len(every) // 2]):
+            upto = results(pages(client, f"{AGGS}/{span}/{every[0]['t']}/{bar['t']}"))
+            assert upto[-1] == bar
+
+
 def test_tickers_page_and_filter(client, stored):
     everything = results(pages(client, "/v3/reference/tickers", limit=2))
     assert [t["ticker"] for t in everything] == ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
