@@ -11,6 +11,9 @@ TRADES_LIMIT_DEFAULT = 1000
 TRADES_LIMIT_MAX = 50_000
 TICKERS_LIMIT_DEFAULT = 100
 TICKERS_LIMIT_MAX = 1000
+INDICATOR_LIMIT_DEFAULT = 10
+INDICATOR_LIMIT_MAX = 5000
+INDICATOR_WINDOW_MAX = 1000  # bars in an indicator's window (its warm-up grows with it)
 SNAPSHOT_TICKERS_MAX = 1000  # tickers one `?tickers=` may name
 
 # Timespans served, as lengths of one unit; `second`, `month`, `quarter` and `year` are not

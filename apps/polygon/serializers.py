@@ -140,6 +140,41 @@ class SnapshotTickerSerializer(Envelope):
     ticker = TickerSnapshotSerializer()
 
 
+class IndicatorValueSerializer(serializers.Serializer):
+    timestamp = serializers.IntegerField(help_text="The bar's window start, Unix ms.")
+    value = serializers.FloatField()
+
+
+class MACDValueSerializer(IndicatorValueSerializer):
+    signal = serializers.FloatField()
+    histogram = serializers.FloatField()
+
+
+class UnderlyingSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="The aggregates the values were computed over.")
+    aggregates = AggSerializer(
+        many=True, required=False, help_text="Those aggregates, with expand_underlying=true."
+    )
+
+
+class IndicatorResultsSerializer(serializers.Serializer):
+    underlying = UnderlyingSerializer()
+    values = IndicatorValueSerializer(many=True)
+
+
+class MACDResultsSerializer(serializers.Serializer):
+    underlying = UnderlyingSerializer()
+    values = MACDValueSerializer(many=True)
+
+
+class IndicatorAnswerSerializer(Envelope):
+    results = IndicatorResultsSerializer()
+
+
+class MACDAnswerSerializer(Envelope):
+    results = MACDResultsSerializer()
+
+
 class ErrorSerializer(Envelope):
     error = serializers.CharField()
     errors = serializers.DictField(

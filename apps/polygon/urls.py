@@ -40,5 +40,14 @@ urlpatterns = [
         views.SnapshotTicker.as_view(),
         name="polygon-snapshot-ticker",
     ),
+    *[
+        re_path(rf"^v1/indicators/{kind}/{_T}$", view.as_view(), name=f"polygon-{kind}")
+        for kind, view in (
+            ("sma", views.SMA),
+            ("ema", views.EMA),
+            ("rsi", views.RSI),
+            ("macd", views.MACD),
+        )
+    ],
     re_path(r"^v[123]/", views.NoSuchPath.as_view()),  # last: what the paths above do not match
 ]

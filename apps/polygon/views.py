@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -22,6 +23,7 @@ from apps.api.views import find_symbol
 from apps.market import selectors
 from apps.market.models import Symbol
 from apps.polygon import constants as c
+from apps.polygon import indicators
 from apps.polygon import params as p
 from apps.polygon import serializers as s
 from apps.polygon.auth import ApiKeyAuthentication
@@ -595,6 +597,206 @@ class SnapshotTicker(GatewayView):
         row = Symbol.objects.get(ticker=ticker)
         bars = selectors.snapshot_bars(tickers=[ticker], now=datetime.now(UTC))[ticker]
         return self.answer({"ticker": ticker_snapshot(row, hot, bars)})
+
+
+def _moment(raw: str, name: str) -> tuple[datetime, bool]:
+    """An indicator's time: a date, Unix ms, or Unix ns (what the clients send for a
+    datetime) when it is 1e17 or more (as ms that would be past the year 2200)."""
+    unit = "ns" if raw.isascii() and raw.isdigit() and int(raw) >= 10**17 else "ms"
+    return p.instant(raw, name, unit=unit)
+
+
+def _indicator_window(query: dict) -> tuple[datetime | None, datetime | None]:
+    """[start, end) of the values' timestamps from `timestamp` and its bounds."""
+    start = end = None
+    tick = timedelta(microseconds=1)
+    if "timestamp" in query:
+        at, whole_day = _moment(query["timestamp"], "timestamp")
+        start, end = at, at + (timedelta(days=1) if whole_day else tick)
+    for name in _TS_BOUNDS:
+        if name in query:
+            at, _ = _moment(query[name], name)
+            if name in ("timestamp.gte", "timestamp.gt"):
+                at += tick if name == "timestamp.gt" else timedelta(0)
+                start = at if start is None else max(start, at)
+            else:
+                at += tick if name == "timestamp.lte" else timedelta(0)
+                end = at if end is None else min(end, at)
+    return start, end
+
+
+_SERIES_TYPES = ("close", "open", "high", "low")
+
+
+class IndicatorView(GatewayView):
+    """`GET /v1/indicators/{kind}/{T}`: values over the aggregates of one `timespan` unit,
+    computed with enough warm-up bars before the first one (apps/polygon/indicators.py)."""
+
+    kind = ""
+    windows: tuple[tuple[str, int, int], ...] = ()  # (name, default, lowest)
+
+    def parameters(self, query: dict) -> tuple[int, ...]:
+        windows = tuple(
+            p.integer(query, name, default=default, low=low, high=c.INDICATOR_WINDOW_MAX)
+            for name, default, low in self.windows
+        )
+        if self.kind == "macd" and windows[0] >= windows[1]:
+            raise p.bad("short_window", "must be less than long_window.")
+        return windows
+
+    def values(self, x: np.ndarray, windows: tuple[int, ...]) -> list[np.ndarray]:
+        if self.kind == "macd":
+            return list(indicators.macd(x, *windows))
+        return [getattr(indicators, self.kind)(x, *windows)]
+
+    def get(self, request: Request, symbol: str):
+        ticker, _ = find_symbol(symbol)
+        query = request.query_params.dict()
+        timespan = query.get("timespan", "day")
+        step, origin = _step("1", timespan)
+        windows = self.parameters(query)
+        series = p.choice(query, "series_type", _SERIES_TYPES, default="close")
+        order = p.choice(query, "order", ("asc", "desc"), default="desc")
+        limit = p.integer(query, "limit", default=c.INDICATOR_LIMIT_DEFAULT, low=1,
+                          high=c.INDICATOR_LIMIT_MAX)  # fmt: skip
+        p.boolean(query, "adjusted", default=True)
+        expand = p.boolean(query, "expand_underlying", default=False)
+        start, end = _indicator_window(query)
+        warmup = indicators.warmup(self.kind, windows)
+        page = {"symbol": ticker, "step": step, "origin": origin}
+        bars: list[selectors.Candle] = []
+        if start is None or end is None or start < end:
+            if order == "desc":
+                bars = selectors.bars_page(
+                    **page, start=c.EARLIEST, end=end or c.LATEST, limit=limit + warmup,
+                    newest_first=True,
+                )[::-1]  # fmt: skip
+            else:
+                if start is not None:
+                    bars = selectors.bars_page(
+                        **page, start=c.EARLIEST, end=start, limit=warmup, newest_first=True
+                    )[::-1]
+                bars += selectors.bars_page(
+                    **page, start=start or c.EARLIEST, end=end or c.LATEST,
+                    limit=limit + warmup,
+                )  # fmt: skip
+        x = np.array([getattr(bar, series) for bar in bars], dtype=np.float64)
+        columns = [column.tolist() for column in self.values(x, windows)]
+        rows = []
+        for i, bar in enumerate(bars):
+            if columns[0][i] != columns[0][i] or (start is not None and bar.ts < start):
+                continue  # NaN: no value yet; or before the window asked for
+            if end is not None and bar.ts >= end:
+                continue
+            row = {"timestamp": p.ms_of(bar.ts), "value": columns[0][i]}
+            if self.kind == "macd":
+                row.update(signal=columns[1][i], histogram=columns[2][i])
+            rows.append(row)
+        rows = rows[-limit:][::-1] if order == "desc" else rows[:limit]
+        return self.answer({"results": {"underlying": self.underlying(ticker, timespan, bars,
+                                                                       expand),
+                                        "values": rows}})  # fmt: skip
+
+    def underlying(self, ticker: str, timespan: str, bars: list, expand: bool) -> dict:
+        """The aggregates the values were computed over: their `url`, and the bars
+        themselves with expand_underlying=true."""
+        if bars:
+            span = f"{p.ms_of(bars[0].ts)}/{p.ms_of(bars[-1].ts)}"
+        else:
+            span = f"{p.ms_of(c.EARLIEST)}/{p.ms_of(c.LATEST) - 1}"
+        url = self.request.build_absolute_uri(
+            f"/v2/aggs/ticker/{ticker}/range/1/{timespan}/{span}?limit={max(len(bars), 1)}&sort=asc"
+        )
+        out: dict = {"url": url}
+        if expand:
+            out["aggregates"] = [agg(bar) for bar in bars]
+        return out
+
+
+def _indicator_parameters(windows: list[OpenApiParameter]) -> list[OpenApiParameter]:
+    return [
+        SYMBOL,
+        _query("timespan", description="The aggregates' unit: minute, hour, day (default) "
+               "or week.", enum=list(c.TIMESPANS)),
+        *windows,
+        _query("series_type", description="The bar price used: close (default), open, high "
+               "or low.", enum=list(_SERIES_TYPES)),
+        _query("timestamp", description="Values of that UTC day (YYYY-MM-DD) or at that "
+               "Unix ms (Unix ns from 1e17 on)."),
+        *[_query(name, description="A date YYYY-MM-DD, Unix ms or Unix ns.")
+          for name in _TS_BOUNDS],
+        _query("order", description="desc (default) or asc, by timestamp.",
+               enum=["asc", "desc"]),
+        _query("limit", OpenApiTypes.INT,
+               f"Values, 1-{c.INDICATOR_LIMIT_MAX} (default {c.INDICATOR_LIMIT_DEFAULT})."),
+        _query("expand_underlying", OpenApiTypes.BOOL,
+               "true: the aggregates used, in `underlying.aggregates`."),
+        ADJUSTED,
+    ]  # fmt: skip
+
+
+def _window(name: str, default: int, low: int = 2) -> OpenApiParameter:
+    return _query(name, OpenApiTypes.INT,
+                  f"Bars, {low}-{c.INDICATOR_WINDOW_MAX} (default {default}).")  # fmt: skip
+
+
+_URL = "http://127.0.0.1:8000/v2/aggs/ticker/AAPL/range/1/day/1791936000000/1796169600000"
+_VALUE = {"timestamp": 1796169600000, "value": 189.4123}
+
+
+def _indicator_schema(kind: str, windows: list[OpenApiParameter], value: dict):
+    return extend_schema(
+        operation_id=f"polygon_{kind}",
+        examples=_example(
+            "The newest value",
+            {"results": {"underlying": {"url": f"{_URL}?limit=50&sort=asc"}, "values": [value]}},
+        ),
+        parameters=_indicator_parameters(windows),
+        responses={200: s.MACDAnswerSerializer if kind == "macd" else s.IndicatorAnswerSerializer,
+                   **_ERRORS_400},
+        **_GATEWAY,
+    )  # fmt: skip
+
+
+class SMA(IndicatorView):
+    kind = "sma"
+    windows = (("window", 50, 2),)
+
+    @_indicator_schema("sma", [_window("window", 50)], _VALUE)
+    def get(self, request: Request, symbol: str):
+        return super().get(request, symbol)
+
+
+class EMA(IndicatorView):
+    kind = "ema"
+    windows = (("window", 50, 2),)
+
+    @_indicator_schema("ema", [_window("window", 50)], _VALUE)
+    def get(self, request: Request, symbol: str):
+        return super().get(request, symbol)
+
+
+class RSI(IndicatorView):
+    kind = "rsi"
+    windows = (("window", 14, 2),)
+
+    @_indicator_schema("rsi", [_window("window", 14)], {**_VALUE, "value": 56.21})
+    def get(self, request: Request, symbol: str):
+        return super().get(request, symbol)
+
+
+class MACD(IndicatorView):
+    kind = "macd"
+    windows = (("short_window", 12, 2), ("long_window", 26, 2), ("signal_window", 9, 1))
+
+    @_indicator_schema(
+        "macd",
+        [_window("short_window", 12), _window("long_window", 26),
+         _window("signal_window", 9, low=1)],
+        {**_VALUE, "value": 1.27, "signal": 0.98, "histogram": 0.29},
+    )  # fmt: skip
+    def get(self, request: Request, symbol: str):
+        return super().get(request, symbol)
 
 
 @extend_schema(exclude=True)

@@ -48,6 +48,10 @@ EXPECTED_GET_PATHS = {
     "/v3/reference/tickers/{symbol}",
     "/v2/snapshot/locale/us/markets/stocks/tickers",
     "/v2/snapshot/locale/us/markets/stocks/tickers/{symbol}",
+    "/v1/indicators/sma/{symbol}",
+    "/v1/indicators/ema/{symbol}",
+    "/v1/indicators/rsi/{symbol}",
+    "/v1/indicators/macd/{symbol}",
 }
 # Real symbols, so generated queries also reach the code paths with data behind them: a warm
 # symbol, a symbol with a few ticks (indicators still null), one without any tick.

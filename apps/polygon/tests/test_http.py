@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
+import talib
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -33,6 +35,10 @@ PATHS = [
     "/v3/reference/tickers/AAPL",
     "/v2/snapshot/locale/us/markets/stocks/tickers",
     "/v2/snapshot/locale/us/markets/stocks/tickers/AAPL",
+    "/v1/indicators/sma/AAPL",
+    "/v1/indicators/ema/AAPL",
+    "/v1/indicators/rsi/AAPL",
+    "/v1/indicators/macd/AAPL",
 ]
 TICKER_PATHS = [path for path in PATHS if "AAPL" in path]
 
@@ -168,6 +174,20 @@ SNAPSHOTS = "/v2/snapshot/locale/us/markets/stocks/tickers"
         ("/v3/reference/tickers", {"search": "a\x00"}, "search"),
         ("/v3/reference/tickers", {"ticker.gt": "\x00"}, "ticker.gt"),
         (SNAPSHOTS, {"tickers": "AAPL,\x00"}, "tickers"),
+        ("/v1/indicators/sma/AAPL", {"window": "1"}, "window"),
+        ("/v1/indicators/ema/AAPL", {"window": "1001"}, "window"),
+        ("/v1/indicators/rsi/AAPL", {"window": "x"}, "window"),
+        ("/v1/indicators/macd/AAPL", {"short_window": "26"}, "short_window"),
+        ("/v1/indicators/macd/AAPL", {"signal_window": "0"}, "signal_window"),
+        ("/v1/indicators/sma/AAPL", {"series_type": "volume"}, "series_type"),
+        ("/v1/indicators/sma/AAPL", {"timespan": "second"}, "timespan"),
+        ("/v1/indicators/sma/AAPL", {"timespan": "fortnight"}, "timespan"),
+        ("/v1/indicators/sma/AAPL", {"limit": "5001"}, "limit"),
+        ("/v1/indicators/sma/AAPL", {"order": "up"}, "order"),
+        ("/v1/indicators/sma/AAPL", {"expand_underlying": "yes"}, "expand_underlying"),
+        ("/v1/indicators/sma/AAPL", {"timestamp.gte": "noon"}, "timestamp.gte"),
+        ("/v1/indicators/sma/AAPL", {"timestamp": "2020-02-30"}, "timestamp"),
+        ("/v1/indicators/sma/AAPL", {"timestamp.lt": "\u00b2"}, "timestamp.lt"),
         (SNAPSHOTS, {"tickers": ",".join(f"T{i}" for i in range(1001))}, "tickers"),
     ],
 )
@@ -386,3 +406,119 @@ def test_a_snapshot_of_every_symbol_costs_what_one_costs(client, stored):
         return len(captured)
 
     assert queries({}) == queries({"tickers": "AAPL"}) <= 4
+
+
+# Indicators: expected values from TA-Lib on the bars of /api/v1.
+
+INDICATORS = "/v1/indicators"
+
+
+def talib_values(kind: str, x: np.ndarray, params: dict) -> list[tuple]:
+    """(value,) or (value, signal, histogram) per bar, as TA-Lib computes them."""
+    if kind == "macd":
+        columns = talib.MACD(x, int(params.get("short_window", 12)),
+                             int(params.get("long_window", 26)),
+                             int(params.get("signal_window", 9)))  # fmt: skip
+    else:
+        default = 14 if kind == "rsi" else 50
+        columns = (getattr(talib, kind.upper())(x, int(params.get("window", default))),)
+    return list(zip(*(c.tolist() for c in columns), strict=True))
+
+
+def gateway_values(answer: dict) -> list[tuple[int, tuple]]:
+    return [(v["timestamp"], tuple(v[k] for k in ("value", "signal", "histogram") if k in v))
+            for v in answer["results"]["values"]]  # fmt: skip
+
+
+def close_enough(got: list[tuple[int, tuple]], expected: list[tuple[int, tuple]]) -> bool:
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    return all(
+        abs(a - b) <= 1e-9 for (_, ours), (_, theirs) in zip(got, expected, strict=True)
+        for a, b in zip(ours, theirs, strict=True)
+    )  # fmt: skip
+
+
+@pytest.fixture
+def history(client, stored):
+    """Two days of AAPL's minute bars; (ms, bar) per minute and per hour from /api/v1."""
+    call_command("backfill", days=2, symbols="AAPL")
+    out = {}
+    for timespan, interval in (("minute", "1m"), ("hour", "1h")):
+        bars = client.get("/api/v1/stocks/AAPL/bars", {"interval": interval, "limit": 5000})
+        out[timespan] = [(as_agg(b)["t"], b) for b in bars.json()["results"]]
+    assert len(out["minute"]) > 2800
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("sma", {}),
+        ("sma", {"window": "7", "series_type": "high"}),
+        ("ema", {}),
+        ("ema", {"window": "10", "series_type": "low"}),
+        ("rsi", {}),
+        ("rsi", {"window": "30", "series_type": "open"}),
+        ("macd", {}),
+        ("macd", {"short_window": "5", "long_window": "35", "signal_window": "4"}),
+    ],
+)
+@pytest.mark.parametrize("timespan", ["minute", "hour"])
+def test_indicators_equal_talib_on_the_bars(client, history, kind, params, timespan):
+    bars = history[timespan]
+    x = np.array([b[params.get("series_type", "close")] for _, b in bars])
+    expected = [(t, v) for (t, _), v in zip(bars, talib_values(kind, x, params), strict=True)
+                if not np.isnan(v[0])]  # fmt: skip
+    path = f"{INDICATORS}/{kind}/AAPL"
+    newest = client.get(path, {"timespan": timespan, **params}).json()  # desc, 10 by default
+    assert close_enough(gateway_values(newest), expected[-10:][::-1])
+    everything = client.get(path, {"timespan": timespan, "order": "asc", "limit": 5000, **params})
+    assert close_enough(gateway_values(everything.json()), expected)
+    if len(expected) < 10:  # 48 hours: a 50-bar window has no value yet, as TA-Lib's
+        return
+    # A window: the bounds hold, asc from the first value in it, desc from the last.
+    lo, hi = expected[len(expected) // 3][0], expected[len(expected) // 2][0]
+    window = {"timespan": timespan, "timestamp.gt": str(lo), "timestamp.lte": str(hi), **params}
+    inside = [e for e in expected if lo < e[0] <= hi]
+    asc = client.get(path, {**window, "order": "asc", "limit": 3}).json()
+    assert close_enough(gateway_values(asc), inside[:3])
+    desc = client.get(path, {**window, "limit": 4}).json()
+    assert close_enough(gateway_values(desc), inside[-4:][::-1])
+
+
+def test_indicator_timestamps_as_a_date_ms_or_ns(client, history):
+    path = f"{INDICATORS}/sma/AAPL"
+    values = client.get(path, {"timespan": "minute", "limit": 5000, "window": 5}).json()
+    some = values["results"]["values"][100]
+    for stamp in (str(some["timestamp"]), str(some["timestamp"] * 10**6)):
+        exact = client.get(path, {"timespan": "minute", "window": 5, "timestamp": stamp})
+        assert exact.json()["results"]["values"] == [some]
+    day = datetime.fromtimestamp(some["timestamp"] / 1000, UTC).date()
+    that_day = client.get(path, {"timespan": "minute", "window": 5, "limit": 5000,
+                                 "timestamp": day.isoformat()}).json()  # fmt: skip
+    assert [v for v in values["results"]["values"]
+            if datetime.fromtimestamp(v["timestamp"] / 1000, UTC).date() == day] == \
+        that_day["results"]["values"]  # fmt: skip
+    assert client.get(path, {"timestamp.gt": "2199-01-01"}).json()["results"]["values"] == []
+
+
+def test_the_underlying_aggregates_are_the_bars_used(client, history):
+    params = {"timespan": "hour", "window": 3, "expand_underlying": "true"}
+    answer = client.get(f"{INDICATORS}/ema/AAPL", params).json()
+    underlying = answer["results"]["underlying"]
+    by_hour = dict(history["hour"])
+    assert [a["t"] for a in underlying["aggregates"]] == list(by_hour)  # every hour: warm-up
+    assert all({k: a[k] for k in "tohlcvn"} == as_agg(by_hour[a["t"]])
+               for a in underlying["aggregates"])  # fmt: skip
+    assert results(pages(client, relative(underlying["url"]))) == underlying["aggregates"]
+    plain = client.get(f"{INDICATORS}/ema/AAPL", {"timespan": "hour", "window": 3}).json()
+    assert set(plain["results"]["underlying"]) == {"url"}
+    assert plain["results"]["values"] == answer["results"]["values"]
+
+
+def test_a_symbol_without_bars_has_no_values_but_an_underlying(client, stored):
+    for kind in ("sma", "ema", "rsi", "macd"):
+        answer = client.get(f"{INDICATORS}/{kind}/MSFT", {"expand_underlying": "true"}).json()
+        assert answer["results"]["values"] == []
+        assert answer["results"]["underlying"]["aggregates"] == []
+        assert answer["results"]["underlying"]["url"].startswith("http")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import importlib
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import requests
+import talib
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
@@ -203,3 +205,59 @@ def test_snapshots_parse_and_equal_our_price_and_bars(live, vendor):
     assert (quiet.day, quiet.min, quiet.prev_day, quiet.last_trade, quiet.updated) == (
         None, None, None, None, None
     )  # fmt: skip
+
+
+def _talib(method: str, x: np.ndarray, params: dict) -> list[tuple[float, ...]]:
+    if method == "get_macd":
+        columns = talib.MACD(x, params["short_window"], params["long_window"],
+                             params["signal_window"])  # fmt: skip
+    else:
+        columns = (getattr(talib, method[4:].upper())(x, params.get("window", 14)),)
+    return list(zip(*(c.tolist() for c in columns), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("get_sma", {"window": 20}),
+        ("get_ema", {"window": 12, "series_type": "high"}),
+        ("get_rsi", {}),  # the vendor's default window, 14
+        ("get_macd", {"short_window": 12, "long_window": 26, "signal_window": 9}),
+    ],
+)
+def test_indicators_equal_talib_on_our_bars(live, vendor, method, params):
+    url, key, ours = live
+    package, _ = vendor
+    client = package.RESTClient(api_key=key, base=url)
+    bars = ours("stocks/AAPL/bars", interval="1m", limit=5000)["results"]
+    x = np.array([b[params.get("series_type", "close")] for b in bars])
+    expected = [(ns_of(b["ts"]) // 1_000_000, v)
+                for b, v in zip(bars, _talib(method, x, params), strict=True)
+                if not np.isnan(v[0])]  # fmt: skip
+
+    def values(answer) -> list[tuple[int, tuple[float, ...]]]:
+        return [(v.timestamp, (v.value, v.signal, v.histogram) if method == "get_macd"
+                 else (v.value,)) for v in answer.values]  # fmt: skip
+
+    def close(got: list, want: list) -> bool:
+        assert [t for t, _ in got] == [t for t, _ in want]
+        return all(abs(a - b) <= 1e-9 for (_, g), (_, w) in zip(got, want, strict=True)
+                   for a, b in zip(g, w, strict=True))  # fmt: skip
+
+    newest = getattr(client, method)("AAPL", timespan="minute", limit=100, **params)
+    assert close(values(newest), expected[-100:][::-1])  # newest first, the vendor's default
+    assert newest.underlying.url.startswith(f"{url}/v2/aggs/ticker/AAPL/range/1/minute/")
+    # A window by datetime (the clients send it as ns), oldest first, with the aggregates.
+    since = datetime.fromtimestamp(expected[500][0] / 1000, UTC)
+    window = getattr(client, method)(
+        "AAPL", timespan="minute", timestamp_gte=since, order="asc", limit=40,
+        expand_underlying=True, **params,
+    )  # fmt: skip
+    assert close(values(window), expected[500:540])
+    used = {a.timestamp: a for a in window.underlying.aggregates}
+    by_ms = {ns_of(b["ts"]) // 1_000_000: b for b in bars}
+    assert set(used) <= set(by_ms)
+    assert all((a.open, a.high, a.low, a.close, a.volume) ==
+               tuple(by_ms[t][k] for k in ("open", "high", "low", "close", "volume"))
+               for t, a in used.items())  # fmt: skip
+    assert {t for t, _ in expected[500:540]} <= set(used)
