@@ -21,7 +21,7 @@ from rest_framework.authtoken.models import Token
 
 from apps.ops.timestamps import UNIX_EPOCH
 from apps.polygon import constants as c
-from apps.polygon import events, selectors
+from apps.polygon import messages, selectors
 from apps.streaming import close_codes
 from apps.streaming.consumers import (
     MAX_MESSAGE_BYTES,
@@ -108,7 +108,7 @@ class MinuteBars:
                 for k in missing:
                     self._events.pop(k, None)
             future.set_result(read)
-            cutoff = missing[-1][1] - KEEP_MINUTES * events.MINUTE_US
+            cutoff = missing[-1][1] - KEEP_MINUTES * messages.MINUTE_US
             self._events = {k: f for k, f in self._events.items() if k[1] >= cutoff}
         found = []
         for k in closed:
@@ -125,13 +125,13 @@ class MinuteBars:
         spans, starts = [], {}
         for symbol, minutes in wanted.items():
             first, last = min(minutes), max(minutes)
-            day = first - first % events.DAY_US
+            day = first - first % messages.DAY_US
             carried = self._days.get(symbol)
             if carried and carried[0] == day and carried[1] < first:
                 starts[symbol] = carried
-                since = carried[1] + events.MINUTE_US
+                since = carried[1] + messages.MINUTE_US
             else:
-                starts[symbol] = (day, day - events.MINUTE_US, 0, 0.0, 0.0)
+                starts[symbol] = (day, day - messages.MINUTE_US, 0, 0.0, 0.0)
                 since = day
             spans.append((symbol, _at(since), _at(last)))
         rows = await database_sync_to_async(selectors.minute_bars_between)(spans=spans)
@@ -140,8 +140,8 @@ class MinuteBars:
         for symbol, *bar in rows:
             day, _, volume, value, day_open = totals[symbol]
             start = bar[0]
-            if start - start % events.DAY_US != day:  # the span crossed midnight UTC
-                day, volume, value, day_open = start - start % events.DAY_US, 0, 0.0, 0.0
+            if start - start % messages.DAY_US != day:  # the span crossed midnight UTC
+                day, volume, value, day_open = start - start % messages.DAY_US, 0, 0.0, 0.0
             o, h, l, c_, v = bar[1:6]  # noqa: E741
             if not volume:
                 day_open = o
@@ -149,13 +149,13 @@ class MinuteBars:
             value += v * (h + l + c_) / 3
             totals[symbol] = (day, start, volume, value, day_open)
             if start in wanted[symbol]:
-                found[(symbol, start)] = events.minute_agg(
+                found[(symbol, start)] = messages.minute_agg(
                     symbol, tuple(bar), day_volume=volume, day_value=value, day_open=day_open
                 )
         for symbol, minutes in wanted.items():
             day, _, volume, value, day_open = totals[symbol]
             last = max(minutes)
-            if last - last % events.DAY_US != day:
+            if last - last % messages.DAY_US != day:
                 continue
             known = self._days.get(symbol)
             if known is None or (known[0], known[1]) < (day, last):
@@ -169,7 +169,7 @@ minute_bars = MinuteBars()
 
 class StocksConsumer(FeedConsumer):
     """`/stocks`: the vendor's handshake (connected, auth), subscriptions by topic
-    (`T.AAPL`, `AM.*`), then `T` and `AM` events. Every frame is a JSON array."""
+    (`T.AAPL`, `AM.*`), then `T` and `AM` messages. Every frame is a JSON array."""
 
     async def connect(self) -> None:
         # `FeedConsumer.connect` checks the caller at the handshake; here the key comes
@@ -179,14 +179,14 @@ class StocksConsumer(FeedConsumer):
         self.topics: dict[str, set[str]] = {"T": set(), "AM": set()}
         self.minutes: dict[str, int] = {}  # AM symbols: the minute of their last tick seen
         await self.accept()
-        await self.send(text_data=_dumps([events.status("connected", "Connected Successfully")]))
+        await self.send(text_data=_dumps([messages.status("connected", "Connected Successfully")]))
         self.start_sending()
 
     def frames(self, pending: list[dict]) -> list[object]:
         out = []
         for message in pending:
             if message.get("type") == "tick":
-                out.append(events.trade(message, *_exchanges.of(message["symbol"])))
+                out.append(messages.trade(message, *_exchanges.of(message["symbol"])))
             elif "ev" in message:  # a status
                 out.append(message)
             else:  # an AM event, queued under ("AM", symbol) so it coalesces by symbol
@@ -207,7 +207,7 @@ class StocksConsumer(FeedConsumer):
             for tick in ticks:
                 symbol = tick["symbol"]
                 if every or symbol in aggs:
-                    minute = events.minute_of(tick["ts"])
+                    minute = messages.minute_of(tick["ts"])
                     last = self.minutes.get(symbol)
                     if last is None or minute > last:
                         self.minutes[symbol] = minute
@@ -223,40 +223,40 @@ class StocksConsumer(FeedConsumer):
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
         raw = text.encode() if text is not None else data or b""
         if len(raw) > MAX_MESSAGE_BYTES:
-            return [events.status("error", f"message too large: {len(raw)} bytes, the limit "
+            return [messages.status("error", f"message too large: {len(raw)} bytes, the limit "
                                   f"is {MAX_MESSAGE_BYTES}")]  # fmt: skip
         try:
             request = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return [events.status("error", "malformed JSON")]
+            return [messages.status("error", "malformed JSON")]
         action = request.get("action") if isinstance(request, dict) else None
         params = request.get("params") if isinstance(request, dict) else None
         if action == "auth":
             return await self._auth(params)
         if action not in ("subscribe", "unsubscribe"):
-            return [events.status("error", 'unknown action: use "auth", "subscribe" or '
+            return [messages.status("error", 'unknown action: use "auth", "subscribe" or '
                                   '"unsubscribe"')]  # fmt: skip
         if not self.authenticated:
-            return [events.status("error", 'not authorized: send {"action":"auth",'
+            return [messages.status("error", 'not authorized: send {"action":"auth",'
                                   '"params":KEY} first')]  # fmt: skip
         if not isinstance(params, str) or not params.strip():
-            return [events.status("error", '"params" must be topics such as "T.AAPL,AM.*"')]
+            return [messages.status("error", '"params" must be topics such as "T.AAPL,AM.*"')]
         return await self._change(action, [t.strip() for t in params.split(",") if t.strip()])
 
     async def _auth(self, params: object) -> list[dict]:
         if self.authenticated:
-            return [events.status("success", "already authenticated")]
+            return [messages.status("success", "already authenticated")]
         user = await _key_user(params) if isinstance(params, str) and params else None
         if user is None and not settings.MARKETFLUX_PUBLIC_READ:
             # The client raises AuthError on this frame and does not reconnect.
-            await self.send(text_data=_dumps([events.status("auth_failed",
+            await self.send(text_data=_dumps([messages.status("auth_failed",
                                                             "authentication failed")]))  # fmt: skip
             await self.close(code=close_codes.UNAUTHORIZED)
             return []
         self.authenticated = True
         await self.channel_layer.group_add(MARKET_GROUP, self.channel_name)
         self.groups.append(MARKET_GROUP)  # Channels leaves it on disconnect
-        return [events.status("auth_success", "authenticated")]
+        return [messages.status("auth_success", "authenticated")]
 
     async def _change(self, action: str, topics: list[str]) -> list[dict]:
         parsed = []
@@ -270,19 +270,19 @@ class StocksConsumer(FeedConsumer):
         replies = []
         for topic, prefix, symbol in parsed:
             if prefix in NOT_SERVED_YET:
-                replies.append(events.status("error", f"{topic}: {NOT_SERVED_YET[prefix]} "
+                replies.append(messages.status("error", f"{topic}: {NOT_SERVED_YET[prefix]} "
                                              f"({prefix}) are not served yet"))  # fmt: skip
             elif prefix not in SERVED or not symbol:
-                replies.append(events.status("error", f"{topic}: unknown topic; served: "
+                replies.append(messages.status("error", f"{topic}: unknown topic; served: "
                                              "T.<symbol>, AM.<symbol>, T.*, AM.*"))  # fmt: skip
             elif symbol != "*" and symbol not in known:
-                replies.append(events.status("error", f"{topic}: unknown symbol"))
+                replies.append(messages.status("error", f"{topic}: unknown symbol"))
             elif action == "subscribe":
                 self.topics[prefix].add(symbol)
-                replies.append(events.status("success", f"subscribed to: {prefix}.{symbol}"))
+                replies.append(messages.status("success", f"subscribed to: {prefix}.{symbol}"))
             else:
                 self.topics[prefix].discard(symbol)
-                replies.append(events.status("success", f"unsubscribed to: {prefix}.{symbol}"))
+                replies.append(messages.status("success", f"unsubscribed to: {prefix}.{symbol}"))
         aggs = self.topics["AM"]
         if "*" not in aggs:
             self.minutes = {s: m for s, m in self.minutes.items() if s in aggs}

@@ -9,13 +9,13 @@ from django.db import connection
 
 from apps.market.models import Symbol
 from apps.ops.timestamps import epoch_micros
-from apps.polygon import constants as c
+from apps.polygon import messages
 
 
 def exchanges_by_ticker() -> dict[str, tuple[int, int]]:
     """Every symbol's vendor exchange id and tape (`constants.EXCHANGES`)."""
     return {
-        ticker: c.EXCHANGES.get(exchange.upper(), c.OTHER_EXCHANGE)[:2]
+        ticker: messages.exchange_of(exchange)[:2]
         for ticker, exchange in Symbol.objects.values_list("ticker", "exchange")
     }
 

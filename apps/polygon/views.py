@@ -24,6 +24,7 @@ from apps.market import selectors
 from apps.market.models import Symbol
 from apps.polygon import constants as c
 from apps.polygon import indicators
+from apps.polygon import messages as m
 from apps.polygon import params as p
 from apps.polygon import serializers as s
 from apps.polygon.auth import ApiKeyAuthentication
@@ -69,7 +70,7 @@ class GatewayView(APIView):
             "error": _error_text(response.data),
         }
         if isinstance(exc, ValidationError) and isinstance(response.data, dict):
-            body["errors"] = {k: [str(m) for m in v] for k, v in response.data.items()}
+            body["errors"] = {k: [str(msg) for msg in v] for k, v in response.data.items()}
         response.data = body
         return response
 
@@ -83,18 +84,6 @@ class GatewayView(APIView):
 def symbol_row(raw: str) -> Symbol:
     ticker, _ = find_symbol(raw)
     return Symbol.objects.get(ticker=ticker)
-
-
-def exchange_of(symbol: Symbol) -> tuple[int, int, str]:
-    return c.EXCHANGES.get(symbol.exchange.upper(), c.OTHER_EXCHANGE)
-
-
-def agg(candle: selectors.Candle) -> dict:
-    return {
-        "o": candle.open, "h": candle.high, "l": candle.low, "c": candle.close,
-        "v": candle.volume, "vw": (candle.high + candle.low + candle.close) / 3,
-        "n": candle.trades, "t": p.ms_of(candle.ts),
-    }  # fmt: skip
 
 
 _ERRORS = {
@@ -187,7 +176,7 @@ class Aggregates(GatewayView):
         body = {
             "ticker": ticker, "adjusted": adjusted, "queryCount": len(candles),
             "resultsCount": len(candles), "count": len(candles),
-            "results": [agg(x) for x in candles],
+            "results": [m.agg(x) for x in candles],
         }  # fmt: skip
         if len(candles) == limit:
             last = candles[-1].ts
@@ -244,7 +233,7 @@ class PreviousClose(GatewayView):
             symbol=ticker, step=timedelta(days=1), start=today - timedelta(days=7), end=today,
             limit=1, newest_first=True,
         )  # fmt: skip
-        results = [{"T": ticker, **agg(x)} for x in candles]
+        results = [{"T": ticker, **m.agg(x)} for x in candles]
         return self.answer(
             {"ticker": ticker, "adjusted": adjusted, "queryCount": len(results),
              "resultsCount": len(results), "count": len(results), "results": results}
@@ -279,25 +268,11 @@ class GroupedDaily(GatewayView):
                 symbol=ticker, step=timedelta(days=1), start=start,
                 end=start + timedelta(days=1), limit=1,
             )  # fmt: skip
-            results += [{"T": ticker, **agg(x)} for x in bars]
+            results += [{"T": ticker, **m.agg(x)} for x in bars]
         return self.answer(
             {"adjusted": adjusted, "queryCount": len(results), "resultsCount": len(results),
              "count": len(results), "results": results}
         )  # fmt: skip
-
-
-def trade_fields(ts: datetime, symbol: Symbol) -> dict:
-    ns = p.ns_of(ts)
-    exchange, tape, _ = exchange_of(symbol)
-    return {"ns": ns, "sequence": ns // 1000, "exchange": exchange, "tape": tape}
-
-
-def last_trade(symbol: Symbol, ts: datetime, price: float, size: int) -> dict:
-    """A tick as the vendor's last trade (`/v2/last/trade`, a snapshot's `lastTrade`)."""
-    f = trade_fields(ts, symbol)
-    return {"T": symbol.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"],
-            "i": str(f["sequence"]), "p": price, "s": size, "x": f["exchange"],
-            "z": f["tape"], "c": []}  # fmt: skip
 
 
 class LastTrade(GatewayView):
@@ -332,7 +307,7 @@ class LastTrade(GatewayView):
                                      newest_first=True)  # fmt: skip
         if not ticks:
             raise NotFound(f"No trade of {row.ticker} yet.")
-        return self.answer({"results": last_trade(row, *ticks[0])})
+        return self.answer({"results": m.last_trade(row, *ticks[0])})
 
 
 _TS_BOUNDS = ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt")
@@ -403,7 +378,7 @@ class Trades(GatewayView):
             )  # fmt: skip
         results = []
         for ts, price, size in ticks:
-            f = trade_fields(ts, row)
+            f = m.trade_fields(ts, row)
             results.append(
                 {"price": price, "size": size, "sip_timestamp": f["ns"],
                  "participant_timestamp": f["ns"], "sequence_number": f["sequence"],
@@ -421,15 +396,6 @@ class Trades(GatewayView):
             cursor["timestamp.gt" if order == "asc" else "timestamp.lt"] = last
             body["next_url"] = self.next_url(f"/v3/trades/{row.ticker}", cursor)
         return self.answer(body)
-
-
-def ticker_fields(symbol: Symbol) -> dict:
-    return {
-        "ticker": symbol.ticker, "name": symbol.name, "market": "stocks", "locale": "us",
-        "primary_exchange": exchange_of(symbol)[2] or symbol.exchange, "type": "CS",
-        "active": symbol.active, "currency_name": "usd",
-        "last_updated_utc": symbol.updated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }  # fmt: skip
 
 
 _TICKER_BOUNDS = {"ticker.gte": "gte", "ticker.gt": "gt", "ticker.lte": "lte", "ticker.lt": "lt"}
@@ -475,7 +441,7 @@ class Tickers(GatewayView):
         if query.get("market", "stocks").lower() != "stocks":
             rows = rows.none()
         page = list(rows.order_by("-ticker" if order == "desc" else "ticker")[:limit])
-        body = {"count": len(page), "results": [ticker_fields(x) for x in page]}
+        body = {"count": len(page), "results": [m.ticker_fields(x) for x in page]}
         if len(page) == limit:
             after = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
             after.update(order=order, limit=limit, active=str(active).lower())
@@ -507,32 +473,10 @@ class TickerDetails(GatewayView):
     def get(self, request: Request, symbol: str):
         row = symbol_row(symbol)
         return self.answer(
-            {"results": {**ticker_fields(row), "description": row.name,
+            {"results": {**m.ticker_fields(row), "description": row.name,
                          "sic_description": row.sector,
                          "list_date": row.created_at.astimezone(UTC).date().isoformat()}}
         )  # fmt: skip
-
-
-def ticker_snapshot(symbol: Symbol, hot: dict | None, bars: selectors.SnapshotBars) -> dict:
-    """A symbol's snapshot in the vendor's shape; a part with no data is left out, never
-    null (a null crashes the clients). No `lastQuote`: no quotes are stored yet."""
-    out: dict = {"ticker": symbol.ticker}
-    if hot is not None:
-        ts = datetime.fromisoformat(hot["ts"])
-        if bars.prev_day is not None:
-            change = hot["price"] - bars.prev_day.close
-            out["todaysChange"] = change
-            out["todaysChangePerc"] = change / bars.prev_day.close * 100.0
-        out["updated"] = p.ns_of(ts)
-        out["lastTrade"] = last_trade(symbol, ts, hot["price"], hot["size"])
-    if bars.day is not None:
-        out["day"] = agg(bars.day)
-    if bars.minute is not None:
-        day_volume = bars.day.volume if bars.day is not None else bars.minute.volume
-        out["min"] = {**agg(bars.minute), "av": day_volume}
-    if bars.prev_day is not None:
-        out["prevDay"] = agg(bars.prev_day)
-    return out
 
 
 _SNAPSHOT = {
@@ -578,7 +522,7 @@ class SnapshotAll(GatewayView):
         tickers = [row.ticker for row in rows]
         hot = selectors.hot_states(tickers)
         bars = selectors.snapshot_bars(tickers=tickers, now=datetime.now(UTC))
-        snapshots = [ticker_snapshot(row, hot[row.ticker], bars[row.ticker]) for row in rows]
+        snapshots = [m.ticker_snapshot(row, hot[row.ticker], bars[row.ticker]) for row in rows]
         return self.answer({"count": len(snapshots), "tickers": snapshots})
 
 
@@ -596,7 +540,7 @@ class SnapshotTicker(GatewayView):
         ticker, hot = find_symbol(symbol)
         row = Symbol.objects.get(ticker=ticker)
         bars = selectors.snapshot_bars(tickers=[ticker], now=datetime.now(UTC))[ticker]
-        return self.answer({"ticker": ticker_snapshot(row, hot, bars)})
+        return self.answer({"ticker": m.ticker_snapshot(row, hot, bars)})
 
 
 def _moment(raw: str, name: str) -> tuple[datetime, bool]:
@@ -709,7 +653,7 @@ class IndicatorView(GatewayView):
         )
         out: dict = {"url": url}
         if expand:
-            out["aggregates"] = [agg(bar) for bar in bars]
+            out["aggregates"] = [m.agg(bar) for bar in bars]
         return out
 
 
