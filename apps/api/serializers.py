@@ -106,6 +106,10 @@ class HistoryTickSerializer(serializers.Serializer):
     ts = serializers.DateTimeField()
     price = serializers.FloatField()
     size = serializers.IntegerField()
+    bid = serializers.FloatField(allow_null=True, help_text="Best bid when the trade printed.")
+    ask = serializers.FloatField(allow_null=True, help_text="Best offer when the trade printed.")
+    bid_size = serializers.IntegerField(allow_null=True, help_text="Shares bid.")
+    ask_size = serializers.IntegerField(allow_null=True, help_text="Shares offered.")
 
 
 class CandleSerializer(serializers.Serializer):

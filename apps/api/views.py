@@ -196,8 +196,24 @@ class StockViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                     "symbol": "AAPL",
                     "count": 2,
                     "results": [
-                        {"ts": "2026-12-02T15:04:05Z", "price": 190.1, "size": 100},
-                        {"ts": _TS, "price": 190.12, "size": 37},
+                        {
+                            "ts": "2026-12-02T15:04:05Z",
+                            "price": 190.1,
+                            "size": 100,
+                            "bid": 190.08,
+                            "ask": 190.11,
+                            "bid_size": 300,
+                            "ask_size": 500,
+                        },
+                        {
+                            "ts": _TS,
+                            "price": 190.12,
+                            "size": 37,
+                            "bid": 190.1,
+                            "ask": 190.13,
+                            "bid_size": 200,
+                            "ask_size": 100,
+                        },
                     ],
                 },
             )

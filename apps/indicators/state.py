@@ -237,10 +237,12 @@ class StateStore:
         micros: Sequence[int],
         prices: np.ndarray,
         sizes: Sequence[int],
-    ) -> dict[str, np.ndarray]:
-        """Advance indicators and sessions by the batch's new ticks (in time order)."""
+    ) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Advance indicators and sessions by the batch's new ticks (in time order); answers
+        the indicator values and each tick's session (UTC day) volume through it."""
         values = self.engine.update(symbols, prices)
         meta_of = self.meta
+        volumes = []
         for symbol, tick_micros, price, size in zip(
             symbols, micros, prices.tolist(), sizes, strict=True
         ):
@@ -250,7 +252,8 @@ class StateStore:
                 meta.session_day, meta.session_open, meta.session_volume = day, price, 0
             meta.session_volume += size
             meta.last_micros = tick_micros
-        return values
+            volumes.append(meta.session_volume)
+        return values, volumes
 
     def export(self, symbols: Sequence[str]) -> dict[str, bytes]:
         blobs = self.engine.export_symbols(symbols)

@@ -33,6 +33,7 @@ from apps.indicators.state import store as state_store
 from apps.market import keys, messages
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.market.models import TICKER_PATTERN
+from apps.market.simulator import Quotes
 from apps.ops import fanout
 from apps.ops.pgcopy import binary_copy
 from apps.ops.redis_client import Packed, execute_packed, pack, redis_client
@@ -45,20 +46,33 @@ class BatchError(ValueError):
 
 @dataclass(frozen=True)
 class TickBatch:
-    """Ticks from one source run, as columns."""
+    """Ticks from one source run, as columns; `quotes` for a source that carries them (a
+    row of NaN: that tick has none)."""
 
     symbols: list[str]
     ts: list[datetime]
     prices: np.ndarray
     sizes: np.ndarray
+    quotes: Quotes | None = None
 
     @classmethod
-    def from_rows(cls, rows: Sequence[tuple[str, datetime, float, int]]) -> TickBatch:
+    def from_rows(cls, rows: Sequence[tuple]) -> TickBatch:
+        """From `(symbol, ts, price, size)` rows, each optionally followed by its quote
+        `bid, ask, bid_size, ask_size` (or four Nones)."""
+        quotes = None
+        if any(len(r) > 4 for r in rows):
+            columns = [
+                np.array([np.nan if len(r) <= k or r[k] is None else r[k] for r in rows],
+                         dtype=np.float64)
+                for k in range(4, 8)
+            ]  # fmt: skip
+            quotes = Quotes(*columns)
         return cls(
             symbols=[r[0] for r in rows],
             ts=[r[1] for r in rows],
             prices=np.array([r[2] for r in rows], dtype=np.float64),
             sizes=np.array([r[3] for r in rows], dtype=np.int64),
+            quotes=quotes,
         )
 
     def __len__(self) -> int:
@@ -85,6 +99,30 @@ class TickBatch:
         if bad_size.any():
             i = int(np.argmax(bad_size))
             raise BatchError(f"row {i} ({self.symbols[i]}): size must be a positive integer")
+        if self.quotes is not None:
+            self._validate_quotes(self.quotes)
+
+    def _validate_quotes(self, quotes: Quotes) -> None:
+        if any(len(column) != len(self.symbols) for column in quotes.columns()):
+            raise BatchError("quotes: bids, asks and sizes need a row per tick")
+        try:
+            columns = np.array(quotes.columns(), dtype=np.float64)  # (4, n)
+        except (TypeError, ValueError):
+            raise BatchError("quotes: bids, asks and sizes must be numbers") from None
+        missing = np.isnan(columns)
+        checks = [
+            (missing.any(axis=0) & ~missing.all(axis=0),
+             "a quote needs a bid, an ask and both sizes, or none of them"),
+            (~missing[0] & ~((columns[:2] > 0) & (columns[:2] <= PRICE_MAX)).all(axis=0),
+             "bid and ask must be positive numbers"),
+            (~missing[0] & ~((columns[2:] >= 1) & (columns[2:] <= 2**31 - 1)
+                             & (columns[2:] == np.floor(columns[2:]))).all(axis=0),
+             "bid and ask sizes must be positive integers"),
+        ]  # fmt: skip
+        for bad, problem in checks:
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise BatchError(f"row {i} ({self.symbols[i]}): {problem}")
 
 
 @dataclass
@@ -115,10 +153,12 @@ class _Stopwatch:
 _STAGING = "pipeline_staged_ticks"
 _CREATE_STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
-    ord integer, symbol_id varchar(16), ts timestamptz, price float8, size integer
+    ord integer, symbol_id varchar(16), ts timestamptz, price float8, size integer,
+    bid float8, ask float8, bid_size integer, ask_size integer
 ) ON COMMIT DELETE ROWS
 """
 
+_TICK_COLUMNS = "symbol_id, ts, price, size, bid, ask, bid_size, ask_size"
 _UNKNOWN_SYMBOLS = f"""
 SELECT array_agg(DISTINCT s.symbol_id) FROM {_STAGING} s
 WHERE NOT EXISTS (SELECT 1 FROM market_symbol m WHERE m.ticker = s.symbol_id)
@@ -146,15 +186,15 @@ WHERE NOT EXISTS (SELECT 1 FROM market_symbol m WHERE m.ticker = s.symbol_id)
 def _store_ticks_and_bars(minute_bars: str, first_ticks: str, *, all_new: bool) -> str:
     if all_new:
         new_ticks = f"""inserted AS (
-    INSERT INTO market_tick (symbol_id, ts, price, size)
-    SELECT symbol_id, ts, price, size FROM {_STAGING} ORDER BY ord
+    INSERT INTO market_tick ({_TICK_COLUMNS})
+    SELECT {_TICK_COLUMNS} FROM {_STAGING} ORDER BY ord
 ),
 new_ticks AS (SELECT ord, symbol_id, ts, price, size FROM {_STAGING})"""
         numbered = "new_ticks n"
     else:
         new_ticks = f"""new_ticks AS (
-    INSERT INTO market_tick AS t (symbol_id, ts, price, size)
-    SELECT symbol_id, ts, price, size FROM {_STAGING} ORDER BY ord
+    INSERT INTO market_tick AS t ({_TICK_COLUMNS})
+    SELECT {_TICK_COLUMNS} FROM {_STAGING} ORDER BY ord
     ON CONFLICT (symbol_id, ts) DO NOTHING
     RETURNING t.symbol_id, t.ts, t.price, t.size
 )"""
@@ -277,6 +317,7 @@ def _sorted_unique(batch: TickBatch) -> TickBatch:
         ts=[batch.ts[i] for i in keep],
         prices=batch.prices[idx],
         sizes=batch.sizes[idx],
+        quotes=batch.quotes.take(idx) if batch.quotes is not None else None,
     )
 
 
@@ -312,11 +353,12 @@ def _outputs(
     tick_text: list[str],
     prices: np.ndarray,
     sizes: list[int],
+    quotes: Quotes | None,
     thresholds: Mapping[str, float],
 ) -> _Outputs:
     """Advance the indicators over the new ticks and build everything written from them."""
     began = time.perf_counter()
-    values = state_store.apply(symbols, micros, prices, sizes)
+    values, volumes = state_store.apply(symbols, micros, prices, sizes)
     snapshots = binary_copy(
         [
             ("text", symbols),
@@ -326,7 +368,13 @@ def _outputs(
         ]
     )
     ticks = messages.tick_messages(
-        symbols=symbols, ts=tick_text, prices=prices, sizes=sizes, values=values
+        symbols=symbols,
+        ts=tick_text,
+        prices=prices,
+        sizes=sizes,
+        volumes=volumes,
+        quotes=quotes,
+        values=values,
     )
     latest = {symbol: i for i, symbol in enumerate(symbols)}  # a symbol's last tick wins
     hot = [b"MSET"]
@@ -335,10 +383,7 @@ def _outputs(
     for symbol, i in latest.items():
         meta = meta_of[symbol]
         state = messages.hot_state(
-            ticks[i],
-            session_open=meta.session_open,
-            session_volume=meta.session_volume,
-            anomaly_threshold=thresholds[symbol],
+            ticks[i], session_open=meta.session_open, anomaly_threshold=thresholds[symbol]
         )
         states[symbol] = state
         hot += (keys.hot(symbol).encode(), orjson.dumps(state))
@@ -388,7 +433,13 @@ class _Speculation:
             return None
         thresholds = {symbol: threshold for symbol, (_, threshold) in basis.items()}
         outputs = _outputs(
-            batch.symbols, micros, tick_text, batch.prices, batch.sizes.tolist(), thresholds
+            batch.symbols,
+            micros,
+            tick_text,
+            batch.prices,
+            batch.sizes.tolist(),
+            batch.quotes,
+            thresholds,
         )
         return basis, outputs
 
@@ -505,6 +556,7 @@ def _store_ticks(
     speculation starts just before the store statement.
     """
     _ensure_staging_tables(cursor, nested=nested)
+    quotes = batch.quotes or Quotes.none(len(batch))
     with cursor.cursor.copy(_COPY_STAGING) as copy:
         copy.write(
             binary_copy(
@@ -514,6 +566,10 @@ def _store_ticks(
                     ("timestamptz", micros),
                     ("float8", batch.prices),
                     ("int4", batch.sizes),
+                    ("float8", quotes.bids),
+                    ("float8", quotes.asks),
+                    ("int4", quotes.bid_sizes),
+                    ("int4", quotes.ask_sizes),
                 ]
             )
         )
@@ -541,6 +597,7 @@ class _NewTicks:
     micros: list[int]
     prices: np.ndarray
     sizes: list[int]
+    quotes: Quotes | None
     starts: dict[str, BatchStart]  # per symbol: its first new tick, and what came before
 
     def __len__(self) -> int:
@@ -551,7 +608,7 @@ def _new_ticks(batch: TickBatch, *, micros: list[int], rows: list[tuple]) -> _Ne
     """The new ticks, from the store statement's rows."""
     if len(rows) == len(batch):  # every tick is new, the usual case: rows are in order
         symbols, tick_ts, new_micros, prices = batch.symbols, batch.ts, micros, batch.prices
-        sizes = batch.sizes.tolist()
+        sizes, quotes = batch.sizes.tolist(), batch.quotes
     else:
         index = [r[0] for r in rows]
         symbols = [batch.symbols[i] for i in index]
@@ -559,11 +616,12 @@ def _new_ticks(batch: TickBatch, *, micros: list[int], rows: list[tuple]) -> _Ne
         new_micros = [micros[i] for i in index]
         prices = batch.prices[index]
         sizes = batch.sizes[index].tolist()
+        quotes = batch.quotes.take(np.array(index)) if batch.quotes is not None else None
     starts: dict[str, BatchStart] = {}
     for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
         if symbol not in starts:  # rows are in time order: the first is the first new tick
             starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
-    return _NewTicks(symbols, tick_ts, new_micros, prices, sizes, starts)
+    return _NewTicks(symbols, tick_ts, new_micros, prices, sizes, quotes, starts)
 
 
 def _advance_indicators(
@@ -584,7 +642,9 @@ def _advance_indicators(
     result.rebuilt = state_store.prepare(new.starts, cursor)
     thresholds = {symbol: start.threshold for symbol, start in new.starts.items()}
     tick_text = [ts_text[ts] for ts in new.ts]
-    return _outputs(new.symbols, new.micros, tick_text, new.prices, new.sizes, thresholds)
+    return _outputs(
+        new.symbols, new.micros, tick_text, new.prices, new.sizes, new.quotes, thresholds
+    )
 
 
 def _store_snapshots(cursor, *, snapshots: bytes) -> None:

@@ -66,16 +66,19 @@ def _previous_prices(symbols: list[Symbol], scheduled_at: datetime) -> np.ndarra
 
 
 def simulate_batch(*, symbols: list[Symbol], scheduled_at: datetime) -> pipeline.TickBatch:
-    """One tick per symbol at the scheduled time, continuing from the last stored price."""
+    """One tick per symbol at the scheduled time, continuing from the last stored price,
+    with the quote standing around it."""
     interval = settings.TICK_INTERVAL
     params = [
         simulator.SimulatorParams(s.ticker, s.drift, s.volatility, s.jump_rate) for s in symbols
     ]
+    slot = simulator.slot_of(scheduled_at.timestamp(), interval)
+    seed = settings.MARKETFLUX_SEED
     prices, sizes = simulator.step(
         params=params,
         last_prices=_previous_prices(symbols, scheduled_at),
-        slot=simulator.slot_of(scheduled_at.timestamp(), interval),
-        seed=settings.MARKETFLUX_SEED,
+        slot=slot,
+        seed=seed,
         interval=interval,
     )
     return pipeline.TickBatch(
@@ -83,6 +86,7 @@ def simulate_batch(*, symbols: list[Symbol], scheduled_at: datetime) -> pipeline
         ts=[scheduled_at] * len(symbols),
         prices=prices,
         sizes=sizes,
+        quotes=simulator.quotes(params=params, prices=prices, slot=slot, seed=seed),
     )
 
 

@@ -37,6 +37,15 @@ TRADE_SIZE_MEDIAN = 100.0
 TRADE_SIZE_LOG_SIGMA = 1.0
 TRADE_SIZE_MAX = 50_000
 
+# Quotes: the quoted spread is SPREAD_BASE_BPS + SPREAD_VOL_BPS per unit of annual volatility
+# (so 3 bps at the default 25 %), times a log-normal factor, and never under one price
+# increment; each side shows 1 to QUOTE_LOTS_MAX round lots (docs/contracts.md#quotes).
+SPREAD_BASE_BPS = 1.0
+SPREAD_VOL_BPS = 8.0
+SPREAD_LOG_SIGMA = 0.35
+QUOTE_LOTS_MAX = 10
+SUB_PENNY_BELOW = 1.0  # Reg NMS rule 612: $0.0001 increments below $1.00, $0.01 from there
+
 # The default market that `seed_symbols` creates.
 DEFAULT_SYMBOLS: list[dict] = [
     {

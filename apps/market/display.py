@@ -8,8 +8,9 @@ is `price` in static/js/format.js.
 
 from __future__ import annotations
 
+from apps.market.constants import SUB_PENNY_BELOW
+
 DASH = "—"  # a value not known yet
-SUB_PENNY_BELOW = 1.0  # Reg NMS rule 612: sub-penny increments only below $1.00
 
 
 def price_decimals(value: float) -> int:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from apps.market.simulator import Quotes
+
 # The indicators every tick carries, in contract order (docs/contracts.md#indicators). The
 # engine (`apps.indicators.engine.FIELDS`) computes exactly these; a test holds them equal.
 INDICATOR_FIELDS: tuple[str, ...] = (
@@ -27,16 +29,28 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+QUOTE_FIELDS: tuple[str, ...] = ("bid", "ask", "bid_size", "ask_size")
+
+
 def tick_messages(
     *,
     symbols: list[str],
     ts: list[str],
     prices: np.ndarray,
     sizes: list[int],
+    volumes: list[int],
+    quotes: Quotes | None,
     values: Mapping[str, np.ndarray],
 ) -> list[dict]:
-    """`tick` messages for a batch, built column-wise (`ts` already formatted)."""
+    """`tick` messages for a batch, built column-wise (`ts` already formatted); `volumes`
+    is each tick's UTC day volume through it."""
     rows = zip(*(_json_column(values[f]) for f in INDICATOR_FIELDS), strict=True)
+    if quotes is None:
+        quote_rows = [(None, None, None, None)] * len(symbols)
+    else:
+        bids, asks, bid_sizes, ask_sizes = quotes.columns()
+        quote_rows = zip(_json_column(bids), _json_column(asks), _json_column(bid_sizes, int),
+                         _json_column(ask_sizes, int), strict=True)  # fmt: skip
     return [
         {
             "type": "tick",
@@ -44,27 +58,31 @@ def tick_messages(
             "ts": stamp,
             "price": price,
             "size": size,
+            "volume": volume,
+            **dict(zip(QUOTE_FIELDS, quote, strict=True)),
             "indicators": dict(zip(INDICATOR_FIELDS, row, strict=False)),  # a row per field
         }
-        for symbol, stamp, price, size, row in zip(
-            symbols, ts, prices.tolist(), sizes, rows, strict=True
+        for symbol, stamp, price, size, volume, quote, row in zip(
+            symbols, ts, prices.tolist(), sizes, volumes, quote_rows, rows, strict=True
         )
     ]
 
 
-def _json_column(column: np.ndarray) -> list:
-    """Python values for JSON, NaN (not warmed up yet) as None."""
+def _json_column(column: np.ndarray, kind: type = float) -> list:
+    """Python values for JSON, NaN (not warmed up yet, no quote) as None; `int` for a
+    column of whole numbers that may arrive as floats (quote sizes)."""
+    column = np.asarray(column)
     if column.dtype.kind == "f":
         missing = np.isnan(column)
+        if kind is int:
+            column = np.where(missing, 0, column).astype(np.int64)
         if missing.any():
             column = column.astype(object)
             column[missing] = None
     return column.tolist()
 
 
-def hot_state(
-    tick: Mapping, *, session_open: float, session_volume: int, anomaly_threshold: float
-) -> dict:
+def hot_state(tick: Mapping, *, session_open: float, anomaly_threshold: float) -> dict:
     """What the pipeline keeps in Redis per symbol: the latest tick, its session, indicators.
 
     Prices reaching here were validated finite and positive, so plain arithmetic is safe.
@@ -75,10 +93,11 @@ def hot_state(
         "ts": tick["ts"],
         "price": tick["price"],
         "size": tick["size"],
+        **{field: tick[field] for field in QUOTE_FIELDS},
         "session_open": session_open,
         "change": change,
         "change_pct": change / session_open * 100.0,
-        "volume": session_volume,
+        "volume": tick["volume"],
         "anomaly_threshold": anomaly_threshold,
         "indicators": tick["indicators"],
     }
@@ -132,8 +151,19 @@ def stock(row: Mapping, hot: Mapping | None) -> dict:
     }
 
 
-def history_tick(ts: datetime, price_: float, size: int) -> dict:
-    return {"ts": format_ts(ts), "price": price_, "size": size}
+def history_tick(
+    ts: datetime,
+    price_: float,
+    size: int,
+    bid: float | None = None,
+    ask: float | None = None,
+    bid_size: int | None = None,
+    ask_size: int | None = None,
+) -> dict:
+    """A stored tick as `/history` and a feed's snapshot list it, with its quote (null when
+    its source carried none)."""
+    return {"ts": format_ts(ts), "price": price_, "size": size, "bid": bid, "ask": ask,
+            "bid_size": bid_size, "ask_size": ask_size}  # fmt: skip
 
 
 def candle(ts: datetime, open_: float, high: float, low: float, close: float, volume: int,

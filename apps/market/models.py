@@ -68,13 +68,18 @@ def series_symbol_field() -> models.ForeignKey:
 
 
 class Tick(models.Model):
-    """One trade print: a price and size at the tick's scheduled time."""
+    """One trade print: a price and size at the tick's scheduled time, and the best bid and
+    offer standing then (null, all four, for a source that carries no quotes)."""
 
     pk = models.CompositePrimaryKey("symbol", "ts")
     symbol = series_symbol_field()
     ts = models.DateTimeField()
     price = models.FloatField()
     size = models.IntegerField()
+    bid = models.FloatField(null=True)
+    ask = models.FloatField(null=True)
+    bid_size = models.IntegerField(null=True)
+    ask_size = models.IntegerField(null=True)
 
     class Meta:
         # The composite primary key (symbol, ts) is the index "last N ticks of a symbol" uses.

@@ -56,18 +56,39 @@ def market_overview(known: dict[str, dict] | None = None, tickers: list[str] | N
     return messages.overview(states, now=datetime.now(UTC))
 
 
-def recent_ticks(
-    symbol: str, limit: int, *, until: datetime | None = None
-) -> list[tuple[datetime, float, int]]:
-    """The last `limit` ticks (at or before `until`) as (ts, price, size), oldest first.
+def recent_ticks(symbol: str, limit: int, *, until: datetime | None = None) -> list[tuple]:
+    """The last `limit` ticks (at or before `until`) as (ts, price, size, bid, ask,
+    bid_size, ask_size), oldest first.
 
     A backward scan of the (symbol, ts) key.
     """
     ticks = Tick.objects.filter(symbol_id=symbol)
     if until is not None:
         ticks = ticks.filter(ts__lte=until)
-    rows = ticks.order_by("-ts").values_list("ts", "price", "size")[:limit]
+    rows = ticks.order_by("-ts").values_list(
+        "ts", "price", "size", "bid", "ask", "bid_size", "ask_size"
+    )[:limit]
     return list(reversed(rows))
+
+
+QUOTE_LOOKBACK = 1000  # ticks searched back for the newest that carried a quote
+
+
+def last_quote(symbol: str) -> tuple | None:
+    """The newest quote as (ts, bid, ask, bid_size, ask_size), or None: the newest tick
+    that carried one among the last QUOTE_LOOKBACK ticks (a bounded backward scan of the
+    (symbol, ts) key, however many ticks came from a source without quotes)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LAST_QUOTE, [symbol, QUOTE_LOOKBACK])
+        return cursor.fetchone()
+
+
+_LAST_QUOTE = """
+SELECT ts, bid, ask, bid_size, ask_size FROM (
+    SELECT ts, bid, ask, bid_size, ask_size FROM market_tick
+    WHERE symbol_id = %s ORDER BY ts DESC LIMIT %s
+) newest WHERE bid IS NOT NULL ORDER BY ts DESC LIMIT 1
+"""
 
 
 # One index probe per symbol (backward scan of the (symbol, ts) key), never a table scan.
@@ -275,6 +296,83 @@ def bars_page(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [Candle(*row) for row in cursor.fetchall()]
+
+
+_BUCKETS_FROM_TICKS = """
+SELECT date_bin(%(step)s, t.ts, %(origin)s),
+       (array_agg(t.price ORDER BY t.ts))[1], max(t.price), min(t.price),
+       (array_agg(t.price ORDER BY t.ts DESC))[1], sum(t.size)::bigint, count(*)::int
+FROM market_tick t
+WHERE t.symbol_id = %(symbol)s AND t.ts >= %(start)s AND t.ts < %(end)s
+GROUP BY 1 ORDER BY 1 {direction}
+"""
+
+
+def tick_buckets(*, symbol: str, step: timedelta, start: datetime, end: datetime,
+                 newest_first: bool = False) -> list[Candle]:  # fmt: skip
+    """Buckets of `step` (seconds, where no bar is stored) summed from the ticks of
+    [start, end), both bucket boundaries: every tick in that time is read, so callers
+    bound the window (docs/polygon.md#aggregates pages a window of `limit` buckets)."""
+    sql = _BUCKETS_FROM_TICKS.format(direction="DESC" if newest_first else "ASC")
+    params = {"symbol": symbol, "step": step, "origin": BUCKET_ORIGIN, "start": start,
+              "end": end}  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [Candle(*row) for row in cursor.fetchall()]
+
+
+def month_index(ts: datetime) -> int:
+    """Calendar months (UTC) from January 2000 to the month `ts` falls in."""
+    ts = ts.astimezone(UTC)
+    return (ts.year - 2000) * 12 + ts.month - 1
+
+
+def month_start(index: int) -> datetime:
+    """The first instant of the month `month_index` numbers."""
+    return datetime(2000 + index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def calendar_bars_page(
+    *,
+    symbol: str,
+    months: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    newest_first: bool = False,
+) -> list[Candle]:
+    """The first `limit` buckets of `months` calendar months (UTC; month, quarter, year),
+    counted from January 2000, starting in [start, end), in the order asked for: the day
+    bars of each summed. As `bars_page`, `start` moves up to a bucket's start and the last
+    bucket is whole."""
+    first = -(-month_index(start) // months) * months
+    if month_start(month_index(start)) != start and month_index(start) % months == 0:
+        first += months  # `start` is inside a bucket's first month, after its start
+    last = -(-(month_index(end) + (month_start(month_index(end)) != end)) // months) * months
+    if first >= last:
+        return []
+    days = bars_page(
+        symbol=symbol, step=timedelta(days=1), start=month_start(first), end=month_start(last),
+        limit=min(limit * months * 31, (month_start(last) - month_start(first)).days),
+        newest_first=newest_first,
+    )  # fmt: skip
+    buckets: list[list[Candle]] = []
+    for day in days:
+        key = month_index(day.ts) // months
+        if not buckets or month_index(buckets[-1][0].ts) // months != key:
+            if len(buckets) == limit:
+                break
+            buckets.append([])
+        buckets[-1].append(day)
+    out = []
+    for bucket in buckets:
+        ordered = bucket[::-1] if newest_first else bucket
+        out.append(Candle(
+            month_start(month_index(ordered[0].ts) // months * months), ordered[0].open,
+            max(d.high for d in bucket), min(d.low for d in bucket), ordered[-1].close,
+            sum(d.volume for d in bucket), sum(d.trades for d in bucket),
+        ))  # fmt: skip
+    return out
 
 
 def ticks_page(

@@ -19,7 +19,12 @@ import numpy as np
 from apps.market.constants import (
     JUMP_SIGMAS_MAX,
     JUMP_SIGMAS_MIN,
+    QUOTE_LOTS_MAX,
     SECONDS_PER_YEAR,
+    SPREAD_BASE_BPS,
+    SPREAD_LOG_SIGMA,
+    SPREAD_VOL_BPS,
+    SUB_PENNY_BELOW,
     TRADE_SIZE_LOG_SIGMA,
     TRADE_SIZE_MAX,
     TRADE_SIZE_MEDIAN,
@@ -110,6 +115,71 @@ def step(
     )
     sizes = np.clip(np.rint(trade_sizes), 1, TRADE_SIZE_MAX).astype(np.int64)
     return prices, sizes
+
+
+# The quote around each trade comes from a stream of its own, so adding quotes left every
+# price and size `step` draws as it was.
+_QUOTE_STREAM = 0x71756F746573
+
+
+@dataclass(frozen=True)
+class Quotes:
+    """The best bid and offer standing when each trade printed, as columns. Sizes may be
+    floats: a NaN in all four columns of a row is a tick without a quote."""
+
+    bids: np.ndarray
+    asks: np.ndarray
+    bid_sizes: np.ndarray
+    ask_sizes: np.ndarray
+
+    @classmethod
+    def none(cls, count: int) -> Quotes:
+        """`count` ticks without a quote."""
+        missing = np.full(count, np.nan)
+        return cls(missing, missing, missing, missing)
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.bids, self.asks, self.bid_sizes, self.ask_sizes
+
+    def take(self, rows: np.ndarray) -> Quotes:
+        return Quotes(*(np.asarray(column)[rows] for column in self.columns()))
+
+
+def price_increment(prices: np.ndarray) -> np.ndarray:
+    """The quoting increment of each price: $0.01, or $0.0001 below $1.00."""
+    return np.where(np.asarray(prices) >= SUB_PENNY_BELOW, 0.01, 0.0001)
+
+
+def quotes(*, params: list[SimulatorParams], prices: np.ndarray, slot: int, seed: int) -> Quotes:
+    """A bid and an ask around each trade price on the quoting grid, bid <= price <= ask.
+
+    The spread widens with volatility (market makers' risk) and is at least one increment
+    (a cheap stock's spread is the increment itself); where the trade sits inside it is
+    drawn, so trades print at the bid, the ask and between. Counter-based like `step`:
+    a replayed slot quotes what it quoted the first time.
+    """
+    n = len(params)
+    prices = np.asarray(prices, dtype=np.float64)
+    vol = np.fromiter((p.volatility for p in params), dtype=np.float64, count=n)
+    u = _uniforms(symbol_keys([p.ticker for p in params], seed ^ _QUOTE_STREAM), slot)
+    increment = price_increment(prices)
+    spread_bps = (SPREAD_BASE_BPS + SPREAD_VOL_BPS * vol) * np.exp(
+        SPREAD_LOG_SIGMA * _normal(u[:, 0], u[:, 1])
+    )
+    spread = np.maximum(1.0, np.rint(prices * spread_bps * 1e-4 / increment))  # in increments
+    # The bids that keep the trade inside a spread of that width, one drawn uniformly.
+    on_grid = prices / increment
+    lowest = np.maximum(1.0, np.ceil(on_grid - spread - 1e-9))
+    choices = np.maximum(1.0, np.floor(on_grid + 1e-9) - lowest + 1)
+    bid = lowest + np.floor(u[:, 2] * choices)
+    ask = np.maximum(bid + spread, np.ceil(on_grid - 1e-9))  # a price under 1 increment
+    lots = np.floor(u[:, 3:5] * QUOTE_LOTS_MAX).astype(np.int64) + 1
+    return Quotes(  # rounded: a multiple of the increment exactly as it reads in decimal
+        bids=np.round(bid * increment, 4),
+        asks=np.round(ask * increment, 4),
+        bid_sizes=lots[:, 0] * 100,
+        ask_sizes=lots[:, 1] * 100,
+    )
 
 
 def slot_of(epoch_seconds: float, interval: float) -> int:

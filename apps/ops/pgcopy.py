@@ -33,11 +33,13 @@ def binary_copy(columns: Sequence[tuple[Kind, Sequence | np.ndarray]]) -> bytes:
     `text` takes strings, or a numpy bytes array (dtype `S`) of them already UTF-8
     encoded, which skips the per-row encoding (a long column of a few repeated values, as
     backfill's symbols, is then cheap); `timestamptz` takes integer microseconds since the
-    Unix epoch; a NaN in a `float8` column is sent as NULL (the engine's "not warmed up yet").
+    Unix epoch; a NaN in a `float8` column is sent as NULL (the engine's "not warmed up yet"),
+    and so is a NaN in an `int4` or `int8` column given as floats (a tick's missing quote).
     """
     count = len(columns[0][1])
     values: list[np.ndarray] = []
     shape_columns: list[np.ndarray] = []  # per row: text lengths and null flags
+    nullable: list[bool] = []  # per column: has a null flag among the shape columns
     for kind, column in columns:
         if len(column) != count:
             raise ValueError("columns must have the same length")
@@ -45,22 +47,29 @@ def binary_copy(columns: Sequence[tuple[Kind, Sequence | np.ndarray]]) -> bytes:
             if isinstance(column, np.ndarray) and column.dtype.kind == "S":
                 values.append(column)
                 shape_columns.append(np.char.str_len(column).astype(np.int64))
+                nullable.append(True)
                 continue
             encoded = np.array([v.encode() for v in column], dtype=object)
             values.append(encoded)
             shape_columns.append(np.fromiter(map(len, encoded), np.int64, count))
+            nullable.append(True)
             continue
         array = np.asarray(column)
         if kind == "timestamptz":
             array = array.astype(np.int64) - UNIX_TO_POSTGRES_EPOCH_MICROS
+        has_nulls = array.dtype.kind == "f"
+        if has_nulls:
+            missing = np.isnan(array)
+            shape_columns.append(missing.astype(np.int64))
+            if kind != "float8":  # integers given as floats: NaN is NULL, the rest exact
+                array = np.where(missing, 0, array).astype(_DTYPES[kind])
         values.append(array)
-        if kind == "float8":
-            shape_columns.append(np.isnan(array).astype(np.int64))
+        nullable.append(has_nulls)
     if not count:
         return SIGNATURE + TRAILER
     parts = [SIGNATURE]
     for shape, rows in _groups(shape_columns, count):
-        parts.append(_group_bytes(columns, values, iter(shape), rows))
+        parts.append(_group_bytes(columns, values, nullable, iter(shape), rows))
     parts.append(TRAILER)
     return b"".join(parts)
 
@@ -86,16 +95,16 @@ def _groups(shape_columns: list[np.ndarray], count: int):
         yield shape[::-1], np.flatnonzero(group_of == group)
 
 
-def _group_bytes(columns, values, shape, rows) -> bytes:
+def _group_bytes(columns, values, nullable, shape, rows) -> bytes:
     """Rows of one shape (the same text lengths and nulls) as one record array."""
     fields: list[tuple[str, str]] = [("count", ">i2")]
     fill: list[tuple[str, object]] = [("count", len(columns))]
-    for i, ((kind, _), column) in enumerate(zip(columns, values, strict=True)):
+    for i, ((kind, _), column, flagged) in enumerate(zip(columns, values, nullable, strict=True)):
         if kind == "text":
             width = next(shape)
             fields += [(f"l{i}", ">i4"), (f"v{i}", f"S{width}")]
             fill += [(f"l{i}", width), (f"v{i}", column[rows].astype(f"S{width}"))]
-        elif kind == "float8" and next(shape):
+        elif flagged and next(shape):
             fields.append((f"l{i}", ">i4"))
             fill.append((f"l{i}", -1))
         else:

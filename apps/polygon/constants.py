@@ -16,15 +16,19 @@ INDICATOR_LIMIT_MAX = 5000
 INDICATOR_WINDOW_MAX = 1000  # bars in an indicator's window (its warm-up grows with it)
 SNAPSHOT_TICKERS_MAX = 1000  # tickers one `?tickers=` may name
 
-# Timespans served, as lengths of one unit; `second`, `month`, `quarter` and `year` are not
-# served yet (docs/polygon.md#not-served-yet).
+# Timespans of a fixed length, as one unit; `second` is summed from the ticks, the others
+# from the bars (docs/polygon.md#aggregates).
 TIMESPANS: dict[str, timedelta] = {
+    "second": timedelta(seconds=1),
     "minute": timedelta(minutes=1),
     "hour": timedelta(hours=1),
     "day": timedelta(days=1),
     "week": timedelta(weeks=1),
 }
-NOT_YET_TIMESPANS = ("second", "month", "quarter", "year")
+# Calendar timespans, in months of one unit, summed from the day bars.
+CALENDAR_MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}
+ALL_TIMESPANS = (*TIMESPANS, *CALENDAR_MONTHS)
+INDICATOR_TIMESPANS = tuple(t for t in ALL_TIMESPANS if t != "second")  # as the vendor's
 # Buckets align on 2000-01-01 00:00 UTC, as every bar here; weeks on the Sunday after it.
 WEEK_ORIGIN = datetime(2000, 1, 2, tzinfo=UTC)
 LONGEST_BUCKET = timedelta(days=3660)

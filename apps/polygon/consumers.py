@@ -31,8 +31,7 @@ from apps.streaming.groups import MARKET_GROUP
 
 logger = logging.getLogger(__name__)
 
-SERVED = {"T": "trades", "AM": "minute aggregates"}
-NOT_SERVED_YET = {"A": "second aggregates", "Q": "quotes"}
+SERVED = {"T": "trades", "Q": "quotes", "A": "second aggregates", "AM": "minute aggregates"}
 FRAME_EVENTS = 2000  # events per frame: well under the clients' 1 MiB frame limit
 EXCHANGES_TTL = 60.0  # seconds before symbols unknown to the exchange map trigger a reload
 KEEP_MINUTES = 5  # closed minutes whose AM events stay cached (late sockets of a batch)
@@ -167,17 +166,52 @@ _exchanges = _Exchanges()
 minute_bars = MinuteBars()
 
 
+class SecondAggregates:
+    """A socket's `A` events, summed from the trades it receives: a second goes out when a
+    trade of a later second arrives. The first second a socket sees of a symbol is not sent
+    (it may have joined in the middle of it); every one after it is whole, because every
+    batch reaches the socket, whatever its outbox later coalesces."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, messages.SecondOfTrades] = {}
+
+    def add(self, ticks: list[dict], wanted: set[str]) -> list[dict]:
+        every = "*" in wanted
+        closed = []
+        for tick in ticks:
+            symbol = tick["symbol"]
+            if not (every or symbol in wanted):
+                continue
+            micros = messages.tick_micros(tick["ts"])
+            start = micros - micros % messages.SECOND_US
+            current = self.open.get(symbol)
+            if current is None or start > current.start:
+                if current is not None and current.whole:
+                    closed.append(messages.second_agg(symbol, current))
+                self.open[symbol] = messages.SecondOfTrades.of(
+                    start, tick, whole=current is not None
+                )
+            elif start == current.start:
+                current.add(tick)
+        return closed
+
+    def keep_only(self, wanted: set[str]) -> None:
+        if "*" not in wanted:
+            self.open = {s: agg for s, agg in self.open.items() if s in wanted}
+
+
 class StocksConsumer(FeedConsumer):
     """`/stocks`: the vendor's handshake (connected, auth), subscriptions by topic
-    (`T.AAPL`, `AM.*`), then `T` and `AM` messages. Every frame is a JSON array."""
+    (`T.AAPL`, `AM.*`), then `T`, `Q`, `A` and `AM` messages. Every frame is a JSON array."""
 
     async def connect(self) -> None:
         # `FeedConsumer.connect` checks the caller at the handshake; here the key comes
         # later, in the auth action, so the socket opens for everyone.
         self.open_flow()
         self.authenticated = False
-        self.topics: dict[str, set[str]] = {"T": set(), "AM": set()}
+        self.topics: dict[str, set[str]] = {prefix: set() for prefix in SERVED}
         self.minutes: dict[str, int] = {}  # AM symbols: the minute of their last tick seen
+        self.seconds = SecondAggregates()
         await self.accept()
         await self.send(text_data=_dumps([messages.status("connected", "Connected Successfully")]))
         self.start_sending()
@@ -189,18 +223,30 @@ class StocksConsumer(FeedConsumer):
                 out.append(messages.trade(message, *_exchanges.of(message["symbol"])))
             elif "ev" in message:  # a status
                 out.append(message)
-            else:  # an AM event, queued under ("AM", symbol) so it coalesces by symbol
+            else:  # a Q, A or AM event, queued under (event, symbol): coalesces by symbol
                 out.append(message["event"])
         return [out[i : i + FRAME_EVENTS] for i in range(0, len(out), FRAME_EVENTS)]
 
     async def market_batch(self, event: dict) -> None:
         ticks = event["messages"]
-        trades, aggs = self.topics["T"], self.topics["AM"]
+        trades, quotes, aggs = self.topics["T"], self.topics["Q"], self.topics["AM"]
         if trades:
             sent = ticks if "*" in trades else [t for t in ticks if t["symbol"] in trades]
             if sent:
                 await _exchanges.ensure({t["symbol"] for t in sent})
                 self.queue_ticks(sent)
+        if quotes:
+            every = "*" in quotes
+            quoted = [t for t in ticks if t["bid"] is not None
+                      and (every or t["symbol"] in quotes)]  # fmt: skip
+            if quoted:
+                await _exchanges.ensure({t["symbol"] for t in quoted})
+                self.queue_ticks([{"symbol": ("Q", t["symbol"]),
+                                   "event": messages.quote(t, *_exchanges.of(t["symbol"]))}
+                                  for t in quoted])  # fmt: skip
+        if self.topics["A"]:
+            closed = self.seconds.add(ticks, self.topics["A"])
+            self.queue_ticks([{"symbol": ("A", e["sym"]), "event": e} for e in closed])
         if aggs:
             closed = []
             every = "*" in aggs
@@ -269,12 +315,9 @@ class StocksConsumer(FeedConsumer):
         )
         replies = []
         for topic, prefix, symbol in parsed:
-            if prefix in NOT_SERVED_YET:
-                replies.append(messages.status("error", f"{topic}: {NOT_SERVED_YET[prefix]} "
-                                             f"({prefix}) are not served yet"))  # fmt: skip
-            elif prefix not in SERVED or not symbol:
+            if prefix not in SERVED or not symbol:
                 replies.append(messages.status("error", f"{topic}: unknown topic; served: "
-                                             "T.<symbol>, AM.<symbol>, T.*, AM.*"))  # fmt: skip
+                                             "T, Q, A and AM, as T.<symbol> or T.*"))  # fmt: skip
             elif symbol != "*" and symbol not in known:
                 replies.append(messages.status("error", f"{topic}: unknown symbol"))
             elif action == "subscribe":
@@ -286,4 +329,5 @@ class StocksConsumer(FeedConsumer):
         aggs = self.topics["AM"]
         if "*" not in aggs:
             self.minutes = {s: m for s, m in self.minutes.items() if s in aggs}
+        self.seconds.keep_only(self.topics["A"])
         return replies

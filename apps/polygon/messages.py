@@ -8,10 +8,12 @@ aggregates from stored 1-minute bars for the socket.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from apps.market import selectors
+from apps.market.messages import QUOTE_FIELDS
 from apps.market.models import Symbol
 from apps.ops.timestamps import epoch_micros
 from apps.polygon import constants as c
@@ -56,6 +58,22 @@ def last_trade(symbol: Symbol, ts: datetime, price: float, size: int) -> dict:
             "z": f["tape"], "c": []}  # fmt: skip
 
 
+def lots(shares: int) -> int:
+    """Quote sizes go out in round lots of 100 shares, as the vendor's do."""
+    return shares // 100
+
+
+def last_quote(
+    symbol: Symbol, ts: datetime, bid: float, ask: float, bid_size: int, ask_size: int
+) -> dict:
+    """A tick's quote as the vendor's last NBBO (`/v2/last/nbbo`, a snapshot's `lastQuote`).
+    Both sides are quoted on the symbol's own exchange."""
+    f = trade_fields(ts, symbol)
+    return {"T": symbol.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"], "p": bid,
+            "s": lots(bid_size), "x": f["exchange"], "P": ask, "S": lots(ask_size),
+            "X": f["exchange"], "z": f["tape"], "c": [], "i": []}  # fmt: skip
+
+
 def ticker_fields(symbol: Symbol) -> dict:
     return {
         "ticker": symbol.ticker, "name": symbol.name, "market": "stocks", "locale": "us",
@@ -67,7 +85,7 @@ def ticker_fields(symbol: Symbol) -> dict:
 
 def ticker_snapshot(symbol: Symbol, hot: dict | None, bars: selectors.SnapshotBars) -> dict:
     """A symbol's snapshot in the vendor's shape; a part with no data is left out, never
-    null (a null crashes the clients). No `lastQuote`: no quotes are stored yet."""
+    null (a null crashes the clients): `lastQuote` when the last tick carried no quote."""
     out: dict = {"ticker": symbol.ticker}
     if hot is not None:
         ts = datetime.fromisoformat(hot["ts"])
@@ -77,6 +95,8 @@ def ticker_snapshot(symbol: Symbol, hot: dict | None, bars: selectors.SnapshotBa
             out["todaysChangePerc"] = change / bars.prev_day.close * 100.0
         out["updated"] = p.ns_of(ts)
         out["lastTrade"] = last_trade(symbol, ts, hot["price"], hot["size"])
+        if hot.get("bid") is not None:
+            out["lastQuote"] = last_quote(symbol, ts, *(hot[f] for f in QUOTE_FIELDS))
     if bars.day is not None:
         out["day"] = agg(bars.day)
     if bars.minute is not None:
@@ -114,6 +134,63 @@ def trade(tick: Mapping, exchange: int, tape: int) -> dict:
         "ev": "T", "sym": tick["symbol"], "i": str(micros), "x": exchange, "p": tick["price"],
         "s": tick["size"], "c": [], "t": micros // 1000, "q": micros, "z": tape,
     }  # fmt: skip
+
+
+def quote(tick: Mapping, exchange: int, tape: int) -> dict:
+    """A `Q` event from a `tick` message that carries a quote (sizes in round lots)."""
+    micros = tick_micros(tick["ts"])
+    return {
+        "ev": "Q", "sym": tick["symbol"], "bx": exchange, "bp": tick["bid"],
+        "bs": lots(tick["bid_size"]), "ax": exchange, "ap": tick["ask"],
+        "as": lots(tick["ask_size"]), "c": 0, "i": [], "t": micros // 1000, "q": micros,
+        "z": tape,
+    }  # fmt: skip
+
+
+SECOND_US = 1_000_000
+
+
+def second_agg(symbol: str, second: SecondOfTrades) -> dict:
+    """An `A` event from a second's trades. Unlike `AM`, `vw` is the trades' true
+    volume-weighted price (the trades are at hand); `av` is the UTC day's volume through
+    the second; `a` and `op` are left out (the day's VWAP and open are not kept per tick)."""
+    start, v = second.start, second.volume
+    return {
+        "ev": "A", "sym": symbol, "v": v, "av": second.day_volume, "vw": second.value / v,
+        "o": second.open, "c": second.close, "h": second.high, "l": second.low,
+        "z": round(v / second.trades), "s": start // 1000, "e": (start + SECOND_US) // 1000,
+    }  # fmt: skip
+
+
+@dataclass
+class SecondOfTrades:
+    """One symbol's trades in one second, summed as they arrive."""
+
+    start: int  # µs
+    whole: bool  # seen from its first trade on
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    trades: int
+    value: float  # sum of price * size
+    day_volume: int  # the UTC day's volume through the newest trade
+
+    @classmethod
+    def of(cls, start: int, tick: Mapping, *, whole: bool) -> SecondOfTrades:
+        price, size = tick["price"], tick["size"]
+        return cls(start, whole, price, price, price, price, size, 1, price * size,
+                   tick["volume"])  # fmt: skip
+
+    def add(self, tick: Mapping) -> None:
+        price, size = tick["price"], tick["size"]
+        self.high, self.low = max(self.high, price), min(self.low, price)
+        self.close = price
+        self.volume += size
+        self.trades += 1
+        self.value += price * size
+        self.day_volume = tick["volume"]
 
 
 def minute_agg(

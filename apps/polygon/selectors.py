@@ -3,13 +3,65 @@ through `apps.market.selectors`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
 
+from apps.market import selectors
 from apps.market.models import Symbol
 from apps.ops.timestamps import epoch_micros
+from apps.polygon import constants as c
 from apps.polygon import messages
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of aggregates, and where the next one starts when the page stopped short of
+    the range for another reason than `limit` (a page of seconds spans at most `limit`
+    seconds-buckets of time): the next start (ascending) or end (descending)."""
+
+    candles: list[selectors.Candle]
+    resume: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Span:
+    """One aggregate length: `count` units of a timespan (docs/polygon.md#aggregates)."""
+
+    timespan: str
+    count: int
+
+    def page(self, *, symbol: str, start: datetime, end: datetime, limit: int,
+             newest_first: bool = False) -> Page:  # fmt: skip
+        """The first `limit` buckets starting in [start, end), in the order asked for; the
+        first and last are whole (`start` moves up to a bucket start)."""
+        if self.timespan in c.CALENDAR_MONTHS:
+            months = c.CALENDAR_MONTHS[self.timespan] * self.count
+            return Page(selectors.calendar_bars_page(
+                symbol=symbol, months=months, start=start, end=end, limit=limit,
+                newest_first=newest_first,
+            ))  # fmt: skip
+        step = c.TIMESPANS[self.timespan] * self.count
+        if self.timespan != "second":
+            origin = c.WEEK_ORIGIN if self.timespan == "week" else selectors.BUCKET_ORIGIN
+            return Page(selectors.bars_page(
+                symbol=symbol, step=step, start=start, end=end, limit=limit,
+                newest_first=newest_first, origin=origin,
+            ))  # fmt: skip
+        origin = selectors.BUCKET_ORIGIN
+        start = origin - ((origin - start) // step) * step  # up to bucket boundaries
+        end = origin - ((origin - end) // step) * step
+        resume = None
+        if newest_first and end - start > step * limit:
+            start = resume = end - step * limit
+        elif not newest_first and end - start > step * limit:
+            end = resume = start + step * limit
+        if start >= end:
+            return Page([])
+        candles = selectors.tick_buckets(symbol=symbol, step=step, start=start, end=end,
+                                         newest_first=newest_first)  # fmt: skip
+        return Page(candles, resume)
 
 
 def exchanges_by_ticker() -> dict[str, tuple[int, int]]:

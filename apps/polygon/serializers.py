@@ -67,6 +67,26 @@ class LastTradeSerializer(Envelope):
     results = LastTradeResultSerializer()
 
 
+class LastQuoteResultSerializer(serializers.Serializer):
+    T = serializers.CharField()
+    t = serializers.IntegerField(help_text="SIP time, Unix ns: the trade the quote stood at.")
+    y = serializers.IntegerField(help_text="Participant time, Unix ns (= t).")
+    q = serializers.IntegerField()
+    p = serializers.FloatField(help_text="Bid price.")
+    s = serializers.IntegerField(help_text="Bid size, in round lots of 100 shares.")
+    x = serializers.IntegerField(help_text="Bid exchange (the symbol's own).")
+    P = serializers.FloatField(help_text="Ask price.")
+    S = serializers.IntegerField(help_text="Ask size, in round lots of 100 shares.")
+    X = serializers.IntegerField(help_text="Ask exchange (the symbol's own).")
+    z = serializers.IntegerField()
+    c = serializers.ListField(child=serializers.IntegerField())
+    i = serializers.ListField(child=serializers.IntegerField())
+
+
+class LastQuoteSerializer(Envelope):
+    results = LastQuoteResultSerializer()
+
+
 class TradeSerializer(serializers.Serializer):
     price = serializers.FloatField()
     size = serializers.IntegerField()
@@ -126,6 +146,7 @@ class TickerSnapshotSerializer(serializers.Serializer):
     )
     updated = serializers.IntegerField(required=False, help_text="Last trade's time, Unix ns.")
     lastTrade = LastTradeResultSerializer(required=False)
+    lastQuote = LastQuoteResultSerializer(required=False)
     day = AggSerializer(required=False, help_text="Today's UTC day so far.")
     min = MinuteSnapshotSerializer(required=False, help_text="Today's newest minute.")
     prevDay = AggSerializer(required=False, help_text="The latest whole day in the past week.")

@@ -23,6 +23,7 @@ urlpatterns = [
         name="polygon-grouped",
     ),
     re_path(rf"^v2/last/trade/{_T}$", views.LastTrade.as_view(), name="polygon-last-trade"),
+    re_path(rf"^v2/last/nbbo/{_T}$", views.LastQuote.as_view(), name="polygon-last-quote"),
     re_path(rf"^v3/trades/{_T}$", views.Trades.as_view(), name="polygon-trades"),
     re_path(r"^v3/reference/tickers$", views.Tickers.as_view(), name="polygon-tickers"),
     re_path(

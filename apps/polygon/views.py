@@ -26,6 +26,7 @@ from apps.polygon import constants as c
 from apps.polygon import indicators
 from apps.polygon import messages as m
 from apps.polygon import params as p
+from apps.polygon import selectors as polygon_selectors
 from apps.polygon import serializers as s
 from apps.polygon.auth import ApiKeyAuthentication
 
@@ -114,6 +115,11 @@ _TICKER = {"ticker": "AAPL", "name": "Apple Inc.", "market": "stocks", "locale":
            "last_updated_utc": "2026-12-02T15:04:05Z"}  # fmt: skip
 
 
+_QUOTE = {"T": "AAPL", "t": 1796212805500000000, "y": 1796212805500000000,
+          "q": 1796212805500000, "p": 190.1, "s": 3, "x": 12, "P": 190.13, "S": 5, "X": 12,
+          "z": 3, "c": [], "i": []}  # fmt: skip
+
+
 def _example(name: str, value: dict) -> list[OpenApiExample]:
     return [OpenApiExample(name, value={**_OK, **value}, response_only=True, status_codes=["200"])]
 
@@ -144,7 +150,12 @@ class Aggregates(GatewayView):
         parameters=[
             SYMBOL,
             _path("multiplier", OpenApiTypes.INT, "Units of `timespan` per bar."),
-            _path("timespan", description="minute, hour, day or week.", enum=list(c.TIMESPANS)),
+            _path(
+                "timespan",
+                description="second (from the ticks), minute, hour, day, week, "
+                "month, quarter or year.",
+                enum=list(c.ALL_TIMESPANS),
+            ),
             _path("from", description="First window start: YYYY-MM-DD (UTC) or Unix ms."),
             _path("to", description="Last window start: YYYY-MM-DD (whole day) or Unix ms."),
             ADJUSTED,
@@ -158,7 +169,7 @@ class Aggregates(GatewayView):
     def get(self, request: Request, symbol: str, multiplier: str, timespan: str, **kwargs):
         ticker, _ = find_symbol(symbol)
         query = p.query_of(request)
-        step, origin = _step(multiplier, timespan)
+        span = _span(multiplier, timespan, c.ALL_TIMESPANS)
         start, _ = p.instant(kwargs["from"], "from", unit="ms")
         end, whole_day = p.instant(kwargs["to"], "to", unit="ms")
         end += timedelta(days=1) if whole_day else timedelta(milliseconds=1)
@@ -167,23 +178,26 @@ class Aggregates(GatewayView):
         limit = p.integer(
             query, "limit", default=c.AGGS_LIMIT_DEFAULT, low=1, high=c.AGGS_LIMIT_MAX
         )
-        candles = []
+        page = polygon_selectors.Page([])
         if start < end:
-            candles = selectors.bars_page(
-                symbol=ticker, step=step, start=start, end=end, limit=limit,
-                newest_first=sort == "desc", origin=origin,
-            )  # fmt: skip
+            page = span.page(symbol=ticker, start=start, end=end, limit=limit,
+                             newest_first=sort == "desc")  # fmt: skip
+        candles = page.candles
         body = {
             "ticker": ticker, "adjusted": adjusted, "queryCount": len(candles),
             "resultsCount": len(candles), "count": len(candles),
             "results": [m.agg(x) for x in candles],
         }  # fmt: skip
-        if len(candles) == limit:
-            last = candles[-1].ts
-            if sort == "asc":
-                start = last + timedelta(milliseconds=1)  # moved up to the next window
+        if len(candles) == limit or page.resume is not None:
+            if len(candles) == limit:
+                last = candles[-1].ts
+                resume = last + timedelta(milliseconds=1) if sort == "asc" else last
             else:
-                end = last
+                resume = page.resume  # a window of seconds: the next one, even if empty
+            if sort == "asc":
+                start = resume  # moved up to the next window
+            else:
+                end = resume
             if start < end:
                 path = (
                     f"/v2/aggs/ticker/{ticker}/range/{int(multiplier)}/{timespan}/"
@@ -194,15 +208,13 @@ class Aggregates(GatewayView):
         return self.answer(body)
 
 
-def _step(multiplier: str, timespan: str) -> tuple[timedelta, datetime]:
-    if timespan in c.NOT_YET_TIMESPANS:
-        raise p.bad("timespan", f"{timespan} is not served yet; minute, hour, day or week are.")
-    if timespan not in c.TIMESPANS:
-        raise p.bad("timespan", "must be one of minute, hour, day, week.")
-    unit = c.TIMESPANS[timespan]
+def _span(multiplier: str, timespan: str, served: tuple[str, ...]) -> polygon_selectors.Span:
+    if timespan not in served:
+        raise p.bad("timespan", f"must be one of {', '.join(served)}.")
+    unit = c.TIMESPANS.get(timespan) or timedelta(days=31 * c.CALENDAR_MONTHS[timespan])
     count = p.integer({"multiplier": multiplier}, "multiplier", default=1, low=1,
                       high=c.LONGEST_BUCKET // unit)  # fmt: skip
-    return unit * count, c.WEEK_ORIGIN if timespan == "week" else selectors.BUCKET_ORIGIN
+    return polygon_selectors.Span(timespan, count)
 
 
 class PreviousClose(GatewayView):
@@ -308,6 +320,24 @@ class LastTrade(GatewayView):
         if not ticks:
             raise NotFound(f"No trade of {row.ticker} yet.")
         return self.answer({"results": m.last_trade(row, *ticks[0])})
+
+
+class LastQuote(GatewayView):
+    """`GET /v2/last/nbbo/{T}`: the quote stored with the newest tick that carried one."""
+
+    @extend_schema(
+        operation_id="polygon_last_quote",
+        examples=_example("The newest quote", {"results": _QUOTE}),
+        parameters=[SYMBOL],
+        responses={200: s.LastQuoteSerializer, **_ERRORS},
+        **_GATEWAY,
+    )
+    def get(self, request: Request, symbol: str):
+        row = symbol_row(symbol)
+        quote = selectors.last_quote(row.ticker)
+        if quote is None:
+            raise NotFound(f"No quote of {row.ticker} yet.")
+        return self.answer({"results": m.last_quote(row, *quote)})
 
 
 _TS_BOUNDS = ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt")
@@ -487,6 +517,7 @@ _SNAPSHOT = {
     "lastTrade": {"T": "AAPL", "t": 1796212805500000000, "y": 1796212805500000000,
                   "q": 1796212805500000, "i": "1796212805500000", "p": 190.12, "s": 37,
                   "x": 12, "z": 3, "c": []},
+    "lastQuote": _QUOTE,
     "day": {**_AGG, "t": 1796169600000},
     "min": {**_AGG, "v": 1234, "n": 12, "t": 1796212800000, "av": 81234},
     "prevDay": {**_AGG, "c": 188.85, "t": 1796083200000},
@@ -597,7 +628,7 @@ class IndicatorView(GatewayView):
         ticker, _ = find_symbol(symbol)
         query = request.query_params.dict()
         timespan = query.get("timespan", "day")
-        step, origin = _step("1", timespan)
+        span = _span("1", timespan, c.INDICATOR_TIMESPANS)
         windows = self.parameters(query)
         series = p.choice(query, "series_type", _SERIES_TYPES, default="close")
         order = p.choice(query, "order", ("asc", "desc"), default="desc")
@@ -607,23 +638,21 @@ class IndicatorView(GatewayView):
         expand = p.boolean(query, "expand_underlying", default=False)
         start, end = _indicator_window(query)
         warmup = indicators.warmup(self.kind, windows)
-        page = {"symbol": ticker, "step": step, "origin": origin}
         bars: list[selectors.Candle] = []
         if start is None or end is None or start < end:
             if order == "desc":
-                bars = selectors.bars_page(
-                    **page, start=c.EARLIEST, end=end or c.LATEST, limit=limit + warmup,
+                bars = span.page(
+                    symbol=ticker, start=c.EARLIEST, end=end or c.LATEST, limit=limit + warmup,
                     newest_first=True,
-                )[::-1]  # fmt: skip
+                ).candles[::-1]  # fmt: skip
             else:
                 if start is not None:
-                    bars = selectors.bars_page(
-                        **page, start=c.EARLIEST, end=start, limit=warmup, newest_first=True
-                    )[::-1]
-                bars += selectors.bars_page(
-                    **page, start=start or c.EARLIEST, end=end or c.LATEST,
+                    bars = span.page(symbol=ticker, start=c.EARLIEST, end=start, limit=warmup,
+                                     newest_first=True).candles[::-1]  # fmt: skip
+                bars += span.page(
+                    symbol=ticker, start=start or c.EARLIEST, end=end or c.LATEST,
                     limit=limit + warmup,
-                )  # fmt: skip
+                ).candles  # fmt: skip
         x = np.array([getattr(bar, series) for bar in bars], dtype=np.float64)
         columns = [column.tolist() for column in self.values(x, windows)]
         rows = []
@@ -660,8 +689,8 @@ class IndicatorView(GatewayView):
 def _indicator_parameters(windows: list[OpenApiParameter]) -> list[OpenApiParameter]:
     return [
         SYMBOL,
-        _query("timespan", description="The aggregates' unit: minute, hour, day (default) "
-               "or week.", enum=list(c.TIMESPANS)),
+        _query("timespan", description="The aggregates' unit: minute, hour, day (default), "
+               "week, month, quarter or year.", enum=list(c.INDICATOR_TIMESPANS)),
         *windows,
         _query("series_type", description="The bar price used: close (default), open, high "
                "or low.", enum=list(_SERIES_TYPES)),

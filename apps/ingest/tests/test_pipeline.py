@@ -109,6 +109,11 @@ def test_batches_inside_a_callers_transaction_store_only_their_own_ticks(market)
         (("AAPL", at(0), 0.0, 1), "price"),
         (("AAPL", at(0), 10.0, 0), "size"),
         (("AAPL", datetime(2026, 1, 1), 10.0, 1), "timezone"),  # noqa: DTZ001
+        (("AAPL", at(0), 10.0, 1, 9.99, None, 100, 100), "or none of them"),
+        (("AAPL", at(0), 10.0, 1, 0.0, 10.01, 100, 100), "bid and ask must be positive"),
+        (("AAPL", at(0), 10.0, 1, 9.99, float("inf"), 100, 100), "bid and ask must be pos"),
+        (("AAPL", at(0), 10.0, 1, 9.99, 10.01, 0, 100), "sizes must be positive integers"),
+        (("AAPL", at(0), 10.0, 1, 9.99, 10.01, 100, 150.5), "sizes must be positive integ"),
     ],
 )
 def test_a_bad_row_rejects_the_whole_batch(market, row, message):
@@ -135,3 +140,61 @@ def test_result_lists_the_new_ticks_in_time_order(market):
         ("TSLA", "2026-03-02T14:30:00Z", 3.0),
         ("TSLA", "2026-03-02T14:30:01Z", 1.0),
     ]
+
+
+def test_quotes_are_stored_with_their_ticks_and_carried_by_the_messages(market):
+    result = ingest(
+        TickBatch.from_rows(
+            [
+                ("AAPL", at(0), 190.12, 37, 190.10, 190.13, 300, 500),
+                ("MSFT", at(0), 410.0, 5),  # this source had no quote for MSFT
+                ("AAPL", at(1), 190.15, 100, 190.14, 190.15, 200, 100),
+            ]
+        )
+    )
+    assert list(
+        Tick.objects.order_by("ts", "symbol_id").values_list(
+            "symbol_id", "price", "bid", "ask", "bid_size", "ask_size"
+        )
+    ) == [
+        ("AAPL", 190.12, 190.10, 190.13, 300, 500),
+        ("MSFT", 410.0, None, None, None, None),
+        ("AAPL", 190.15, 190.14, 190.15, 200, 100),
+    ]
+    assert [(m["symbol"], m["bid"], m["ask"], m["bid_size"], m["ask_size"])
+            for m in result.messages] == [
+        ("AAPL", 190.10, 190.13, 300, 500),
+        ("MSFT", None, None, None, None),
+        ("AAPL", 190.14, 190.15, 200, 100),
+    ]  # fmt: skip
+    assert (result.states["AAPL"]["bid"], result.states["AAPL"]["ask_size"]) == (190.14, 100)
+
+
+def test_a_replayed_batch_with_quotes_stores_them_once(market):
+    rows = [("AAPL", at(0), 10.0, 1, 9.99, 10.01, 100, 200)]
+    ingest(TickBatch.from_rows(rows))
+    again = ingest(TickBatch.from_rows([*rows, ("AAPL", at(1), 10.02, 3, 10.01, 10.03, 400, 300)]))
+    assert [m["ts"] for m in again.messages] == ["2026-03-02T14:30:01Z"]
+    assert list(Tick.objects.order_by("ts").values_list("bid", "ask_size")) == [
+        (9.99, 200), (10.01, 300)
+    ]  # fmt: skip
+
+
+def test_each_tick_message_carries_the_days_volume_through_it(market):
+    midnight = datetime(2026, 3, 3, tzinfo=UTC)
+    first = ingest(TickBatch.from_rows([("AAPL", midnight - timedelta(seconds=2), 10.0, 5)]))
+    second = ingest(
+        TickBatch.from_rows(
+            [
+                ("AAPL", midnight - timedelta(seconds=1), 10.0, 10),
+                ("MSFT", midnight - timedelta(seconds=1), 20.0, 7),
+                ("AAPL", midnight, 10.1, 20),  # a new UTC day starts over
+                ("AAPL", midnight + timedelta(seconds=1), 10.2, 30),
+            ]
+        )
+    )
+    assert [m["volume"] for m in first.messages] == [5]
+    assert [(m["symbol"], m["volume"]) for m in second.messages] == [
+        ("AAPL", 15), ("MSFT", 7), ("AAPL", 20), ("AAPL", 50)
+    ]  # fmt: skip
+    assert second.states["AAPL"]["volume"] == 50

@@ -233,6 +233,8 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
         "ts": "2026-03-02T23:50:00.500000Z",
         "price": prices["GOOGL"][1],
         "size": 101,
+        "volume": 201,  # the day's: 100 in the first batch, 101 in this one
+        "bid": None, "ask": None, "bid_size": None, "ask_size": None,  # a source without quotes
         "indicators": {
             "sma_20": None, "ema_20": None, "rsi_14": None, "zscore_20": None,
             "anomaly": False, "macd": None, "macd_signal": None, "macd_hist": None,

@@ -47,6 +47,20 @@ def test_prices_start_at_the_symbols_start_price(market, redis_client, reset_sim
         assert tick.price == pytest.approx(symbol.start_price, rel=0.01)
 
 
+def test_every_simulated_trade_prints_inside_its_stored_quote(
+    market, redis_client, reset_simulator_cache
+):
+    run_slots(20)
+    ticks = Tick.objects.values_list("price", "bid", "ask", "bid_size", "ask_size")
+    assert len(ticks) == 20 * len(market)
+    for price, bid, ask, bid_size, ask_size in ticks:
+        assert bid <= price <= ask
+        assert bid < ask
+        assert [round(side * 100, 6).is_integer() for side in (bid, ask)] == [True, True]  # ¢
+        assert {bid_size % 100, ask_size % 100} == {0}
+        assert min(bid_size, ask_size) >= 100
+
+
 def test_a_restarted_worker_continues_from_the_last_stored_price(
     market, redis_client, reset_simulator_cache
 ):

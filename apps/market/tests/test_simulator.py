@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from apps.market.constants import SECONDS_PER_YEAR
-from apps.market.simulator import SimulatorParams, slot_of, step
+from apps.market.simulator import SimulatorParams, quotes, slot_of, step
 
 
 def _paths(*, n_paths: int, n_steps: int, interval: float, seed: int, **params) -> np.ndarray:
@@ -117,3 +117,55 @@ def test_anomalies_at_the_default_threshold_are_rare_and_mostly_the_simulators_j
     print(f"anomalies/h/symbol: {with_jumps:.2f} ({noise_only:.2f} without jumps)")
     assert 0.2 <= with_jumps <= 2.0  # about one an hour, not 18
     assert with_jumps - noise_only >= 0.3 * jumps_per_hour  # jumps do show as anomalies
+
+
+def _quotes(prices: np.ndarray, volatility: float, slots: int = 20):
+    """Quotes around `prices` for `slots` slots of symbols of one volatility, stacked."""
+    params = [SimulatorParams(f"Q{i:04d}", 0.0, volatility, 0.0) for i in range(len(prices))]
+    drawn = [quotes(params=params, prices=prices, slot=slot, seed=3) for slot in range(slots)]
+    return tuple(np.concatenate([getattr(q, f) for q in drawn]) for f in
+                 ("bids", "asks", "bid_sizes", "ask_sizes"))  # fmt: skip
+
+
+def test_quotes_straddle_the_trade_on_the_price_grid():
+    rng = np.random.default_rng(0)
+    prices = np.concatenate([rng.uniform(1.0, 900.0, 500), rng.uniform(0.01, 0.99, 500)])
+    bids, asks, bid_sizes, ask_sizes = _quotes(prices, 0.3)
+    traded = np.tile(prices, 20)
+    assert (bids <= traded).all()
+    assert (traded <= asks).all()
+    assert (bids < asks).all()
+    assert (bids > 0).all()
+    increment = np.where(traded >= 1.0, 0.01, 0.0001)  # Reg NMS rule 612
+    for side in (bids, asks):
+        steps = side / increment
+        assert np.allclose(steps, np.rint(steps), rtol=0, atol=1e-6)
+    for sizes in (bid_sizes, ask_sizes):
+        assert set(np.unique(sizes)) == {100 * lots for lots in range(1, 11)}
+    # Where a trade sits inside the spread varies: near the bid as often as near the ask.
+    position = (traded - bids) / (asks - bids)
+    assert 0.4 < (position < 0.5).mean() < 0.6
+
+
+@pytest.mark.parametrize(("volatility", "median_bps"), [(0.25, 3.0), (0.6, 5.8)])
+def test_the_spread_widens_with_volatility_as_documented(volatility, median_bps):
+    # docs/contracts.md#quotes: 1 bp + 8 bps per unit of annual volatility, median.
+    prices = np.full(1000, 500.0)  # $0.01 is 0.2 bp here: the grid hardly rounds
+    bids, asks, _, _ = _quotes(prices, volatility)
+    spread_bps = (asks - bids) / 500.0 * 1e4
+    assert np.median(spread_bps) == pytest.approx(median_bps, abs=0.25)
+
+
+def test_a_cheap_stocks_spread_is_one_increment():
+    bids, asks, _, _ = _quotes(np.full(200, 3.0), 0.25)  # 3 bps of $3 is a tenth of a cent
+    assert np.allclose(asks - bids, 0.01)
+
+
+def test_same_slot_same_quotes():
+    params = [SimulatorParams("AAPL", 0.05, 0.25, 12.0)]
+    prices = np.array([190.1234])
+    first, again, later = (
+        quotes(params=params, prices=prices, slot=slot, seed=1).columns() for slot in (42, 42, 43)
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, later, strict=True))

@@ -84,3 +84,17 @@ def test_text_already_encoded_as_a_bytes_array_is_the_same_copy():
     assert binary_copy([("int4", n), ("text", as_bytes)]) == binary_copy(
         [("int4", n), ("text", names)]
     )
+
+
+def test_integers_given_as_floats_arrive_exact_with_nan_as_null():
+    order = np.array([0.0, 1.0, 2.0, 3.0])
+    sizes = np.array([100.0, math.nan, 2.0**31 - 1, 7.0])  # a tick's quote sizes, one missing
+    big = np.array([math.nan, 2.0**53 + 2, -3.0, 0.0])
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE sized (n integer, size integer, big bigint)")
+        with cursor.cursor.copy("COPY sized FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(binary_copy([("int4", order), ("int4", sizes), ("int8", big)]))
+        cursor.execute("SELECT n, size, big FROM sized ORDER BY n")
+        rows = cursor.fetchall()
+
+    assert rows == [(0, 100, None), (1, None, 2**53 + 2), (2, 2147483647, -3), (3, 7, 0)]

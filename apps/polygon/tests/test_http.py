@@ -24,12 +24,16 @@ pytestmark = pytest.mark.django_db
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TICKS = [("AAPL", NOW - timedelta(seconds=30 * (24 - i)), 100.0 + i / 8, 10 + i) for i in range(25)]
+# The newest two carry quotes (a source's quote may be older than its last trade).
+QUOTES = {23: (102.86, 102.89, 700, 300), 24: (103.0, 103.01, 1000, 200)}
+ROWS = [(*tick, *QUOTES.get(i, ())) for i, tick in enumerate(TICKS)]
 DAY = NOW.date().isoformat()
 PATHS = [
     "/v2/aggs/ticker/AAPL/range/1/minute/2020-01-01/2199-01-01",
     "/v2/aggs/ticker/AAPL/prev",
     f"/v2/aggs/grouped/locale/us/market/stocks/{DAY}",
     "/v2/last/trade/AAPL",
+    "/v2/last/nbbo/AAPL",
     "/v3/trades/AAPL",
     "/v3/reference/tickers",
     "/v3/reference/tickers/AAPL",
@@ -46,7 +50,7 @@ TICKER_PATHS = [path for path in PATHS if "AAPL" in path]
 @pytest.fixture
 def stored(market, redis_client):
     store.forget()
-    ingest(TickBatch.from_rows(TICKS))
+    ingest(TickBatch.from_rows(ROWS))
     yield
     store.forget()
 
@@ -135,7 +139,7 @@ def test_an_unknown_ticker_is_404_with_a_json_body(client, stored, path):
 
 
 @pytest.mark.parametrize(
-    "path", ["/v2/last/trade/AAPL/", "/v3/reference/tickers/", "/v2/last/nbbo/AAPL", "/v1/x"]
+    "path", ["/v2/last/trade/AAPL/", "/v3/reference/tickers/", "/v3/quotes/AAPL", "/v1/x"]
 )
 def test_a_path_the_gateway_does_not_serve_is_a_json_404(client, stored, path):
     answer = client.get(path)
@@ -156,7 +160,8 @@ SNAPSHOTS = "/v2/snapshot/locale/us/markets/stocks/tickers"
         (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"sort": "sideways"}, "sort"),
         (f"{AGGS}/1/minute/2020-01-01/2199-01-01", {"adjusted": "maybe"}, "adjusted"),
         (f"{AGGS}/1/fortnight/2020-01-01/2199-01-01", {}, "timespan"),
-        (f"{AGGS}/1/second/2020-01-01/2199-01-01", {}, "timespan"),
+        (f"{AGGS}/1/decade/2020-01-01/2199-01-01", {}, "timespan"),
+        (f"{AGGS}/119/month/2020-01-01/2199-01-01", {}, "multiplier"),
         (f"{AGGS}/0/minute/2020-01-01/2199-01-01", {}, "multiplier"),
         (f"{AGGS}/x/minute/2020-01-01/2199-01-01", {}, "multiplier"),
         (f"{AGGS}/1/minute/yesterday/2199-01-01", {}, "from"),
@@ -244,6 +249,21 @@ def test_the_last_trade_is_the_newest_tick(client, stored):
     assert last["t"] == last["y"] == int(ts.timestamp()) * 10**9
 
 
+def test_the_last_quote_is_the_newest_stored_quote_in_round_lots(client, stored):
+    last = client.get("/v2/last/nbbo/aapl").json()["results"]
+    ts = TICKS[24][1]
+    assert last == {"T": "AAPL", "t": int(ts.timestamp()) * 10**9, "y": int(ts.timestamp()) * 10**9,
+                    "q": int(ts.timestamp()) * 10**6, "p": 103.0, "s": 10, "x": 12,
+                    "P": 103.01, "S": 2, "X": 12, "z": 3, "c": [], "i": []}  # fmt: skip
+    # A newer trade without a quote: the quote is still the newest one stored.
+    ingest(TickBatch.from_rows([("AAPL", NOW + timedelta(seconds=1), 103.5, 5)]))
+    assert client.get("/v2/last/nbbo/AAPL").json()["results"]["P"] == 103.01
+    unquoted = client.get("/v2/last/nbbo/MSFT")  # a symbol without any quote
+    assert unquoted.status_code == 404
+    assert unquoted.json()["status"] == "NOT_FOUND"
+    assert "No quote of MSFT" in unquoted.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("timespan", "interval", "limit"), [("minute", "1m", 4), ("hour", "1h", 3), ("day", "1d", 1)]
 )
@@ -266,6 +286,78 @@ def test_aggregate_pages_chain_and_equal_the_bars(client, stored, timespan, inte
     assert "next_url" not in answers[-1]
     backwards = results(pages(client, path, limit=size, sort="desc"))
     assert [r["t"] for r in backwards] == [row[0] for row in reversed(expected)]
+
+
+def test_seconds_are_summed_from_the_ticks_and_pages_cover_every_window(client, stored):
+    t0 = NOW.replace(second=0) - timedelta(minutes=10)  # a whole minute: even seconds too
+    ingest(TickBatch.from_rows([
+        ("MSFT", t0 + timedelta(seconds=s), price, size) for s, price, size in (
+            (0.2, 10.0, 1), (0.7, 11.0, 2), (1.1, 9.0, 3), (1.5, 12.0, 4), (1.9, 10.5, 5),
+            (4.0, 8.0, 6))
+    ]))  # fmt: skip
+    ms0 = int(t0.timestamp()) * 1000
+    path = f"/v2/aggs/ticker/MSFT/range/{{}}/second/{ms0}/{ms0 + 10_000}"
+    by_hand = [
+        {"t": ms0, "o": 10.0, "h": 11.0, "l": 10.0, "c": 11.0, "v": 3, "n": 2},
+        {"t": ms0 + 1000, "o": 9.0, "h": 12.0, "l": 9.0, "c": 10.5, "v": 12, "n": 3},
+        {"t": ms0 + 4000, "o": 8.0, "h": 8.0, "l": 8.0, "c": 8.0, "v": 6, "n": 1},
+    ]
+
+    def ohlcvn(rows: list[dict]) -> list[dict]:
+        return [{k: r[k] for k in "tohlcvn"} for r in rows]
+
+    answers = pages(client, path.format(1), limit=2)  # a page spans at most 2 seconds
+    assert ohlcvn(results(answers)) == by_hand
+    assert len(answers) == 6  # [0,2) [2,4) [4,6) [6,8) [8,10) [10,11): some pages empty
+    assert ohlcvn(results(pages(client, path.format(1), limit=2, sort="desc"))) == by_hand[::-1]
+    assert ohlcvn(results(pages(client, path.format(2)))) == [
+        {"t": ms0, "o": 10.0, "h": 12.0, "l": 9.0, "c": 10.5, "v": 15, "n": 5},
+        {"t": ms0 + 4000, "o": 8.0, "h": 8.0, "l": 8.0, "c": 8.0, "v": 6, "n": 1},
+    ]
+
+
+def test_months_quarters_and_years_add_up_the_utc_days(client, stored):
+    call_command("backfill", days=100, symbols="AAPL")
+    days = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1d", "limit": 5000}).json()
+    by_month: dict[tuple[int, int], list[dict]] = {}
+    for day in days["results"]:
+        at = datetime.fromisoformat(day["ts"])
+        by_month.setdefault((at.year, at.month), []).append(day)
+
+    def bucket(key: tuple[int, int], days_in: list[dict]) -> dict:
+        return {"t": int(datetime(*key, 1, tzinfo=UTC).timestamp()) * 1000,
+                "o": days_in[0]["open"], "h": max(d["high"] for d in days_in),
+                "l": min(d["low"] for d in days_in), "c": days_in[-1]["close"],
+                "v": sum(d["volume"] for d in days_in),
+                "n": sum(d["trades"] for d in days_in)}  # fmt: skip
+
+    expected = [bucket(k, v) for k, v in sorted(by_month.items())]
+    months = results(pages(client, f"{AGGS}/1/month/2020-01-01/2199-01-01", limit=2))
+    assert [{k: r[k] for k in "tohlcvn"} for r in months] == expected
+    backwards = results(pages(client, f"{AGGS}/1/month/2020-01-01/2199-01-01", limit=1,
+                              sort="desc"))  # fmt: skip
+    assert [r["t"] for r in backwards] == [r["t"] for r in expected[::-1]]
+    # From the middle of a month: the buckets that start from then on, whole.
+    second = datetime.fromtimestamp(expected[1]["t"] / 1000, UTC)
+    later = results(pages(client, f"{AGGS}/1/month/{(second + timedelta(days=3)).date()}/"
+                                  "2199-01-01"))  # fmt: skip
+    assert [r["t"] for r in later] == [r["t"] for r in expected[2:]]
+    quarters = results(pages(client, f"{AGGS}/1/quarter/2020-01-01/2199-01-01"))
+    years = results(pages(client, f"{AGGS}/1/year/2020-01-01/2199-01-01"))
+    for spans in (quarters, years):
+        assert sum(r["v"] for r in spans) == sum(r["v"] for r in expected)
+    for r in quarters:
+        at = datetime.fromtimestamp(r["t"] / 1000, UTC)
+        assert (at.month, at.day, at.hour) in {(1, 1, 0), (4, 1, 0), (7, 1, 0), (10, 1, 0)}
+    assert {datetime.fromtimestamp(r["t"] / 1000, UTC).strftime("%m-%d") for r in years} == {
+        "01-01"
+    }
+    sma = client.get("/v1/indicators/sma/AAPL", {"timespan": "month", "window": 2,
+                                                 "order": "asc"}).json()  # fmt: skip
+    closes = np.array([r["c"] for r in expected])
+    assert [v["value"] for v in sma["results"]["values"]] == pytest.approx(
+        talib.SMA(closes, 2)[1:].tolist(), abs=1e-9
+    )
 
 
 def test_longer_windows_add_up_the_minutes(client, stored):
@@ -375,7 +467,10 @@ def test_snapshots_equal_the_price_and_the_bars(client, stored):
     assert one["min"]["av"] == day["volume"]
     assert one["todaysChange"] == price["price"] - prev["close"]
     assert one["todaysChangePerc"] == (price["price"] - prev["close"]) / prev["close"] * 100
-    assert "lastQuote" not in one  # no quotes are stored yet
+    assert (one["lastQuote"]["p"], one["lastQuote"]["P"], one["lastQuote"]["t"]) == (
+        103.0, 103.01, ns
+    )  # fmt: skip
+    assert (one["lastQuote"]["s"], one["lastQuote"]["S"]) == (10, 2)  # lots of 100 shares
     assert never_null(everyone)
 
 

@@ -45,7 +45,8 @@ def live(market, redis_client, processes, monkeypatch):
     store.forget()
     now = datetime.now(UTC).replace(microsecond=0)
     ingest(TickBatch.from_rows(
-        [("AAPL", now - timedelta(seconds=15 * (39 - i)), 200.0 + (i % 7) / 4, 50 + i)
+        [("AAPL", now - timedelta(seconds=15 * (39 - i)), 200.0 + (i % 7) / 4, 50 + i,
+          199.99 + (i % 7) / 4, 200.02 + (i % 7) / 4, 100 * (1 + i % 4), 100 * (1 + i % 3))
          for i in range(40)]
     ))  # fmt: skip
     call_command("backfill", days=DAYS, symbols="AAPL")
@@ -110,6 +111,13 @@ def test_day_aggregates_prev_close_grouped_and_last_trade(live, vendor):
     )  # fmt: skip
     assert trade.participant_timestamp == trade.sip_timestamp
 
+    quote = client.get_last_quote("AAPL")
+    assert (quote.ticker, quote.bid_price, quote.ask_price, quote.sip_timestamp) == (
+        "AAPL", newest["bid"], newest["ask"], ns_of(newest["ts"])
+    )  # fmt: skip
+    assert (quote.bid_size, quote.ask_size) == (newest["bid_size"] // 100,
+                                                newest["ask_size"] // 100)  # fmt: skip
+
 
 def test_list_trades_pages_equal_our_history(live, vendor):
     url, key, ours = live
@@ -126,6 +134,22 @@ def test_list_trades_pages_equal_our_history(live, vendor):
     window = {"timestamp_gte": expected[10][0], "timestamp_lt": expected[20][0]}
     middle = list(client.list_trades("AAPL", order="asc", limit=3, **window))
     assert [(t.sip_timestamp, t.price, t.size) for t in middle] == expected[10:20]
+
+
+def test_list_aggs_of_seconds_follows_pages_of_time_and_equals_our_ticks(live, vendor):
+    url, key, ours = live
+    package, _ = vendor
+    client = package.RESTClient(api_key=key, base=url)
+    history = ours("stocks/AAPL/history", limit=5000)["results"]  # a tick every 15 s
+    first, last = (ns_of(history[i]["ts"]) // 1_000_000 for i in (0, -1))
+    # limit=100: each page spans 100 seconds, so the client follows pages with 6 or 7
+    # ticks and, here and there, pages of none.
+    got = list(client.list_aggs("AAPL", 1, "second", first, last, limit=100))
+    assert [(a.timestamp, a.open, a.high, a.low, a.close, a.volume, a.transactions)
+            for a in got] == [
+        (ns_of(t["ts"]) // 1_000_000 // 1000 * 1000, t["price"], t["price"], t["price"],
+         t["price"], t["size"], 1) for t in history
+    ]  # fmt: skip
 
 
 def test_tickers_and_details_are_our_symbols(live, vendor):
@@ -157,7 +181,7 @@ def test_a_bad_key_and_an_unknown_ticker_are_bad_responses(live, vendor):
     with pytest.raises(exceptions.BadResponse, match="NOT_FOUND"):
         list(client.list_aggs("NOPE", 1, "day", "2020-01-01", "2199-01-01"))
     with pytest.raises(exceptions.BadResponse, match="timespan"):
-        list(client.list_aggs("AAPL", 1, "quarter", "2020-01-01", "2199-01-01"))
+        list(client.list_aggs("AAPL", 1, "fortnight", "2020-01-01", "2199-01-01"))
 
 
 def test_snapshots_parse_and_equal_our_price_and_bars(live, vendor):
@@ -200,11 +224,13 @@ def test_snapshots_parse_and_equal_our_price_and_bars(live, vendor):
         assert snap.todays_change_percent == pytest.approx(
             (price["price"] - prev["close"]) / prev["close"] * 100, rel=1e-12
         )
-        assert snap.last_quote is None  # no quotes are stored yet: the key is left out
+        quote = snap.last_quote
+        assert (quote.bid_price, quote.ask_price, quote.sip_timestamp) == (
+            newest["bid"], newest["ask"], ns_of(newest["ts"])
+        )  # fmt: skip
     quiet = named[1]  # MSFT: no tick and no bar, so every part is left out
-    assert (quiet.day, quiet.min, quiet.prev_day, quiet.last_trade, quiet.updated) == (
-        None, None, None, None, None
-    )  # fmt: skip
+    assert (quiet.day, quiet.min, quiet.prev_day, quiet.last_trade, quiet.last_quote,
+            quiet.updated) == (None, None, None, None, None, None)  # fmt: skip
 
 
 def _talib(method: str, x: np.ndarray, params: dict) -> list[tuple[float, ...]]:

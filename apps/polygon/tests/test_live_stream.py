@@ -81,10 +81,10 @@ class Running:
         assert self.error is None, self.error  # close() ends connect() cleanly
 
 
-def test_trades_and_a_minute_aggregate_equal_what_is_stored(live, vendor):
+def test_trades_quotes_and_aggregates_equal_what_is_stored(live, vendor):
     feed, key, url = live
     client = vendor.WebSocketClient(api_key=key, feed=feed, market="stocks", secure=False,
-                                    subscriptions=["T.*", "AM.*"])  # fmt: skip
+                                    subscriptions=["T.*", "Q.*", "A.*", "AM.*"])  # fmt: skip
     running = Running(client)
     try:
         # The client never waits for its subscription's answer: MSFT ticks until one arrives.
@@ -99,16 +99,20 @@ def test_trades_and_a_minute_aggregate_equal_what_is_stored(live, vendor):
         minute = probe + timedelta(minutes=10)
         times = [minute + timedelta(seconds=s) for s in (3, 17, 44, 59.5, 61)]  # 61: closes it
         for n, ts in enumerate(times):
-            ingest(TickBatch.from_rows([("AAPL", ts, 190.0 + n / 4 - (n % 2), 100 + n)]))
+            price = 190.0 + n / 4 - (n % 2)
+            ingest(TickBatch.from_rows([("AAPL", ts, price, 100 + n, price - 0.02, price + 0.01,
+                                         100 * (n + 1), 200)]))  # fmt: skip
 
-        def trades_of_aapl(received):
-            return [m for m in received if m.event_type == "T" and m.symbol == "AAPL"]
-
-        def aapl_bar(received):
-            return [m for m in received if m.event_type == "AM" and m.symbol == "AAPL"]
+        def of_aapl(received, event_type):
+            return [m for m in received if m.event_type == event_type and m.symbol == "AAPL"]
 
         received = running.wait_for(
-            lambda r: len(trades_of_aapl(r)) >= len(times) and aapl_bar(r), "AAPL trades and AM"
+            lambda r: (
+                len(of_aapl(r, "T")) >= len(times)
+                and of_aapl(r, "AM")
+                and len(of_aapl(r, "A")) >= 3
+            ),
+            "AAPL trades, quotes, second and minute aggregates",
         )
     finally:
         running.stop()
@@ -116,14 +120,26 @@ def test_trades_and_a_minute_aggregate_equal_what_is_stored(live, vendor):
     headers = {"Authorization": f"Token {key}"}
     history = requests.get(f"{url}/api/v1/stocks/AAPL/history", params={"limit": 50},
                            headers=headers, timeout=WAIT).json()["results"]  # fmt: skip
-    assert [(t.symbol, t.price, t.size, t.timestamp) for t in trades_of_aapl(received)] == [
+    assert [(t.symbol, t.price, t.size, t.timestamp) for t in of_aapl(received, "T")] == [
         ("AAPL", h["price"], h["size"], ms(datetime.fromisoformat(h["ts"]))) for h in history
     ]
     assert len(history) == len(times)
+    assert [(q.bid_price, q.ask_price, q.bid_size, q.ask_size, q.timestamp)
+            for q in of_aapl(received, "Q")] == [
+        (h["bid"], h["ask"], h["bid_size"] // 100, h["ask_size"] // 100,
+         ms(datetime.fromisoformat(h["ts"]))) for h in history
+    ]  # fmt: skip
+    # One trade a second from the second on: each whole second is that trade.
+    seconds = of_aapl(received, "A")
+    assert [(a.start_timestamp, a.open, a.close, a.volume) for a in seconds] == [
+        (ms(datetime.fromisoformat(h["ts"]).replace(microsecond=0)), h["price"], h["price"],
+         h["size"]) for h in history[1:4]
+    ]  # fmt: skip
+    assert [a.end_timestamp - a.start_timestamp for a in seconds] == [1000] * 3
     bars = requests.get(f"{url}/api/v1/stocks/AAPL/bars", params={"interval": "1m"},
                         headers=headers, timeout=WAIT).json()["results"]  # fmt: skip
     bar = bars[0]
-    (agg,) = aapl_bar(received)  # the second minute is still open
+    (agg,) = of_aapl(received, "AM")  # the second minute is still open
     assert (agg.open, agg.high, agg.low, agg.close, agg.volume, agg.accumulated_volume) == (
         bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"], bar["volume"]
     )  # fmt: skip

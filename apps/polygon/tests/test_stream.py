@@ -99,14 +99,15 @@ async def test_handshake_and_subscriptions_as_the_vendor_answers(stocks):
     await socket.send_json_to({"action": "auth", "params": "whatever"})  # public read on
     assert statuses(await frame(socket)) == [("auth_success", "authenticated")]
 
-    replies = await change(socket, "subscribe", "T.aapl,AM.*,Q.AAPL,A.*,X.AAPL,T.NOPE", 6)
-    assert replies[:2] == [("success", "subscribed to: T.AAPL"),
-                           ("success", "subscribed to: AM.*")]  # fmt: skip
-    assert [s for s, _ in replies[2:]] == ["error"] * 4
-    assert "quotes (Q) are not served yet" in replies[2][1]
-    assert "second aggregates (A) are not served yet" in replies[3][1]
+    replies = await change(socket, "subscribe", "T.aapl,AM.*,Q.AAPL,A.*,X.AAPL,T.NOPE,Q.", 7)
+    assert replies[:4] == [("success", "subscribed to: T.AAPL"),
+                           ("success", "subscribed to: AM.*"),
+                           ("success", "subscribed to: Q.AAPL"),
+                           ("success", "subscribed to: A.*")]  # fmt: skip
+    assert [s for s, _ in replies[4:]] == ["error"] * 3
     assert "unknown topic" in replies[4][1]
     assert "unknown symbol" in replies[5][1]
+    assert "unknown topic" in replies[6][1]
 
     await socket.send_to(text_data="{broken")
     assert statuses(await frame(socket)) == [("error", "malformed JSON")]
@@ -207,3 +208,58 @@ async def test_a_minute_aggregate_is_its_stored_bar_when_the_minute_closes(stock
         ("AAPL", ms(minute)), ("AAPL", ms(minute) + 60_000),
         ("MSFT", ms(minute)), ("MSFT", ms(minute) + 60_000),
     ]  # fmt: skip
+
+
+async def test_quotes_are_the_ingested_quotes_in_round_lots(stocks):
+    socket = await authed(stocks)
+    await change(socket, "subscribe", "Q.*", 1)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    await ingest_rows([
+        ("AAPL", start, 190.12, 37, 190.10, 190.13, 300, 500),
+        ("MSFT", start, 410.0, 5),  # no quote: no Q event
+        ("MSFT", start + timedelta(seconds=1), 410.5, 5, 410.45, 410.52, 1200, 100),
+    ])  # fmt: skip
+    got = await read_until(socket, lambda r: len(r) >= 2)
+    assert got == [
+        {"ev": "Q", "sym": "AAPL", "bx": 12, "bp": 190.10, "bs": 3, "ax": 12, "ap": 190.13,
+         "as": 5, "c": 0, "i": [], "t": ms(start), "q": ms(start) * 1000, "z": 3},
+        {"ev": "Q", "sym": "MSFT", "bx": 12, "bp": 410.45, "bs": 12, "ax": 12, "ap": 410.52,
+         "as": 1, "c": 0, "i": [], "t": ms(start) + 1000, "q": (ms(start) + 1000) * 1000,
+         "z": 3},
+    ]  # fmt: skip
+    history = (await sync_to_async(APIClient().get)("/api/v1/stocks/AAPL/history")).json()
+    (tick,) = history["results"]
+    assert (tick["bid"], tick["ask"], tick["bid_size"], tick["ask_size"]) == (
+        190.10, 190.13, 300, 500
+    )  # fmt: skip
+
+
+async def test_second_aggregates_sum_the_trades_of_each_whole_second(stocks):
+    socket = await authed(stocks)
+    await change(socket, "subscribe", "A.AAPL", 1)
+    second = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    if second.hour == 0 and second.minute < 1:
+        second -= timedelta(minutes=5)
+    at = [second + timedelta(seconds=s) for s in (0.5, 1.0, 1.25, 1.75, 2.0, 3.5)]
+    # The socket joined in the second of the first trade: that second is not sent.
+    rows = [("AAPL", at[0], 100.0, 10), ("AAPL", at[1], 101.0, 100),
+            ("MSFT", at[1], 300.0, 1), ("AAPL", at[2], 103.0, 300),
+            ("AAPL", at[3], 100.5, 200), ("AAPL", at[4], 102.0, 50),
+            ("AAPL", at[5], 99.0, 7)]  # fmt: skip
+    for row in rows:
+        await ingest_rows([row])
+    got = await read_until(socket, lambda r: len(r) >= 2)
+    one, two = ms(second) + 1000, ms(second) + 2000
+    assert got == [  # worked by hand from the rows above
+        {"ev": "A", "sym": "AAPL", "o": 101.0, "h": 103.0, "l": 100.5, "c": 100.5, "v": 600,
+         "av": 610, "vw": pytest.approx((101 * 100 + 103 * 300 + 100.5 * 200) / 600),
+         "z": 200, "s": one, "e": one + 1000},
+        {"ev": "A", "sym": "AAPL", "o": 102.0, "h": 102.0, "l": 102.0, "c": 102.0, "v": 50,
+         "av": 660, "vw": pytest.approx(102.0), "z": 50, "s": two, "e": two + 1000},
+    ]  # fmt: skip
+    rest = await sync_to_async(APIClient().get)(
+        f"/v2/aggs/ticker/AAPL/range/1/second/{one}/{two}"
+    )  # the same seconds over REST
+    assert [(r["t"], r["o"], r["h"], r["l"], r["c"], r["v"]) for r in rest.json()["results"]] == [
+        (e["s"], e["o"], e["h"], e["l"], e["c"], e["v"]) for e in got
+    ]
