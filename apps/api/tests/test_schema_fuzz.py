@@ -43,6 +43,7 @@ EXPECTED_GET_PATHS = {
     "/v2/aggs/ticker/{symbol}/prev",
     "/v2/aggs/grouped/locale/us/market/stocks/{date}",
     "/v2/last/trade/{symbol}",
+    "/v2/last/nbbo/{symbol}",
     "/v3/trades/{symbol}",
     "/v3/reference/tickers",
     "/v3/reference/tickers/{symbol}",
