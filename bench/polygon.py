@@ -1,8 +1,8 @@
 """The Polygon/Massive-compatible gateway (apps/polygon, docs/polygon.md) beside MarketFlux's
 own doors, against a live Daphne with the real pipeline running.
 
-    python bench/polygon.py [--quick] [--clients 500] [--duration 45] [--repeats 3]
-                            [--rate 200] [--seconds 20]
+    python bench/polygon.py [--quick] [--clients 500] [--duration 45] [--rounds 2]
+                            [--repeats 3] [--rate 200] [--seconds 15]
     (make bench runs it with real services: DATABASE_URL and REDIS_URL)
 
 The stack is bench/api.py's, on a fresh bench database (`<database>_bench`): the default
@@ -14,12 +14,14 @@ reference measured in the same run, on the same stack:
 
 * **stream**: N clients (500) on the gateway's WebSocket `/stocks`, each doing the vendor's
   handshake (status `connected`, `{"action":"auth","params":KEY}`, `auth_success`) and
-  subscribing to `T.*`; beside them, one phase earlier, N clients on our own `/ws/market`
-  subscribed to "*". Both phases are bench/ws_fanout.py's `fanout_phase`, unchanged:
+  subscribing to `T.*`; beside them N clients on our own `/ws/market` subscribed to "*".
+  --rounds phases per door (2), in the order /ws/market, /stocks, /stocks, /ws/market, so
+  neither always runs first. Every phase is bench/ws_fanout.py's `fanout_phase`, unchanged:
   delivered trades/s, latency (receive time minus the tick's scheduled time: a `T` event's
   `t` in ms, a tick's `ts`), first-client latency and fan-out spread, every stored tick of
   the window checked against every client (lost, duplicated, out of order), Daphne's memory
-  per socket and CPU. The gateway's latency is then divided by /ws/market's.
+  per socket (meaningful for the first phase only: later ones reuse memory the one before
+  freed) and CPU. The doors' median p50 and p99 are divided, gateway by /ws/market.
 * **list_aggs**: a year of AAPL's 1-minute bars through the official client `massive`
   (`RESTClient(api_key=..., base=url).list_aggs("AAPL", 1, "minute", from, to,
   limit=50000)`), every page iterated, each row deserialized as the client does. The
