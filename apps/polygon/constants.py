@@ -15,6 +15,7 @@ INDICATOR_LIMIT_DEFAULT = 10
 INDICATOR_LIMIT_MAX = 5000
 INDICATOR_WINDOW_MAX = 1000  # bars in an indicator's window (its warm-up grows with it)
 SNAPSHOT_TICKERS_MAX = 1000  # tickers one `?tickers=` may name
+VENUES_TTL = 60.0  # seconds before a ticker missing from the venue map reloads it
 
 # Timespans of a fixed length, as one unit; `second` is summed from the ticks, the others
 # from the bars (docs/polygon.md#aggregates).

@@ -20,8 +20,8 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from apps.ops.timestamps import UNIX_EPOCH
-from apps.polygon import constants as c
 from apps.polygon import messages, selectors
+from apps.polygon.selectors import venues
 from apps.streaming import close_codes
 from apps.streaming.consumers import (
     MAX_MESSAGE_BYTES,
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 SERVED = {"T": "trades", "Q": "quotes", "A": "second aggregates", "AM": "minute aggregates"}
 FRAME_EVENTS = 2000  # events per frame: well under the clients' 1 MiB frame limit
-EXCHANGES_TTL = 60.0  # seconds before symbols unknown to the exchange map trigger a reload
 KEEP_MINUTES = 5  # closed minutes whose AM events stay cached (late sockets of a batch)
 
 
@@ -54,21 +53,10 @@ def _at(micros: int):
     return UNIX_EPOCH + timedelta(microseconds=micros)
 
 
-class _Exchanges:
-    """Each symbol's exchange id and tape, per process, reloaded when a symbol is missing."""
-
-    def __init__(self) -> None:
-        self.by_ticker: dict[str, tuple[int, int]] = {}
-        self.loaded_at = float("-inf")
-
-    async def ensure(self, tickers) -> None:
-        missing = any(t not in self.by_ticker for t in tickers)
-        if missing and time.monotonic() - self.loaded_at > EXCHANGES_TTL:
-            self.loaded_at = time.monotonic()
-            self.by_ticker = await database_sync_to_async(selectors.exchanges_by_ticker)()
-
-    def of(self, ticker: str) -> tuple[int, int]:
-        return self.by_ticker.get(ticker, c.OTHER_EXCHANGE[:2])
+async def _ensure_venues(tickers) -> None:
+    if venues.stale_for(tickers):
+        venues.loaded_at = time.monotonic()  # one reload, however many sockets ask meanwhile
+        await database_sync_to_async(venues.reload)()
 
 
 class MinuteBars:
@@ -162,7 +150,6 @@ class MinuteBars:
         return found
 
 
-_exchanges = _Exchanges()
 minute_bars = MinuteBars()
 
 
@@ -220,7 +207,7 @@ class StocksConsumer(FeedConsumer):
         out = []
         for message in pending:
             if message.get("type") == "tick":
-                out.append(messages.trade(message, *_exchanges.of(message["symbol"])))
+                out.append(messages.trade(message, *venues.of(message["symbol"])))
             elif "ev" in message:  # a status
                 out.append(message)
             else:  # a Q, A or AM event, queued under (event, symbol): coalesces by symbol
@@ -233,16 +220,16 @@ class StocksConsumer(FeedConsumer):
         if trades:
             sent = ticks if "*" in trades else [t for t in ticks if t["symbol"] in trades]
             if sent:
-                await _exchanges.ensure({t["symbol"] for t in sent})
+                await _ensure_venues({t["symbol"] for t in sent})
                 self.queue_ticks(sent)
         if quotes:
             every = "*" in quotes
             quoted = [t for t in ticks if t["bid"] is not None
                       and (every or t["symbol"] in quotes)]  # fmt: skip
             if quoted:
-                await _exchanges.ensure({t["symbol"] for t in quoted})
+                await _ensure_venues({t["symbol"] for t in quoted})
                 self.queue_ticks([{"symbol": ("Q", t["symbol"]),
-                                   "event": messages.quote(t, *_exchanges.of(t["symbol"]))}
+                                   "event": messages.quote(t, *venues.of(t["symbol"]))}
                                   for t in quoted])  # fmt: skip
         if self.topics["A"]:
             closed = self.seconds.add(ticks, self.topics["A"])

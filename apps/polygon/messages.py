@@ -44,16 +44,17 @@ def agg(candle: selectors.Candle) -> dict:
     }  # fmt: skip
 
 
-def trade_fields(ts: datetime, symbol: Symbol) -> dict:
+def trade_fields(ts: datetime, venue: tuple[int, int]) -> dict:
+    """A tick's time in ns, its sequence number (µs) and its venue: (exchange id, tape)."""
     ns = p.ns_of(ts)
-    exchange, tape, _ = exchange_of(symbol.exchange)
-    return {"ns": ns, "sequence": ns // 1000, "exchange": exchange, "tape": tape}
+    return {"ns": ns, "sequence": ns // 1000, "exchange": venue[0], "tape": venue[1]}
 
 
-def last_trade(symbol: Symbol, ts: datetime, price: float, size: int) -> dict:
+def last_trade(ticker: str, venue: tuple[int, int], ts: datetime, price: float,
+               size: int) -> dict:  # fmt: skip
     """A tick as the vendor's last trade (`/v2/last/trade`, a snapshot's `lastTrade`)."""
-    f = trade_fields(ts, symbol)
-    return {"T": symbol.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"],
+    f = trade_fields(ts, venue)
+    return {"T": ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"],
             "i": str(f["sequence"]), "p": price, "s": size, "x": f["exchange"],
             "z": f["tape"], "c": []}  # fmt: skip
 
@@ -64,12 +65,13 @@ def lots(shares: int) -> int:
 
 
 def last_quote(
-    symbol: Symbol, ts: datetime, bid: float, ask: float, bid_size: int, ask_size: int
-) -> dict:
+    ticker: str, venue: tuple[int, int], ts: datetime, bid: float, ask: float, bid_size: int,
+    ask_size: int,
+) -> dict:  # fmt: skip
     """A tick's quote as the vendor's last NBBO (`/v2/last/nbbo`, a snapshot's `lastQuote`).
     Both sides are quoted on the symbol's own exchange."""
-    f = trade_fields(ts, symbol)
-    return {"T": symbol.ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"], "p": bid,
+    f = trade_fields(ts, venue)
+    return {"T": ticker, "t": f["ns"], "y": f["ns"], "q": f["sequence"], "p": bid,
             "s": lots(bid_size), "x": f["exchange"], "P": ask, "S": lots(ask_size),
             "X": f["exchange"], "z": f["tape"], "c": [], "i": []}  # fmt: skip
 
@@ -94,9 +96,10 @@ def ticker_snapshot(symbol: Symbol, hot: dict | None, bars: selectors.SnapshotBa
             out["todaysChange"] = change
             out["todaysChangePerc"] = change / bars.prev_day.close * 100.0
         out["updated"] = p.ns_of(ts)
-        out["lastTrade"] = last_trade(symbol, ts, hot["price"], hot["size"])
+        venue = exchange_of(symbol.exchange)[:2]
+        out["lastTrade"] = last_trade(symbol.ticker, venue, ts, hot["price"], hot["size"])
         if hot.get("bid") is not None:
-            out["lastQuote"] = last_quote(symbol, ts, *(hot[f] for f in QUOTE_FIELDS))
+            out["lastQuote"] = last_quote(symbol.ticker, venue, ts, *(hot[f] for f in QUOTE_FIELDS))
     if bars.day is not None:
         out["day"] = agg(bars.day)
     if bars.minute is not None:

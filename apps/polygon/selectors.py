@@ -3,6 +3,8 @@ through `apps.market.selectors`."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -64,12 +66,39 @@ class Span:
         return Page(candles, resume)
 
 
-def exchanges_by_ticker() -> dict[str, tuple[int, int]]:
-    """Every symbol's vendor exchange id and tape (`constants.EXCHANGES`)."""
-    return {
-        ticker: messages.exchange_of(exchange)[:2]
-        for ticker, exchange in Symbol.objects.values_list("ticker", "exchange")
-    }
+class Venues:
+    """Each symbol's vendor exchange id and tape (`constants.EXCHANGES`), per process: read
+    once, and again when a ticker is missing, at most once every VENUES_TTL seconds. The
+    last trade and every `T` event need them; a query each was half of `/v2/last/trade`'s
+    time (docs/benchmarks.md#polygon)."""
+
+    def __init__(self) -> None:
+        self.by_ticker: dict[str, tuple[int, int]] = {}
+        self.loaded_at = float("-inf")
+
+    def stale_for(self, tickers: Iterable[str]) -> bool:
+        missing = any(t not in self.by_ticker for t in tickers)
+        return missing and time.monotonic() - self.loaded_at > c.VENUES_TTL
+
+    def reload(self) -> None:
+        self.loaded_at = time.monotonic()
+        self.by_ticker = {  # one new dict, swapped in whole: safe for other threads
+            ticker: messages.exchange_of(exchange)[:2]
+            for ticker, exchange in Symbol.objects.values_list("ticker", "exchange")
+        }
+
+    def of(self, ticker: str) -> tuple[int, int]:
+        """A known ticker's venue (after `stale_for`/`reload`); other exchanges' for others."""
+        return self.by_ticker.get(ticker, c.OTHER_EXCHANGE[:2])
+
+    def current(self, ticker: str) -> tuple[int, int]:
+        """`of`, reloading first if the ticker is missing (sync callers)."""
+        if self.stale_for([ticker]):
+            self.reload()
+        return self.of(ticker)
+
+
+venues = Venues()
 
 
 def known_tickers(*, tickers: set[str]) -> set[str]:

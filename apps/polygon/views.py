@@ -21,6 +21,7 @@ from apps.api.permissions import MarketDataPermission
 from apps.api.renderers import FastJSONRenderer
 from apps.api.views import find_symbol
 from apps.market import selectors
+from apps.market.messages import QUOTE_FIELDS
 from apps.market.models import Symbol
 from apps.polygon import constants as c
 from apps.polygon import indicators
@@ -314,16 +315,22 @@ class LastTrade(GatewayView):
         **_GATEWAY,
     )
     def get(self, request: Request, symbol: str):
-        row = symbol_row(symbol)
-        ticks = selectors.ticks_page(symbol=row.ticker, start=None, end=None, limit=1,
-                                     newest_first=True)  # fmt: skip
-        if not ticks:
-            raise NotFound(f"No trade of {row.ticker} yet.")
-        return self.answer({"results": m.last_trade(row, *ticks[0])})
+        ticker, hot = find_symbol(symbol)
+        venue = polygon_selectors.venues.current(ticker)
+        if hot is not None:  # the pipeline writes it after its tick commits
+            tick = (datetime.fromisoformat(hot["ts"]), hot["price"], hot["size"])
+        else:  # Redis lost it (a restart): the newest stored tick
+            ticks = selectors.ticks_page(symbol=ticker, start=None, end=None, limit=1,
+                                         newest_first=True)  # fmt: skip
+            if not ticks:
+                raise NotFound(f"No trade of {ticker} yet.")
+            tick = ticks[0]
+        return self.answer({"results": m.last_trade(ticker, venue, *tick)})
 
 
 class LastQuote(GatewayView):
-    """`GET /v2/last/nbbo/{T}`: the quote stored with the newest tick that carried one."""
+    """`GET /v2/last/nbbo/{T}`: the newest tick's quote, or the newest stored quote when
+    that tick carried none."""
 
     @extend_schema(
         operation_id="polygon_last_quote",
@@ -333,11 +340,13 @@ class LastQuote(GatewayView):
         **_GATEWAY,
     )
     def get(self, request: Request, symbol: str):
-        row = symbol_row(symbol)
-        quote = selectors.last_quote(row.ticker)
-        if quote is None:
-            raise NotFound(f"No quote of {row.ticker} yet.")
-        return self.answer({"results": m.last_quote(row, *quote)})
+        ticker, hot = find_symbol(symbol)
+        venue = polygon_selectors.venues.current(ticker)
+        if hot is not None and hot.get("bid") is not None:
+            quote = (datetime.fromisoformat(hot["ts"]), *(hot[f] for f in QUOTE_FIELDS))
+        elif (quote := selectors.last_quote(ticker)) is None:
+            raise NotFound(f"No quote of {ticker} yet.")
+        return self.answer({"results": m.last_quote(ticker, venue, *quote)})
 
 
 _TS_BOUNDS = ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt")
@@ -390,7 +399,8 @@ class Trades(GatewayView):
         **_GATEWAY,
     )
     def get(self, request: Request, symbol: str):
-        row = symbol_row(symbol)
+        ticker, _ = find_symbol(symbol)
+        venue = polygon_selectors.venues.current(ticker)
         query = p.query_of(request)
         start, end = _trade_window(query)
         order = p.choice(query, "order", ("asc", "desc"), default="desc")
@@ -401,14 +411,14 @@ class Trades(GatewayView):
         ticks = []
         if start is None or end is None or start < end:
             ticks = selectors.ticks_page(
-                symbol=row.ticker,
+                symbol=ticker,
                 start=None if start is None else p.from_micros(start),
                 end=None if end is None else p.from_micros(end),
                 limit=limit, newest_first=order == "desc",
             )  # fmt: skip
         results = []
         for ts, price, size in ticks:
-            f = m.trade_fields(ts, row)
+            f = m.trade_fields(ts, venue)
             results.append(
                 {"price": price, "size": size, "sip_timestamp": f["ns"],
                  "participant_timestamp": f["ns"], "sequence_number": f["sequence"],
@@ -424,7 +434,7 @@ class Trades(GatewayView):
             if end is not None:
                 cursor["timestamp.lt"] = end * 1000
             cursor["timestamp.gt" if order == "asc" else "timestamp.lt"] = last
-            body["next_url"] = self.next_url(f"/v3/trades/{row.ticker}", cursor)
+            body["next_url"] = self.next_url(f"/v3/trades/{ticker}", cursor)
         return self.answer(body)
 
 

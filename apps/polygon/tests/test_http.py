@@ -18,6 +18,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from apps.indicators.state import store
 from apps.ingest.pipeline import TickBatch, ingest
+from apps.market import keys
 from apps.polygon import params as p
 
 pytestmark = pytest.mark.django_db
@@ -242,11 +243,14 @@ def test_trades_are_the_stored_ticks_and_pages_chain_both_ways(client, stored):
                    == NOW.date()]  # fmt: skip
 
 
-def test_the_last_trade_is_the_newest_tick(client, stored):
+def test_the_last_trade_is_the_newest_tick(client, stored, redis_client):
     last = client.get("/v2/last/trade/aapl").json()["results"]
     _, ts, price, size = TICKS[-1]
     assert (last["T"], last["p"], last["s"]) == ("AAPL", price, size)
     assert last["t"] == last["y"] == int(ts.timestamp()) * 10**9
+    redis_client.delete(keys.hot("AAPL"))  # Redis lost the hot state: the stored tick
+    assert client.get("/v2/last/trade/AAPL").json()["results"] == last
+    assert client.get("/v2/last/nbbo/AAPL").json()["results"]["P"] == QUOTES[24][1]
 
 
 def test_the_last_quote_is_the_newest_stored_quote_in_round_lots(client, stored):
