@@ -18,12 +18,14 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from massive import RESTClient, WebSocketClient
+from massive.exceptions import AuthError, BadResponse
 from massive.websocket.models import EquityAgg, EquityTrade, WebSocketMessage
 
 DEFAULT_HOST = "127.0.0.1:8000"  # where `make run` serves MarketFlux
@@ -186,20 +188,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
     # The only changes from a program written for the vendor: `base` and `feed`, the key.
     rest = RESTClient(api_key=args.key, base=f"http://{args.host}")
-    if args.symbols == "*":
-        symbols = [t.ticker for t in rest.list_tickers(market="stocks", active=True, limit=1000)]
-    else:
-        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    strategy = Strategy(rest, fast=args.fast, slow=args.slow)
-    strategy.seed(symbols)
-    names = ["*"] if args.symbols == "*" else symbols
-    subscriptions = [f"{kind}.{name}" for kind in ("T", "AM") for name in names]
-    ws = WebSocketClient(
-        api_key=args.key, feed=args.host, market="stocks", secure=False,
-        subscriptions=subscriptions,
-    )  # fmt: skip
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(stream(ws, strategy, args.seconds))
+    try:
+        if args.symbols == "*":
+            tickers = rest.list_tickers(market="stocks", active=True, limit=1000)
+            symbols = [t.ticker for t in tickers]
+        else:
+            symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        strategy = Strategy(rest, fast=args.fast, slow=args.slow)
+        strategy.seed(symbols)
+        names = ["*"] if args.symbols == "*" else symbols
+        subscriptions = [f"{kind}.{name}" for kind in ("T", "AM") for name in names]
+        ws = WebSocketClient(
+            api_key=args.key, feed=args.host, market="stocks", secure=False,
+            subscriptions=subscriptions,
+        )  # fmt: skip
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(stream(ws, strategy, args.seconds))
+    except (AuthError, BadResponse) as refused:  # a bad key, an unknown ticker
+        print(f"MarketFlux refused: {refused}", file=sys.stderr)
+        return 1
     return 0
 
 
