@@ -50,7 +50,9 @@ def _batches(symbols: list[str], count: int, start: datetime):
         prices, sizes = simulator.step(
             params=params, last_prices=prices, slot=i, seed=1, interval=0.5
         )
-        yield TickBatch(symbols=symbols, ts=[ts] * len(symbols), prices=prices, sizes=sizes)
+        quotes = simulator.quotes(params=params, prices=prices, slot=i, seed=1)
+        yield TickBatch(symbols=symbols, ts=[ts] * len(symbols), prices=prices, sizes=sizes,
+                        quotes=quotes)  # fmt: skip
 
 
 class MarketListener:

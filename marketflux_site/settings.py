@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.dashboard",
     "apps.polygon",
+    "apps.sources",
     "apps.ops",
 ]
 

@@ -94,7 +94,7 @@ SELECT s.symbol,
            WHERE symbol_id = s.symbol AND interval = '1m'
              AND ts >= s.day_start AND ts < s.minute_start
            ORDER BY ts LIMIT 1),
-         (SELECT price FROM market_tick
+         (SELECT coalesce(open, price) FROM market_tick
            WHERE symbol_id = s.symbol AND ts >= s.minute_start AND ts < s.first_ts
            ORDER BY ts LIMIT 1)) AS session_open,
        coalesce((SELECT sum(volume) FROM market_bar
@@ -237,19 +237,23 @@ class StateStore:
         micros: Sequence[int],
         prices: np.ndarray,
         sizes: Sequence[int],
+        *,
+        opens: np.ndarray | None = None,
     ) -> tuple[dict[str, np.ndarray], list[int]]:
         """Advance indicators and sessions by the batch's new ticks (in time order); answers
-        the indicator values and each tick's session (UTC day) volume through it."""
+        the indicator values and each tick's session (UTC day) volume through it. `opens`:
+        conflated ticks' first prices (NaN for a tick of one trade), a session's open."""
         values = self.engine.update(symbols, prices)
         meta_of = self.meta
         volumes = []
-        for symbol, tick_micros, price, size in zip(
-            symbols, micros, prices.tolist(), sizes, strict=True
+        firsts = prices if opens is None else np.where(np.isnan(opens), prices, opens)
+        for symbol, tick_micros, first, size in zip(
+            symbols, micros, firsts.tolist(), sizes, strict=True
         ):
             meta = meta_of[symbol]
             day = tick_micros // _DAY_MICROS
             if meta.session_day != day:
-                meta.session_day, meta.session_open, meta.session_volume = day, price, 0
+                meta.session_day, meta.session_open, meta.session_volume = day, first, 0
             meta.session_volume += size
             meta.last_micros = tick_micros
             volumes.append(meta.session_volume)

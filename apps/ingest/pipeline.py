@@ -45,15 +45,38 @@ class BatchError(ValueError):
 
 
 @dataclass(frozen=True)
+class Slots:
+    """What a conflated tick keeps of its slot's trades (docs/sources.md#conflation): the
+    first, highest and lowest prices and the count. A row of NaN: the tick is one trade."""
+
+    opens: np.ndarray
+    highs: np.ndarray
+    lows: np.ndarray
+    trades: np.ndarray
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.opens, self.highs, self.lows, self.trades
+
+    def take(self, rows: np.ndarray) -> Slots:
+        return Slots(*(np.asarray(column)[rows] for column in self.columns()))
+
+    @classmethod
+    def none(cls, count: int) -> Slots:
+        missing = np.full(count, np.nan)
+        return cls(missing, missing, missing, missing)
+
+
+@dataclass(frozen=True)
 class TickBatch:
     """Ticks from one source run, as columns; `quotes` for a source that carries them (a
-    row of NaN: that tick has none)."""
+    row of NaN: that tick has none); `slots` for ticks that conflate several trades."""
 
     symbols: list[str]
     ts: list[datetime]
     prices: np.ndarray
     sizes: np.ndarray
     quotes: Quotes | None = None
+    slots: Slots | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple]) -> TickBatch:
@@ -101,6 +124,31 @@ class TickBatch:
             raise BatchError(f"row {i} ({self.symbols[i]}): size must be a positive integer")
         if self.quotes is not None:
             self._validate_quotes(self.quotes)
+        if self.slots is not None:
+            self._validate_slots(self.slots)
+
+    def _validate_slots(self, slots: Slots) -> None:
+        if any(len(column) != len(self.symbols) for column in slots.columns()):
+            raise BatchError("slots: opens, highs, lows and trades need a row per tick")
+        columns = np.array(slots.columns(), dtype=np.float64)
+        missing = np.isnan(columns)
+        opens, highs, lows, trades = columns
+        prices = self.prices
+        with np.errstate(invalid="ignore"):
+            checks = [
+                (missing.any(axis=0) & ~missing.all(axis=0),
+                 "a slot needs its open, high, low and trade count, or none of them"),
+                (~missing[0] & ~((lows > 0) & (highs <= PRICE_MAX) & (lows <= opens)
+                                 & (opens <= highs) & (lows <= prices) & (prices <= highs)),
+                 "a slot's prices must be positive with low <= open, price <= high"),
+                (~missing[0] & ~((trades >= 1) & (trades == np.floor(trades))
+                                 & (trades <= 2**31 - 1)),
+                 "a slot's trade count must be a positive integer"),
+            ]  # fmt: skip
+        for bad, problem in checks:
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise BatchError(f"row {i} ({self.symbols[i]}): {problem}")
 
     def _validate_quotes(self, quotes: Quotes) -> None:
         if any(len(column) != len(self.symbols) for column in quotes.columns()):
@@ -154,11 +202,12 @@ _STAGING = "pipeline_staged_ticks"
 _CREATE_STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
     ord integer, symbol_id varchar(16), ts timestamptz, price float8, size integer,
+    open float8, high float8, low float8, trades integer,
     bid float8, ask float8, bid_size integer, ask_size integer
 ) ON COMMIT DELETE ROWS
 """
 
-_TICK_COLUMNS = "symbol_id, ts, price, size, bid, ask, bid_size, ask_size"
+_TICK_COLUMNS = "symbol_id, ts, price, size, open, high, low, trades, bid, ask, bid_size, ask_size"
 _UNKNOWN_SYMBOLS = f"""
 SELECT array_agg(DISTINCT s.symbol_id) FROM {_STAGING} s
 WHERE NOT EXISTS (SELECT 1 FROM market_symbol m WHERE m.ticker = s.symbol_id)
@@ -189,14 +238,14 @@ def _store_ticks_and_bars(minute_bars: str, first_ticks: str, *, all_new: bool) 
     INSERT INTO market_tick ({_TICK_COLUMNS})
     SELECT {_TICK_COLUMNS} FROM {_STAGING} ORDER BY ord
 ),
-new_ticks AS (SELECT ord, symbol_id, ts, price, size FROM {_STAGING})"""
+new_ticks AS (SELECT ord, symbol_id, ts, price, size, open, high, low, trades FROM {_STAGING})"""
         numbered = "new_ticks n"
     else:
         new_ticks = f"""new_ticks AS (
     INSERT INTO market_tick AS t ({_TICK_COLUMNS})
     SELECT {_TICK_COLUMNS} FROM {_STAGING} ORDER BY ord
     ON CONFLICT (symbol_id, ts) DO NOTHING
-    RETURNING t.symbol_id, t.ts, t.price, t.size
+    RETURNING t.symbol_id, t.ts, t.price, t.size, t.open, t.high, t.low, t.trades
 )"""
         numbered = f"""(SELECT s.ord, n.symbol_id, n.ts FROM new_ticks n
       JOIN {_STAGING} s ON s.symbol_id = n.symbol_id AND s.ts = n.ts) n"""
@@ -252,11 +301,15 @@ _SEARCH_PREVIOUS = """(SELECT t.ts FROM market_tick t
                       ORDER BY t.ts DESC LIMIT 1)"""
 _MINUTE_OF = "date_bin('1 minute', {}.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 _MINUTE = _MINUTE_OF.format("f")
+# A conflated tick brings its slot's open, high, low and trade count; a tick of one trade
+# has null there (its price is all of them).
 _MINUTE_BARS = f"""
     SELECT n.symbol_id, {_MINUTE_OF.format("n")} AS ts,
-           (array_agg(n.price ORDER BY n.ts))[1] AS open, max(n.price) AS high,
-           min(n.price) AS low, (array_agg(n.price ORDER BY n.ts DESC))[1] AS close,
-           sum(n.size) AS volume, count(*) AS trades, max(n.ts) AS last_tick_at
+           (array_agg(coalesce(n.open, n.price) ORDER BY n.ts))[1] AS open,
+           max(coalesce(n.high, n.price)) AS high, min(coalesce(n.low, n.price)) AS low,
+           (array_agg(n.price ORDER BY n.ts DESC))[1] AS close,
+           sum(n.size) AS volume, sum(coalesce(n.trades, 1)) AS trades,
+           max(n.ts) AS last_tick_at
     FROM new_ticks n
     GROUP BY 1, 2"""
 _FIRST_TICKS = """
@@ -264,8 +317,9 @@ _FIRST_TICKS = """
 # A batch with one tick per symbol (every simulator batch) has one tick per bar: no grouping
 # (its ordered aggregates cost a sort per bar, 9 ms of the statement at 5,000 symbols).
 _MINUTE_BARS_OF_ONE_TICK = f"""
-    SELECT n.symbol_id, {_MINUTE_OF.format("n")} AS ts, n.price AS open, n.price AS high,
-           n.price AS low, n.price AS close, n.size AS volume, 1 AS trades,
+    SELECT n.symbol_id, {_MINUTE_OF.format("n")} AS ts, coalesce(n.open, n.price) AS open,
+           coalesce(n.high, n.price) AS high, coalesce(n.low, n.price) AS low,
+           n.price AS close, n.size AS volume, coalesce(n.trades, 1) AS trades,
            n.ts AS last_tick_at
     FROM new_ticks n"""
 _FIRST_OF_ONE_TICK = """
@@ -318,6 +372,7 @@ def _sorted_unique(batch: TickBatch) -> TickBatch:
         prices=batch.prices[idx],
         sizes=batch.sizes[idx],
         quotes=batch.quotes.take(idx) if batch.quotes is not None else None,
+        slots=batch.slots.take(idx) if batch.slots is not None else None,
     )
 
 
@@ -342,7 +397,7 @@ class _Outputs:
     snapshots: bytes  # the IndicatorSnapshot rows, as a binary COPY
     messages: list[dict]  # tick messages
     states: dict[str, dict]  # hot state by symbol
-    redis: list[Packed]  # the states any worker continues from, and the hot states
+    redis: list[Packed]  # the states any worker continues from, then the hot states
     market_message: object  # for the market group, serialized (`Publisher.prepare_batch`)
     ms: float  # time spent building these
 
@@ -354,11 +409,12 @@ def _outputs(
     prices: np.ndarray,
     sizes: list[int],
     quotes: Quotes | None,
+    opens: np.ndarray | None,
     thresholds: Mapping[str, float],
 ) -> _Outputs:
     """Advance the indicators over the new ticks and build everything written from them."""
     began = time.perf_counter()
-    values, volumes = state_store.apply(symbols, micros, prices, sizes)
+    values, volumes = state_store.apply(symbols, micros, prices, sizes, opens=opens)
     snapshots = binary_copy(
         [
             ("text", symbols),
@@ -439,6 +495,7 @@ class _Speculation:
             batch.prices,
             batch.sizes.tolist(),
             batch.quotes,
+            None if batch.slots is None else batch.slots.opens,
             thresholds,
         )
         return basis, outputs
@@ -475,8 +532,13 @@ class _Speculation:
             state_store.forget_symbols(self.batch.symbols)
 
 
-def ingest(batch: TickBatch) -> IngestResult:
-    """Run a batch through every stage; safe to call again with the same batch."""
+def ingest(batch: TickBatch, *, live: bool = True) -> IngestResult:
+    """Run a batch through every stage; safe to call again with the same batch.
+
+    `live=False` is history (an import, docs/sources.md#recorded-data): ticks, bars,
+    snapshots and the indicator states are stored as usual, but no alert fires, no hot
+    state is written and nothing is published (`result.states` holds the hot states, for
+    the caller to write where the history is the newest there is)."""
     batch.validate()
     result = IngestResult(received=len(batch))
     if not len(batch):
@@ -510,13 +572,18 @@ def ingest(batch: TickBatch) -> IngestResult:
             _store_snapshots(cursor, snapshots=outputs.snapshots)
             watch.lap("snapshots")
             # 5. The alert rules of the batch's symbols, on each new tick.
-            alerts = _evaluate_alerts(cursor, new=new, values=outputs.values)
-            result.alerts = len(alerts.events)
+            alerts = Evaluation()
+            if live:
+                alerts = _evaluate_alerts(cursor, new=new, values=outputs.values)
+                result.alerts = len(alerts.events)
             watch.lap("alerts")
         watch.lap("commit")
         result.stored = len(new)
         result.messages = outputs.messages
         result.states = outputs.states
+        if not live:  # the states any worker continues from; nothing else
+            execute_packed(redis_client(), outputs.redis[:1])
+            return result
         # 6. Hot state and the states any worker continues from, in one round trip.
         watched = _write_hot_state(outputs=outputs, after_commit=alerts.after_commit)
         watch.lap("hot_state")
@@ -557,6 +624,7 @@ def _store_ticks(
     """
     _ensure_staging_tables(cursor, nested=nested)
     quotes = batch.quotes or Quotes.none(len(batch))
+    slots = batch.slots or Slots.none(len(batch))
     with cursor.cursor.copy(_COPY_STAGING) as copy:
         copy.write(
             binary_copy(
@@ -566,6 +634,10 @@ def _store_ticks(
                     ("timestamptz", micros),
                     ("float8", batch.prices),
                     ("int4", batch.sizes),
+                    ("float8", slots.opens),
+                    ("float8", slots.highs),
+                    ("float8", slots.lows),
+                    ("int4", slots.trades),
                     ("float8", quotes.bids),
                     ("float8", quotes.asks),
                     ("int4", quotes.bid_sizes),
@@ -598,6 +670,7 @@ class _NewTicks:
     prices: np.ndarray
     sizes: list[int]
     quotes: Quotes | None
+    slots: Slots | None
     starts: dict[str, BatchStart]  # per symbol: its first new tick, and what came before
 
     def __len__(self) -> int:
@@ -608,7 +681,7 @@ def _new_ticks(batch: TickBatch, *, micros: list[int], rows: list[tuple]) -> _Ne
     """The new ticks, from the store statement's rows."""
     if len(rows) == len(batch):  # every tick is new, the usual case: rows are in order
         symbols, tick_ts, new_micros, prices = batch.symbols, batch.ts, micros, batch.prices
-        sizes, quotes = batch.sizes.tolist(), batch.quotes
+        sizes, quotes, slots = batch.sizes.tolist(), batch.quotes, batch.slots
     else:
         index = [r[0] for r in rows]
         symbols = [batch.symbols[i] for i in index]
@@ -617,11 +690,12 @@ def _new_ticks(batch: TickBatch, *, micros: list[int], rows: list[tuple]) -> _Ne
         prices = batch.prices[index]
         sizes = batch.sizes[index].tolist()
         quotes = batch.quotes.take(np.array(index)) if batch.quotes is not None else None
+        slots = batch.slots.take(np.array(index)) if batch.slots is not None else None
     starts: dict[str, BatchStart] = {}
     for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
         if symbol not in starts:  # rows are in time order: the first is the first new tick
             starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
-    return _NewTicks(symbols, tick_ts, new_micros, prices, sizes, quotes, starts)
+    return _NewTicks(symbols, tick_ts, new_micros, prices, sizes, quotes, slots, starts)
 
 
 def _advance_indicators(
@@ -642,8 +716,9 @@ def _advance_indicators(
     result.rebuilt = state_store.prepare(new.starts, cursor)
     thresholds = {symbol: start.threshold for symbol, start in new.starts.items()}
     tick_text = [ts_text[ts] for ts in new.ts]
+    opens = None if new.slots is None else new.slots.opens
     return _outputs(
-        new.symbols, new.micros, tick_text, new.prices, new.sizes, new.quotes, thresholds
+        new.symbols, new.micros, tick_text, new.prices, new.sizes, new.quotes, opens, thresholds
     )
 
 

@@ -9,21 +9,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from apps.market import backfill, selectors, services
-from apps.market.models import Symbol
+from apps.market.models import Source, Symbol
 
 
 class SymbolForm(forms.ModelForm):
     class Meta:
         model = Symbol
         fields = [
-            "ticker", "name", "exchange", "sector", "active",
+            "ticker", "name", "exchange", "sector", "active", "source",
             "start_price", "drift", "volatility", "jump_rate", "anomaly_threshold",
         ]  # fmt: skip
 
@@ -50,13 +50,13 @@ class SymbolAdmin(admin.ModelAdmin):
     # What fits a 1280 px window beside the admin's sidebars (tested in a browser,
     # test_browser.py): exchange and sector are in the filters, the rest on the symbol's page.
     list_display = ["ticker", "name", "active", "start_price", "volatility", "updated_at"]
-    list_filter = ["active", "exchange", "sector"]
+    list_filter = ["active", "source", "exchange", "sector"]
     search_fields = ["ticker", "name", "sector"]
     ordering = ["ticker"]
     readonly_fields = ["created_at", "updated_at"]
     actions = ["activate", "deactivate", "backfill_history"]
     fieldsets = [
-        (None, {"fields": ["ticker", "name", "exchange", "sector", "active"]}),
+        (None, {"fields": ["ticker", "name", "exchange", "sector", "active", "source"]}),
         ("Simulator", {"fields": ["start_price", "drift", "volatility", "jump_rate"]}),
         ("Indicators", {"fields": ["anomaly_threshold"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
@@ -128,3 +128,18 @@ class SymbolAdmin(admin.ModelAdmin):
             "progress": progress,
         }
         return TemplateResponse(request, "admin/market/symbol/backfill_progress.html", context)
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    """Sources other than the simulator (docs/sources.md); a symbol names its own."""
+
+    list_display = ["name", "kind", "description", "symbol_count", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
+        return super().get_queryset(request).annotate(symbol_count=Count("symbols"))
+
+    @admin.display(description="symbols", ordering="symbol_count")
+    def symbol_count(self, source: Source) -> int:
+        return source.symbol_count

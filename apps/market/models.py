@@ -18,6 +18,25 @@ ticker_validator = RegexValidator(
 )
 
 
+class Source(models.Model):
+    """Where a symbol's trades come from, when not from the simulator (docs/sources.md): a
+    `files` source's symbols get their ticks from recorded files (`import_trades`)."""
+
+    FILES = "files"
+    KIND_CHOICES = [(FILES, "Recorded files")]
+
+    name = models.SlugField(max_length=32, primary_key=True)
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Symbol(models.Model):
     """A tradable instrument, with the parameters the simulator uses for it."""
 
@@ -26,6 +45,15 @@ class Symbol(models.Model):
     exchange = models.CharField(max_length=32, db_index=True)
     sector = models.CharField(max_length=64, blank=True, db_index=True)
     active = models.BooleanField(default=True, db_index=True)
+    source = models.ForeignKey(
+        Source,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="symbols",
+        help_text="Where its trades come from. Empty: the simulator ticks it. A symbol of"
+        " another source is never simulated.",
+    )
     start_price = models.FloatField(
         validators=[MinValueValidator(0.0001)], help_text="Simulator price when no tick exists."
     )
@@ -68,14 +96,21 @@ def series_symbol_field() -> models.ForeignKey:
 
 
 class Tick(models.Model):
-    """One trade print: a price and size at the tick's scheduled time, and the best bid and
-    offer standing then (null, all four, for a source that carries no quotes)."""
+    """One slot of a symbol's trading at the slot's start: one trade (the simulator's), or
+    a source's trades of the slot conflated (docs/sources.md#conflation), whose first,
+    highest and lowest prices and count it keeps so that bars stay exact (null for one
+    trade: its price is all four). With the best bid and offer standing then (null, all
+    four, for a source that carries no quotes)."""
 
     pk = models.CompositePrimaryKey("symbol", "ts")
     symbol = series_symbol_field()
     ts = models.DateTimeField()
-    price = models.FloatField()
-    size = models.IntegerField()
+    price = models.FloatField(help_text="The slot's last trade price.")
+    size = models.IntegerField(help_text="Shares traded in the slot.")
+    open = models.FloatField(null=True, help_text="The slot's first trade price.")
+    high = models.FloatField(null=True)
+    low = models.FloatField(null=True)
+    trades = models.IntegerField(null=True, help_text="Trades conflated into the tick.")
     bid = models.FloatField(null=True)
     ask = models.FloatField(null=True)
     bid_size = models.IntegerField(null=True)

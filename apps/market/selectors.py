@@ -22,7 +22,8 @@ def shard_of(ticker: str, shards: int) -> int:
 
 
 def active_symbols_for_shard(*, shard: int, shards: int) -> list[Symbol]:
-    symbols = Symbol.objects.filter(active=True).order_by("ticker")
+    """The active symbols the simulator ticks in this shard (its own source's only)."""
+    symbols = Symbol.objects.filter(active=True, source__isnull=True).order_by("ticker")
     return [s for s in symbols if shard_of(s.ticker, shards) == shard]
 
 
@@ -300,8 +301,9 @@ def bars_page(
 
 _BUCKETS_FROM_TICKS = """
 SELECT date_bin(%(step)s, t.ts, %(origin)s),
-       (array_agg(t.price ORDER BY t.ts))[1], max(t.price), min(t.price),
-       (array_agg(t.price ORDER BY t.ts DESC))[1], sum(t.size)::bigint, count(*)::int
+       (array_agg(coalesce(t.open, t.price) ORDER BY t.ts))[1], max(coalesce(t.high, t.price)),
+       min(coalesce(t.low, t.price)), (array_agg(t.price ORDER BY t.ts DESC))[1],
+       sum(t.size)::bigint, sum(coalesce(t.trades, 1))::int
 FROM market_tick t
 WHERE t.symbol_id = %(symbol)s AND t.ts >= %(start)s AND t.ts < %(end)s
 GROUP BY 1 ORDER BY 1 {direction}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from apps.ingest.pipeline import BatchError, TickBatch, ingest
+from apps.ingest.pipeline import BatchError, Slots, TickBatch, ingest
 from apps.market.models import Bar, Tick
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
@@ -198,3 +198,36 @@ def test_each_tick_message_carries_the_days_volume_through_it(market):
         ("AAPL", 15), ("MSFT", 7), ("AAPL", 20), ("AAPL", 50)
     ]  # fmt: skip
     assert second.states["AAPL"]["volume"] == 50
+
+
+def _conflated(opens, highs, lows, trades, prices=(10.0,)) -> TickBatch:
+    n = len(prices)
+    return TickBatch(
+        symbols=["AAPL"] * n, ts=[at(i) for i in range(n)], prices=np.array(prices),
+        sizes=np.full(n, 5), slots=Slots(*(np.array(c, dtype=np.float64)
+                                           for c in (opens, highs, lows, trades))),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("slot", "message"),
+    [
+        (([9.0], [11.0], [12.0], [3]), "low <= open, price <= high"),  # low above high
+        (([9.0], [9.5], [8.0], [3]), "low <= open, price <= high"),  # the price above high
+        (([9.0], [11.0], [0.0], [3]), "positive"),
+        (([9.0], [11.0], [8.0], [0]), "trade count"),
+        (([9.0], [11.0], [8.0], [2.5]), "trade count"),
+        (([9.0], [np.nan], [8.0], [2]), "or none of them"),
+    ],
+)
+def test_a_bad_slot_rejects_the_batch(market, slot, message):
+    with pytest.raises(BatchError, match=message):
+        ingest(_conflated(*slot))
+    assert not Tick.objects.exists()
+
+
+def test_conflated_ticks_make_bars_of_their_trades_not_of_their_last_prices(market):
+    # Two slots of several trades each, and one tick of a single trade (NaN: no slot).
+    ingest(_conflated([9.0, 10.0, np.nan], [11.0, 10.5, np.nan], [8.0, 9.5, np.nan],
+                      [4, 2, np.nan], prices=(10.0, 9.8, 9.9)))  # fmt: skip
+    assert bars("AAPL") == [(at(0), 9.0, 11.0, 8.0, 9.9, 15, 7)]

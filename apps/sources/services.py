@@ -1,0 +1,178 @@
+"""Imports of recorded trades (docs/sources.md#recorded-data): a file, read in batches,
+conflated into ticks and stored through the ingest pipeline as history.
+
+A run is idempotent and resumable: the ticks of a file are the same every time it is read,
+and the pipeline skips ticks already stored, so a second run of the same file stores
+nothing and a run stopped half-way (a crash, Ctrl-C, a bad row) continues where it stopped
+when run again. Each batch is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from apps.ingest.pipeline import ingest
+from apps.market import keys, selectors
+from apps.market.models import Source, Symbol
+from apps.ops.redis_client import redis_client
+from apps.sources import files
+from apps.sources.conflation import Trades, conflate
+
+FILES_SOURCE = "files"  # the Source that symbols created by an import belong to
+
+
+@dataclass
+class ImportResult:
+    """What one import did."""
+
+    rows: int = 0  # rows read
+    ticks: int = 0  # ticks the trades conflated into
+    stored: int = 0  # ticks new to the database
+    created: list[str] = field(default_factory=list)  # symbols created
+    symbols: set[str] = field(default_factory=set)  # symbols in the file
+
+
+def import_trades(
+    path: Path,
+    *,
+    interval: float,
+    fmt: files.FileFormat | None = None,
+    create_symbols: bool = False,
+    exchange: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Store a file's trades as ticks of `interval` seconds.
+
+    The file must hold each symbol's trades in time order (files ordered by symbol and
+    time, or by time, are): a symbol's slot is stored once its next slot begins, so a trade
+    for a slot already passed is an error naming its line, never a trade dropped.
+    """
+    interval_ns = round(interval * 1e9)
+    result = ImportResult()
+    held: Trades | None = None  # each symbol's last slot so far: more trades may follow
+    passed: dict[str, int] = {}  # per symbol, the last slot handed to the pipeline
+    latest: dict[str, dict] = {}  # per symbol, the hot state of its newest tick imported
+    for batch in files.read_trades(path, fmt or files.FileFormat()):
+        trades = batch.trades
+        _check_symbols(trades, path=path, first_row=batch.first_row, result=result,
+                       create=create_symbols, exchange=exchange)  # fmt: skip
+        slots = trades.ns // interval_ns
+        _check_order(trades.symbols, slots, passed, path=path, first_row=batch.first_row)
+        pending = _concat(held, trades)
+        pending_slots = pending.ns // interval_ns
+        last = _last_slot_of_each(pending.symbols, pending_slots)
+        hold = pending_slots == np.array([last[s] for s in pending.symbols], dtype=np.int64)
+        held = _take(pending, hold)
+        _store(_take(pending, ~hold), interval_ns, result, latest)
+        for s, slot in last.items():
+            passed[s] = max(passed.get(s, slot - 1), slot - 1)
+        result.rows += batch.rows
+        if progress is not None:
+            progress(batch.rows)
+    if held is not None:
+        _store(held, interval_ns, result, latest)
+    _write_newer_hot_states(latest)
+    return result
+
+
+def _store(trades: Trades, interval_ns: int, result: ImportResult, latest: dict) -> None:
+    if not len(trades):
+        return
+    batch = conflate(trades, interval_ns=interval_ns)
+    stored = ingest(batch, live=False)
+    result.ticks += len(batch)
+    result.stored += stored.stored
+    for s, state in stored.states.items():
+        if s not in latest or latest[s]["ts"] < state["ts"]:
+            latest[s] = state
+
+
+def _write_newer_hot_states(latest: dict[str, dict]) -> None:
+    """The import's last tick becomes a symbol's hot state (its price on every door) where
+    it is newer than the one there; history older than the live price leaves it alone."""
+    if not latest:
+        return
+    current = selectors.hot_states(list(latest))
+    newer = {
+        s: state
+        for s, state in latest.items()
+        if current[s] is None
+        or datetime.fromisoformat(current[s]["ts"]) < datetime.fromisoformat(state["ts"])
+    }
+    if newer:
+        redis_client().mset({keys.hot(s): orjson.dumps(state) for s, state in newer.items()})
+
+
+def _check_symbols(
+    trades: Trades, *, path: Path, first_row: int, result: ImportResult, create: bool,
+    exchange: str,
+) -> None:  # fmt: skip
+    names, first = np.unique(trades.symbols, return_index=True)
+    new = set(names.tolist()) - result.symbols
+    if not new:
+        return
+    known = set(Symbol.objects.filter(ticker__in=new).values_list("ticker", flat=True))
+    for name, row in sorted(zip(names.tolist(), first.tolist(), strict=True), key=lambda x: x[1]):
+        if name in new and name not in known:
+            if not create:
+                raise files.FileError(
+                    f"{path}: {files.where(path, first_row + row)}: unknown symbol {name}: "
+                    "add it in the admin, or pass --create-symbols"
+                )
+            source, _ = Source.objects.get_or_create(
+                name=FILES_SOURCE,
+                defaults={"kind": Source.FILES, "description": "Recorded trades, imported"},
+            )
+            Symbol.objects.create(
+                ticker=name, name=name, exchange=exchange, source=source,
+                start_price=float(trades.prices[row]),
+            )  # fmt: skip
+            result.created.append(name)
+    result.symbols |= new
+
+
+def _check_order(symbols: np.ndarray, slots: np.ndarray, passed: dict[str, int], *,
+                 path: Path, first_row: int) -> None:  # fmt: skip
+    if not passed:
+        return
+    floor = np.array([passed.get(s, np.iinfo(np.int64).min) for s in symbols], dtype=np.int64)
+    late = slots <= floor
+    if late.any():
+        row = first_row + int(np.argmax(late))
+        raise files.FileError(
+            f"{path}: {files.where(path, row)}: a trade of {symbols[np.argmax(late)]} earlier "
+            "than trades already read: sort the file by symbol and time, or by time"
+        )
+
+
+def _last_slot_of_each(symbols: np.ndarray, slots: np.ndarray) -> dict[str, int]:
+    names, inverse = np.unique(symbols, return_inverse=True)
+    last = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, inverse, slots)
+    return dict(zip(names.tolist(), last.tolist(), strict=True))
+
+
+def _take(trades: Trades, rows: np.ndarray) -> Trades:
+    return Trades(
+        trades.symbols[rows], trades.ns[rows], trades.prices[rows], trades.sizes[rows],
+        None if trades.ids is None else trades.ids[rows],
+    )  # fmt: skip
+
+
+def _concat(held: Trades | None, trades: Trades) -> Trades:
+    if held is None or not len(held):
+        return trades
+    ids = None
+    if held.ids is not None and trades.ids is not None:
+        ids = np.concatenate([held.ids, trades.ids])
+    return Trades(
+        np.concatenate([held.symbols, trades.symbols]), np.concatenate([held.ns, trades.ns]),
+        np.concatenate([held.prices, trades.prices]), np.concatenate([held.sizes, trades.sizes]),
+        ids,
+    )  # fmt: skip
