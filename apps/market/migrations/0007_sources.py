@@ -5,27 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('market', '0006_tick_slots'),
+        ("market", "0006_tick_slots"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Source',
+            name="Source",
             fields=[
-                ('name', models.SlugField(max_length=32, primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('files', 'Recorded files')], max_length=16)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("name", models.SlugField(max_length=32, primary_key=True, serialize=False)),
+                ("kind", models.CharField(choices=[("files", "Recorded files")], max_length=16)),
+                ("description", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='symbol',
-            name='source',
-            field=models.ForeignKey(blank=True, help_text='Where its trades come from. Empty: the simulator ticks it. A symbol of another source is never simulated.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='symbols', to='market.source'),
+            model_name="symbol",
+            name="source",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Where its trades come from. Empty: the simulator ticks it. A symbol of another source is never simulated.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="symbols",
+                to="market.source",
+            ),
         ),
     ]
