@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import orjson
 
 from apps.ingest.pipeline import ingest
 from apps.market import keys, selectors
+from apps.market.backfill import refresh_aggregates
 from apps.market.models import Source, Symbol
 from apps.ops.redis_client import redis_client
 from apps.sources import files
@@ -36,6 +37,8 @@ class ImportResult:
     stored: int = 0  # ticks new to the database
     created: list[str] = field(default_factory=list)  # symbols created
     symbols: set[str] = field(default_factory=set)  # symbols in the file
+    first: datetime | None = None  # the first and last tick imported
+    last: datetime | None = None
 
 
 def import_trades(
@@ -77,6 +80,9 @@ def import_trades(
             progress(batch.rows)
     if held is not None:
         _store(held, interval_ns, result, latest)
+    if result.first is not None:  # the longer bars already materialised over that time
+        refresh_aggregates(start=result.first, end=result.last + timedelta(seconds=interval),
+                           tickers=sorted(result.symbols))  # fmt: skip
     _write_newer_hot_states(latest)
     return result
 
@@ -86,6 +92,8 @@ def _store(trades: Trades, interval_ns: int, result: ImportResult, latest: dict)
         return
     batch = conflate(trades, interval_ns=interval_ns)
     stored = ingest(batch, live=False)
+    result.first = min(batch.ts[0], result.first or batch.ts[0])
+    result.last = max(batch.ts[-1], result.last or batch.ts[-1])
     result.ticks += len(batch)
     result.stored += stored.stored
     for s, state in stored.states.items():

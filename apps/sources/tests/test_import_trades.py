@@ -22,7 +22,7 @@ from apps.sources import files, services
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+T0 = datetime.now(UTC).replace(minute=10, second=0, microsecond=0) - timedelta(hours=2)
 POLYGON_HEADER = ["ticker", "conditions", "correction", "exchange", "id",
                   "participant_timestamp", "price", "sequence_number", "sip_timestamp", "size",
                   "tape", "trf_id", "trf_timestamp"]  # fmt: skip
@@ -220,3 +220,21 @@ def test_indicators_over_imported_ticks_equal_talib(market, fresh_state, tmp_pat
                             ("rsi_14", talib.RSI(prices, 14))):  # fmt: skip
         got = np.array([np.nan if h[name] is None else h[name] for h in history])
         assert np.allclose(got, reference, rtol=0, atol=1e-9, equal_nan=True), name
+
+
+def test_longer_bars_already_rolled_up_take_in_the_imported_history(market, fresh_state,
+                                                                     tmp_path):  # fmt: skip
+    from apps.ingest.pipeline import TickBatch, ingest
+    from apps.market.rollup import rollup_closed_buckets
+
+    # A live tick an hour after the file's trades, its hour rolled up as the periodic task
+    # does: the 1h bars are then read from the stored buckets up to that hour.
+    later = T0 + timedelta(hours=1, minutes=5)
+    ingest(TickBatch.from_rows([("AAPL", later, 200.0, 1)]))
+    rollup_closed_buckets()
+    run(polygon_csv(tmp_path / "trades.csv"))
+    hour_of_t0 = T0.replace(minute=0)
+    hours = api("stocks/AAPL/bars", interval="1h", start=hour_of_t0.isoformat())["results"]
+    mine = [h for h in hours if datetime.fromisoformat(h["ts"]) == hour_of_t0]
+    assert [(h["open"], h["high"], h["low"], h["close"], h["volume"], h["trades"])
+            for h in mine] == [(190.00, 191.25, 189.75, 190.80, 210, 7)]  # fmt: skip
