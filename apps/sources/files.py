@@ -23,43 +23,56 @@ import pyarrow.parquet as pq
 from apps.market.models import TICKER_PATTERN
 from apps.sources.conflation import Trades
 
-FIELDS = ("symbol", "time", "price", "size", "id")
-# Column names each field is looked for under, in order, case-insensitively. The first
-# names are Polygon/Massive's flat files (us_stocks_sip/trades_v1), then Alpaca's trade
-# keys (t, p, s, i), then common ones.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "symbol": ("ticker", "symbol", "sym"),
-    "time": ("sip_timestamp", "timestamp", "t", "time", "datetime", "date", "ts"),
-    "price": ("price", "p"),
-    "size": ("size", "volume", "quantity", "qty", "s"),
-    "id": ("id", "trade_id", "i"),
-}
+
+@dataclass(frozen=True)
+class Kind:
+    """What a kind of file holds: its fields, the column names each is looked for under (in
+    order, case-insensitively), and which fields it must have."""
+
+    aliases: dict[str, tuple[str, ...]]
+    required: tuple[str, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.aliases)
+
+
+_SYMBOL = ("ticker", "symbol", "sym")
+# The first time names are Polygon/Massive's flat files (trades_v1, minute_aggs_v1), then
+# Alpaca's keys; "" is a file written from a table's index (the backtesting package's).
+_TIME = ("sip_timestamp", "window_start", "timestamp", "t", "time", "datetime", "date", "ts",
+         "", "unnamed: 0")  # fmt: skip
+TRADES = Kind(
+    aliases={"symbol": _SYMBOL, "time": _TIME, "price": ("price", "p"),
+             "size": ("size", "volume", "quantity", "qty", "s"),
+             "id": ("id", "trade_id", "i")},
+    required=("symbol", "time", "price", "size"),
+)  # fmt: skip
+BARS = Kind(
+    aliases={"symbol": _SYMBOL, "time": _TIME, "open": ("open", "o"), "high": ("high", "h"),
+             "low": ("low", "l"), "close": ("close", "c"), "volume": ("volume", "v"),
+             "trades": ("transactions", "trades", "n", "count")},
+    required=("symbol", "time", "open", "high", "low", "close", "volume"),
+)  # fmt: skip
 BATCH_ROWS = 200_000
 _SCALES = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # to ns
 _UNITS = tuple(_SCALES)
+_INT4_MAX = 2**31 - 1
 
 
 class FileError(ValueError):
     """A file that cannot be imported as given; the message says where and why."""
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Which column holds each field; `symbol` may be None when the caller names one symbol
-    for the whole file, `id` when the file has no trade ids."""
-
-    symbol: str | None
-    time: str
-    price: str
-    size: str
-    id: str | None
-
-
-def resolve_columns(names: list[str], given: dict[str, str], *, one_symbol: bool) -> Columns:
-    """The columns of a file with header `names`: the caller's, else the first alias found."""
+def resolve_columns(
+    names: list[str], given: dict[str, str], kind: Kind, *, one_symbol: bool
+) -> dict[str, str | None]:
+    """Each field's column in a file with header `names`: the caller's, else the first
+    alias found (None for an optional field the file lacks, and for the symbol when the
+    caller names one for the whole file)."""
     by_lower = {name.lower(): name for name in names}
     found: dict[str, str | None] = {}
-    for wanted in FIELDS:
+    for wanted in kind.fields:
         if wanted in given:
             if given[wanted] not in names:
                 raise FileError(f"no column {given[wanted]!r} for {wanted} (columns: {names})")
@@ -67,19 +80,19 @@ def resolve_columns(names: list[str], given: dict[str, str], *, one_symbol: bool
             continue
         taken = set(found.values())
         found[wanted] = next(
-            (by_lower[a] for a in ALIASES[wanted] if a in by_lower and by_lower[a] not in taken),
+            (by_lower[a] for a in kind.aliases[wanted] if a in by_lower
+             and by_lower[a] not in taken),
             None,
-        )
+        )  # fmt: skip
     if one_symbol:
         found["symbol"] = None
-    required = ("time", "price", "size") if one_symbol else ("symbol", "time", "price", "size")
-    missing = [f for f in required if found[f] is None]
+    missing = [f for f in kind.required if found[f] is None and not (one_symbol and f == "symbol")]
     if missing:
         raise FileError(
             f"no column for {', '.join(missing)} (columns: {names}); name them with "
             "--columns field=column, or give --symbol for a file of one symbol"
         )
-    return Columns(**found)
+    return found
 
 
 @dataclass(frozen=True)
@@ -97,15 +110,31 @@ class FileFormat:
 
 @dataclass(frozen=True)
 class Batch:
-    """Trades of consecutive rows; `first_row` is the 0-based row of the first."""
+    """Consecutive rows, checked: `values` by field (symbols, Unix ns, numbers; trade ids
+    as text); `first_row` is the 0-based row of the first."""
 
-    trades: Trades
+    values: dict[str, np.ndarray]
     first_row: int
     rows: int
 
 
-def read_trades(path: Path, fmt: FileFormat) -> Iterator[Batch]:
-    """The file's trades, batch by batch, each row checked."""
+@dataclass(frozen=True)
+class Bars:
+    """Bars as columns: tickers, Unix ns of each bar's start, prices, volumes and trade
+    counts (NaN where the file has none)."""
+
+    symbols: np.ndarray
+    ns: np.ndarray
+    opens: np.ndarray
+    highs: np.ndarray
+    lows: np.ndarray
+    closes: np.ndarray
+    volumes: np.ndarray
+    trades: np.ndarray
+
+
+def read(path: Path, fmt: FileFormat, kind: Kind) -> Iterator[Batch]:
+    """The file's rows, batch by batch, each row checked."""
     try:
         zone = ZoneInfo(fmt.tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -116,16 +145,47 @@ def read_trades(path: Path, fmt: FileFormat) -> Iterator[Batch]:
         raise FileError(f"{fmt.symbol!r} is not a ticker")
     reader = _reader(path, fmt.batch_rows)
     names = next(reader)
-    wanted = resolve_columns(names, fmt.columns, one_symbol=fmt.symbol is not None)
+    columns = resolve_columns(names, fmt.columns, kind, one_symbol=fmt.symbol is not None)
     done = 0
     for table in reader:
-        yield Batch(
-            _trades(table, wanted, symbol=fmt.symbol, zone=zone, unit=fmt.time_unit,
-                    path=path, first_row=done),
-            done,
-            table.num_rows,
-        )  # fmt: skip
+        checker = _Checker(table, columns, path=path, first_row=done)
+        values = {"symbol": checker.symbols(fmt.symbol),
+                  "time": checker.times(zone=zone, unit=fmt.time_unit)}  # fmt: skip
+        if kind is TRADES:
+            values["price"] = checker.prices("price")
+            values["size"] = checker.whole("size", low=1)
+            values["id"] = checker.text("id")
+        else:
+            for name in ("open", "high", "low", "close"):
+                values[name] = checker.prices(name)
+            checker.bad(
+                (values["low"] > np.minimum(values["open"], values["close"]))
+                | (values["high"] < np.maximum(values["open"], values["close"])),
+                "the bar's low and high must hold its open and close",
+            )
+            values["volume"] = checker.whole("volume", low=1)
+            values["trades"] = checker.whole("trades", low=1, optional=True)
+        yield Batch(values, done, table.num_rows)
         done += table.num_rows
+
+
+def read_trades(path: Path, fmt: FileFormat) -> Iterator[tuple[Trades, int, int]]:
+    """The file's trades, batch by batch: (trades, first row, rows)."""
+    for batch in read(path, fmt, TRADES):
+        v = batch.values
+        yield (
+            Trades(v["symbol"], v["time"], v["price"], v["size"], v["id"]),
+            batch.first_row,
+            batch.rows,
+        )
+
+
+def read_bars(path: Path, fmt: FileFormat) -> Iterator[tuple[Bars, int, int]]:
+    """The file's bars, batch by batch: (bars, first row, rows)."""
+    for batch in read(path, fmt, BARS):
+        v = batch.values
+        yield Bars(v["symbol"], v["time"], v["open"], v["high"], v["low"], v["close"],
+                   v["volume"], v["trades"]), batch.first_row, batch.rows  # fmt: skip
 
 
 def where(path: Path, row: int) -> str:
@@ -175,42 +235,56 @@ def _reader(path: Path, batch_rows: int) -> Iterator:
             yield pa.Table.from_batches([batch.slice(start, batch_rows)])
 
 
-def _trades(
-    table: pa.Table,
-    wanted: Columns,
-    *,
-    symbol: str | None,
-    zone: ZoneInfo,
-    unit: str | None,
-    path: Path,
-    first_row: int,
-) -> Trades:
-    n = table.num_rows
+class _Checker:
+    """One table's fields, parsed and checked; a bad row raises FileError naming it."""
 
-    def bad(mask: np.ndarray, what: str) -> None:
+    def __init__(self, table: pa.Table, columns: dict[str, str | None], *, path: Path,
+                 first_row: int) -> None:  # fmt: skip
+        self.table, self.columns, self.path, self.first_row = table, columns, path, first_row
+
+    def bad(self, mask: np.ndarray, what: str) -> None:
         if mask.any():
-            row = first_row + int(np.argmax(mask))
-            raise FileError(f"{path}: {where(path, row)}: {what}")
+            row = self.first_row + int(np.argmax(mask))
+            raise FileError(f"{self.path}: {where(self.path, row)}: {what}")
 
-    if symbol is not None:
-        symbols = np.full(n, symbol.upper(), dtype=object)
-    else:
-        raw = table.column(wanted.symbol).to_numpy(zero_copy_only=False).astype(object)
-        bad(np.array([v is None for v in raw]), "no symbol")
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(self.columns[name])
+
+    def symbols(self, symbol: str | None) -> np.ndarray:
+        if symbol is not None:
+            return np.full(self.table.num_rows, symbol.upper(), dtype=object).astype(str)
+        raw = self.column("symbol").to_numpy(zero_copy_only=False).astype(object)
+        self.bad(np.array([v is None for v in raw]), "no symbol")
         symbols = np.array([str(v).strip().upper() for v in raw], dtype=object)
-        bad(np.array([not TICKER_PATTERN.match(s) for s in symbols]), "not a ticker")
-    price = _numbers(table.column(wanted.price))
-    bad(~np.isfinite(price) | (price <= 0), "the price must be a positive number")
-    size = _numbers(table.column(wanted.size))
-    bad(~np.isfinite(size) | (size <= 0) | (size != np.floor(size)) | (size > 2**31 - 1),
-        "the size must be a positive whole number")  # fmt: skip
-    ns, missing = _times(table.column(wanted.time), zone=zone, unit=unit)
-    bad(missing, "the time is missing or not a time")
-    ids = None
-    if wanted.id is not None:
-        column = table.column(wanted.id).cast(pa.string())
-        ids = pc.fill_null(column, "").to_numpy(zero_copy_only=False).astype(str)
-    return Trades(symbols.astype(str), ns, price, size.astype(np.int64), ids)
+        self.bad(np.array([not TICKER_PATTERN.match(s) for s in symbols]), "not a ticker")
+        return symbols.astype(str)
+
+    def times(self, *, zone: ZoneInfo, unit: str | None) -> np.ndarray:
+        ns, missing = _times(self.column("time"), zone=zone, unit=unit)
+        self.bad(missing, "the time is missing or not a time")
+        return ns
+
+    def prices(self, name: str) -> np.ndarray:
+        values = _numbers(self.column(name))
+        self.bad(~np.isfinite(values) | (values <= 0), f"the {name} must be a positive number")
+        return values
+
+    def whole(self, name: str, *, low: int, optional: bool = False) -> np.ndarray:
+        """Whole numbers from `low` to the largest a tick stores; NaN for an optional field
+        the file lacks."""
+        if self.columns[name] is None and optional:
+            return np.full(self.table.num_rows, np.nan)
+        values = _numbers(self.column(name))
+        self.bad(~np.isfinite(values) | (values < low) | (values != np.floor(values))
+                 | (values > _INT4_MAX), f"the {name} must be a whole number from {low} to "
+                 f"{_INT4_MAX:,}")  # fmt: skip
+        return values
+
+    def text(self, name: str) -> np.ndarray | None:
+        if self.columns[name] is None:
+            return None
+        column = self.column(name).cast(pa.string())
+        return pc.fill_null(column, "").to_numpy(zero_copy_only=False).astype(str)
 
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:

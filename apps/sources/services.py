@@ -1,5 +1,5 @@
-"""Imports of recorded trades (docs/sources.md#recorded-data): a file, read in batches,
-conflated into ticks and stored through the ingest pipeline as history.
+"""Imports of recorded trades and bars (docs/sources.md#recorded-data): a file, read in
+batches, turned into ticks and stored through the ingest pipeline as history.
 
 A run is idempotent and resumable: the ticks of a file are the same every time it is read,
 and the pipeline skips ticks already stored, so a second run of the same file stores
@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from apps.ingest.pipeline import ingest
+from apps.ingest.pipeline import Slots, TickBatch, ingest
 from apps.market import keys, selectors
 from apps.market.backfill import refresh_aggregates
 from apps.market.models import Source, Symbol
 from apps.ops.redis_client import redis_client
+from apps.ops.timestamps import UNIX_EPOCH
 from apps.sources import files
 from apps.sources.conflation import Trades, conflate
 
@@ -61,12 +62,11 @@ def import_trades(
     held: Trades | None = None  # each symbol's last slot so far: more trades may follow
     passed: dict[str, int] = {}  # per symbol, the last slot handed to the pipeline
     latest: dict[str, dict] = {}  # per symbol, the hot state of its newest tick imported
-    for batch in files.read_trades(path, fmt or files.FileFormat()):
-        trades = batch.trades
-        _check_symbols(trades, path=path, first_row=batch.first_row, result=result,
-                       create=create_symbols, exchange=exchange)  # fmt: skip
+    for trades, first_row, rows in files.read_trades(path, fmt or files.FileFormat()):
+        _check_symbols(trades.symbols, trades.prices, path=path, first_row=first_row,
+                       result=result, create=create_symbols, exchange=exchange)  # fmt: skip
         slots = trades.ns // interval_ns
-        _check_order(trades.symbols, slots, passed, path=path, first_row=batch.first_row)
+        _check_order(trades.symbols, slots, passed, path=path, first_row=first_row)
         pending = _concat(held, trades)
         pending_slots = pending.ns // interval_ns
         last = _last_slot_of_each(pending.symbols, pending_slots)
@@ -75,25 +75,65 @@ def import_trades(
         _store(_take(pending, ~hold), interval_ns, result, latest)
         for s, slot in last.items():
             passed[s] = max(passed.get(s, slot - 1), slot - 1)
-        result.rows += batch.rows
+        result.rows += rows
         if progress is not None:
-            progress(batch.rows)
+            progress(rows)
     if held is not None:
         _store(held, interval_ns, result, latest)
-    if result.first is not None:  # the longer bars already materialised over that time
-        refresh_aggregates(start=result.first, end=result.last + timedelta(seconds=interval),
-                           tickers=sorted(result.symbols))  # fmt: skip
-    _write_newer_hot_states(latest)
+    _finish(result, latest, tail=timedelta(seconds=interval))
     return result
 
 
+def import_bars(
+    path: Path,
+    *,
+    fmt: files.FileFormat | None = None,
+    create_symbols: bool = False,
+    exchange: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Store a file's bars, of any interval, each as one tick at the bar's start that
+    carries the whole bar: its close as the price, its volume as the size, its open, high,
+    low and trade count (1 where the file has none) as the tick's slot. The bars of the
+    file's own interval are then the file's rows, and longer ones add them up; the
+    indicators run over the closes. Idempotent and resumable as `import_trades`."""
+    result = ImportResult()
+    latest: dict[str, dict] = {}
+    for bars, first_row, rows in files.read_bars(path, fmt or files.FileFormat()):
+        _check_symbols(bars.symbols, bars.opens, path=path, first_row=first_row,
+                       result=result, create=create_symbols, exchange=exchange)  # fmt: skip
+        micros = bars.ns // 1000
+        stamps = {m: UNIX_EPOCH + timedelta(microseconds=int(m)) for m in np.unique(micros)}
+        batch = TickBatch(
+            symbols=bars.symbols.tolist(), ts=[stamps[m] for m in micros], prices=bars.closes,
+            sizes=bars.volumes.astype(np.int64),
+            slots=Slots(bars.opens, bars.highs, bars.lows, np.nan_to_num(bars.trades, nan=1.0)),
+        )  # fmt: skip
+        _ingest(batch, result, latest)
+        result.rows += rows
+        if progress is not None:
+            progress(rows)
+    _finish(result, latest, tail=timedelta(days=1))
+    return result
+
+
+def _finish(result: ImportResult, latest: dict[str, dict], *, tail: timedelta) -> None:
+    if result.first is not None:  # the longer bars already materialised over that time
+        refresh_aggregates(start=result.first, end=result.last + tail,
+                           tickers=sorted(result.symbols))  # fmt: skip
+    _write_newer_hot_states(latest)
+
+
 def _store(trades: Trades, interval_ns: int, result: ImportResult, latest: dict) -> None:
-    if not len(trades):
-        return
-    batch = conflate(trades, interval_ns=interval_ns)
+    if len(trades):
+        _ingest(conflate(trades, interval_ns=interval_ns), result, latest)
+
+
+def _ingest(batch: TickBatch, result: ImportResult, latest: dict) -> None:
     stored = ingest(batch, live=False)
-    result.first = min(batch.ts[0], result.first or batch.ts[0])
-    result.last = max(batch.ts[-1], result.last or batch.ts[-1])
+    first, last = min(batch.ts), max(batch.ts)
+    result.first = min(first, result.first or first)
+    result.last = max(last, result.last or last)
     result.ticks += len(batch)
     result.stored += stored.stored
     for s, state in stored.states.items():
@@ -118,10 +158,11 @@ def _write_newer_hot_states(latest: dict[str, dict]) -> None:
 
 
 def _check_symbols(
-    trades: Trades, *, path: Path, first_row: int, result: ImportResult, create: bool,
-    exchange: str,
+    symbols: np.ndarray, prices: np.ndarray, *, path: Path, first_row: int,
+    result: ImportResult, create: bool, exchange: str,
 ) -> None:  # fmt: skip
-    names, first = np.unique(trades.symbols, return_index=True)
+    """Every symbol known, or created (with its first price as the simulator's start)."""
+    names, first = np.unique(symbols, return_index=True)
     new = set(names.tolist()) - result.symbols
     if not new:
         return
@@ -139,7 +180,7 @@ def _check_symbols(
             )
             Symbol.objects.create(
                 ticker=name, name=name, exchange=exchange, source=source,
-                start_price=float(trades.prices[row]),
+                start_price=float(prices[row]),
             )  # fmt: skip
             result.created.append(name)
     result.symbols |= new
