@@ -127,6 +127,13 @@ class TickBatch:
         if self.slots is not None:
             self._validate_slots(self.slots)
 
+    def _refuse_first(self, checks: list[tuple[np.ndarray, str]]) -> None:
+        """A BatchError naming the first row that fails a check, the first check first."""
+        for bad, problem in checks:
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise BatchError(f"row {i} ({self.symbols[i]}): {problem}")
+
     def _validate_slots(self, slots: Slots) -> None:
         if any(len(column) != len(self.symbols) for column in slots.columns()):
             raise BatchError("slots: opens, highs, lows and trades need a row per tick")
@@ -145,10 +152,7 @@ class TickBatch:
                                  & (trades <= 2**31 - 1)),
                  "a slot's trade count must be a positive integer"),
             ]  # fmt: skip
-        for bad, problem in checks:
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise BatchError(f"row {i} ({self.symbols[i]}): {problem}")
+        self._refuse_first(checks)
 
     def _validate_quotes(self, quotes: Quotes) -> None:
         if any(len(column) != len(self.symbols) for column in quotes.columns()):
@@ -167,10 +171,7 @@ class TickBatch:
                              & (columns[2:] == np.floor(columns[2:]))).all(axis=0),
              "bid and ask sizes must be positive integers"),
         ]  # fmt: skip
-        for bad, problem in checks:
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise BatchError(f"row {i} ({self.symbols[i]}): {problem}")
+        self._refuse_first(checks)
 
 
 @dataclass

@@ -46,26 +46,24 @@ def tick_messages(
     is each tick's UTC day volume through it."""
     rows = zip(*(_json_column(values[f]) for f in INDICATOR_FIELDS), strict=True)
     if quotes is None:
-        quote_rows = [(None, None, None, None)] * len(symbols)
+        bids = asks = bid_sizes = ask_sizes = [None] * len(symbols)
     else:
-        bids, asks, bid_sizes, ask_sizes = quotes.columns()
-        quote_rows = zip(_json_column(bids), _json_column(asks), _json_column(bid_sizes, int),
-                         _json_column(ask_sizes, int), strict=True)  # fmt: skip
+        bids, asks = _json_column(quotes.bids), _json_column(quotes.asks)
+        bid_sizes = _json_column(quotes.bid_sizes, int)
+        ask_sizes = _json_column(quotes.ask_sizes, int)
+    # One dict literal a tick: building each from zips and `**` cost a third more at 5,000.
     return [
         {
-            "type": "tick",
-            "symbol": symbol,
-            "ts": stamp,
-            "price": price,
-            "size": size,
-            "volume": volume,
-            **dict(zip(QUOTE_FIELDS, quote, strict=True)),
+            "type": "tick", "symbol": symbol, "ts": stamp, "price": price, "size": size,
+            "volume": volume, "bid": bid, "ask": ask, "bid_size": bid_size,
+            "ask_size": ask_size,
             "indicators": dict(zip(INDICATOR_FIELDS, row, strict=False)),  # a row per field
         }
-        for symbol, stamp, price, size, volume, quote, row in zip(
-            symbols, ts, prices.tolist(), sizes, volumes, quote_rows, rows, strict=True
+        for symbol, stamp, price, size, volume, bid, ask, bid_size, ask_size, row in zip(
+            symbols, ts, prices.tolist(), sizes, volumes, bids, asks, bid_sizes, ask_sizes,
+            rows, strict=True,
         )
-    ]
+    ]  # fmt: skip
 
 
 def _json_column(column: np.ndarray, kind: type = float) -> list:
@@ -93,7 +91,10 @@ def hot_state(tick: Mapping, *, session_open: float, anomaly_threshold: float) -
         "ts": tick["ts"],
         "price": tick["price"],
         "size": tick["size"],
-        **{field: tick[field] for field in QUOTE_FIELDS},
+        "bid": tick["bid"],
+        "ask": tick["ask"],
+        "bid_size": tick["bid_size"],
+        "ask_size": tick["ask_size"],
         "session_open": session_open,
         "change": change,
         "change_pct": change / session_open * 100.0,

@@ -48,7 +48,7 @@ class ImportCommand(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--exchange", default="", help="exchange of created symbols")
 
-    def run(self, path: Path, fmt: files.FileFormat, **options) -> services.ImportResult:
+    def run(self, reading: services.Reading, **options) -> services.ImportResult:
         raise NotImplementedError
 
     def handle(self, *args, file: Path, **options) -> None:
@@ -60,9 +60,11 @@ class ImportCommand(BaseCommand):
                                tz=options["tz"], time_unit=options["time_unit"])  # fmt: skip
         bar = tqdm(unit=" rows", unit_scale=True, disable=options["verbosity"] == 0,
                    desc=file.name, file=self.stderr._out)  # fmt: skip
+        reading = services.Reading(file, fmt, create_symbols=options["create_symbols"],
+                                   exchange=options["exchange"], progress=bar.update)  # fmt: skip
         began = time.perf_counter()
         try:
-            result = self.run(file, fmt, progress=bar.update, **options)
+            result = self.run(reading, **options)
         except (files.FileError, BatchError) as exc:
             raise CommandError(
                 f"{exc}. Nothing of the failed batch was stored; what was stored before it"

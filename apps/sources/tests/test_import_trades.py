@@ -139,11 +139,11 @@ def test_a_bad_row_names_its_line_keeps_what_was_stored_and_a_rerun_resumes(
     with pytest.raises(
         files.FileError, match=r"bad\.csv: line 8: the price must be a positive number"
     ):
-        services.import_trades(path, interval=1.0, fmt=fmt)
+        services.import_trades(services.Reading(path, fmt), interval=1.0)
     kept = stored_ticks("AAPL")
     assert kept == expected_ticks("AAPL")[:2]  # slots passed before the bad batch
     polygon_csv(path)  # the file fixed
-    services.import_trades(path, interval=1.0, fmt=fmt)
+    services.import_trades(services.Reading(path, fmt), interval=1.0)
     assert stored_ticks("AAPL") == expected_ticks("AAPL")
     assert stored_bars("AAPL") == expected_bars("AAPL")
 
@@ -171,7 +171,7 @@ def test_trades_out_of_order_are_an_error_not_a_lost_trade(market, fresh_state, 
     rows = [TRADES[0], TRADES[4], TRADES[5], TRADES[3]]  # 0.9 s after 59.99 s
     path = polygon_csv(tmp_path / "unsorted.csv", rows)
     with pytest.raises(files.FileError, match="line 5: a trade of AAPL earlier"):
-        services.import_trades(path, interval=1.0, fmt=files.FileFormat(batch_rows=3))
+        services.import_trades(services.Reading(path, files.FileFormat(batch_rows=3)), interval=1.0)
 
 
 def test_new_symbols_are_created_under_the_files_source_and_never_simulated(

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from apps.sources import files, services
 from apps.sources.management.base import ImportCommand
 
@@ -16,8 +14,5 @@ class Command(ImportCommand):
     kind = files.BARS
     noun = "bars"
 
-    def run(self, path: Path, fmt: files.FileFormat, **options) -> services.ImportResult:
-        return services.import_bars(
-            path, fmt=fmt, create_symbols=options["create_symbols"],
-            exchange=options["exchange"], progress=options["progress"],
-        )  # fmt: skip
+    def run(self, reading: services.Reading, **options) -> services.ImportResult:
+        return services.import_bars(reading)

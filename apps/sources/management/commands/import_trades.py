@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.conf import settings
 from django.core.management.base import CommandError
 
@@ -25,13 +23,10 @@ class Command(ImportCommand):
             help="slot length in seconds (default: TICK_INTERVAL)",
         )  # fmt: skip
 
-    def run(self, path: Path, fmt: files.FileFormat, **options) -> services.ImportResult:
+    def run(self, reading: services.Reading, **options) -> services.ImportResult:
         interval = options["interval"]
         interval = settings.TICK_INTERVAL if interval is None else interval
         if not 0.001 <= interval <= 86_400 or round(interval * 1e6) != interval * 1e6:
             raise CommandError("--interval must be 0.001 to 86400 s, in whole microseconds")
         self.noun = f"ticks of {interval:g} s"
-        return services.import_trades(
-            path, interval=interval, fmt=fmt, create_symbols=options["create_symbols"],
-            exchange=options["exchange"], progress=options["progress"],
-        )  # fmt: skip
+        return services.import_trades(reading, interval=interval)
