@@ -1,0 +1,482 @@
+"""Imports of recorded files (docs/sources.md#recorded-data): rows/s of `import_bars` and
+`import_trades` on a million rows, beside a binary COPY of the same rows, and where the time
+goes.
+
+    python bench/sources.py [--quick]        (make bench runs it with real services)
+
+On a fresh bench database, with files generated here (numpy, seeded), in the vendor's
+flat-file columns:
+
+- bars: 10 symbols x 100,000 one-minute bars (a year of regular-session minutes, 390 a day,
+  the days back to back, each day's rows by ticker then time as Polygon/Massive's
+  `minute_aggs_v1` day files are), as CSV and as Parquet. `services.import_bars` of the CSV
+  (new), of the CSV again (every bar stored already: 0 new) and, after emptying the tables,
+  of the Parquet. Reference: a binary COPY of the same rows into `market_bar` under ten
+  scratch symbols;
+- trades: 1,000,000 trades of 100 symbols over one hour (Zipf activity: the busiest has
+  tens of trades in a 0.5 s slot, the quietest goes whole slots without one), by ticker then
+  time as `trades_v1` day files are, as CSV. `services.import_trades` at 0.5 s slots.
+  Reference: a binary COPY of the same rows into `market_tick` under scratch symbols.
+
+Where the time goes: reading and checking the file alone (`files.read_bars` /
+`files.read_trades`, the iterator consumed), building the tick batches alone (conflation for
+trades, the services' bar-to-tick columns for bars), and the ingest (the rest), with the
+pipeline's own stages. `--quick`: 50,000 rows. Writes bench/results/sources.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    clear_app_redis_keys,
+    drop_bench_database,
+    print_table,
+    setup_django_with_bench_database,
+    write_results,
+)
+
+SEED = 17  # tracker issue 17
+BAR_SYMBOLS = 10
+SESSION_MINUTES = 390  # 09:30 to 16:00 New York
+SESSION_OPEN_UTC = timedelta(hours=14, minutes=30)  # 09:30 EST (no daylight saving here)
+TRADE_SYMBOLS = 100
+TRADES_HOUR_S = 3600.0  # the full run's trades span one hour; --quick a shorter one
+INTERVAL_S = 0.5  # TICK_INTERVAL
+BATCH_ROWS = 200_000  # files.BATCH_ROWS, the import's batch
+
+
+# --- Files --------------------------------------------------------------------------------
+
+
+def _weekdays(start: datetime, count: int) -> list[datetime]:
+    days, day = [], start
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def make_bar_files(rows: int, folder: Path) -> tuple[Path, Path]:
+    """`rows` one-minute bars of BAR_SYMBOLS symbols, as `minute_aggs_v1` CSV and Parquet."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(SEED)
+    per_symbol = rows // BAR_SYMBOLS
+    n_days = -(-per_symbol // SESSION_MINUTES)
+    days = _weekdays(datetime(2025, 1, 2, tzinfo=UTC), n_days)
+    minute_ns = 60 * 10**9
+    starts = np.array(
+        [int((d + SESSION_OPEN_UTC).timestamp()) * 10**9 for d in days], dtype=np.int64
+    )
+    ns = (starts[:, None] + np.arange(SESSION_MINUTES) * minute_ns).ravel()[:per_symbol]
+    tickers = [f"BARS{i}" for i in range(BAR_SYMBOLS)]
+    # A random walk of closes per symbol; each bar opens at the last close (or near it).
+    returns = rng.normal(0.0, 0.0008, (BAR_SYMBOLS, per_symbol))
+    closes = np.round(rng.uniform(20, 400, (BAR_SYMBOLS, 1)) * np.exp(np.cumsum(returns, 1)), 4)
+    opens = np.empty_like(closes)
+    opens[:, 0] = closes[:, 0]
+    opens[:, 1:] = closes[:, :-1]
+    opens = np.round(opens * (1 + rng.normal(0, 0.0001, opens.shape)), 4)
+    wick = np.abs(rng.normal(0, 0.0005, (2, *closes.shape))) * closes
+    highs = np.round(np.maximum(opens, closes) + wick[0], 4)
+    lows = np.round(np.minimum(opens, closes) - wick[1], 4)
+    volumes = np.maximum(1, rng.lognormal(8.0, 1.0, closes.shape).astype(np.int64))
+    transactions = np.maximum(1, (volumes / rng.uniform(80, 200, closes.shape)).astype(np.int64))
+    transactions = np.minimum(transactions, volumes)
+    # Day files back to back, each by ticker then time: index (day, symbol, minute).
+    day_of = np.arange(per_symbol) // SESSION_MINUTES
+    order = np.lexsort((np.arange(per_symbol)[None, :].repeat(BAR_SYMBOLS, 0).ravel(),
+                        np.repeat(np.arange(BAR_SYMBOLS), per_symbol),
+                        np.tile(day_of, BAR_SYMBOLS)))  # fmt: skip
+    table = pa.table(
+        {
+            "ticker": np.repeat(tickers, per_symbol)[order],
+            "volume": volumes.ravel()[order],
+            "open": opens.ravel()[order],
+            "close": closes.ravel()[order],
+            "high": highs.ravel()[order],
+            "low": lows.ravel()[order],
+            "window_start": np.tile(ns, BAR_SYMBOLS)[order],
+            "transactions": transactions.ravel()[order],
+        }
+    )
+    csv_path, parquet_path = folder / "minute_aggs.csv", folder / "minute_aggs.parquet"
+    pacsv.write_csv(table, csv_path)
+    pq.write_table(table, parquet_path)
+    return csv_path, parquet_path
+
+
+def make_trade_file(rows: int, folder: Path) -> Path:
+    """`rows` trades of TRADE_SYMBOLS symbols, as a `trades_v1` CSV (by ticker, then time)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(SEED + 1)
+    span_us = int(TRADES_HOUR_S * rows / 1_000_000 * 1e6)
+    weights = 1.0 / np.arange(1, TRADE_SYMBOLS + 1)  # Zipf: the busiest 100 times the quietest
+    counts = np.floor(weights / weights.sum() * rows).astype(np.int64)
+    counts[0] += rows - counts.sum()
+    start_us = int(datetime(2025, 3, 3, 14, 30, tzinfo=UTC).timestamp() * 1e6)
+    columns = defaultdict(list)
+    for i, count in enumerate(counts.tolist()):
+        # Distinct microseconds in order (sorted draws plus their rank), nanoseconds within.
+        us = np.sort(rng.integers(0, span_us - count, count)) + np.arange(count) + start_us
+        sip = us * 1000 + rng.integers(0, 1000, count)
+        price = np.round(rng.uniform(10, 500) * np.exp(np.cumsum(rng.normal(0, 2e-4, count))), 4)
+        size = np.where(rng.random(count) < 0.6, 100, rng.integers(1, 2000, count))
+        conditions = np.where(rng.random(count) < 0.3, "12,37", "")
+        columns["ticker"].append(np.full(count, f"TRD{i:02d}"))
+        columns["conditions"].append(conditions)
+        columns["correction"].append(np.zeros(count, np.int64))
+        columns["exchange"].append(rng.integers(1, 22, count))
+        columns["id"].append(np.arange(1, count + 1).astype(str))
+        columns["participant_timestamp"].append(sip - rng.integers(1000, 500_000, count))
+        columns["price"].append(price)
+        columns["sequence_number"].append(np.arange(count) * 7 + 1000 + i)
+        columns["sip_timestamp"].append(sip)
+        columns["size"].append(size)
+        columns["tape"].append(np.full(count, 3, np.int64))
+    table = pa.table({name: np.concatenate(parts) for name, parts in columns.items()})
+    path = folder / "trades.csv"
+    pacsv.write_csv(table, path)
+    return path
+
+
+# --- Measuring ----------------------------------------------------------------------------
+
+
+class IngestMeter:
+    """Times every `ingest` and `refresh_aggregates` call the import services make, with the
+    pipeline's stages (`IngestResult.stage_ms`); the services are not changed, only the
+    names they call are wrapped for the run."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ingest_s = 0.0
+        self.stages: dict[str, float] = defaultdict(float)
+        self.refresh_s = 0.0
+
+    def __enter__(self) -> IngestMeter:
+        from apps.sources import services
+
+        self._saved = services.ingest, services.refresh_aggregates
+        ingest, refresh = self._saved
+
+        def timed_ingest(batch, **kwargs):
+            t0 = time.perf_counter()
+            result = ingest(batch, **kwargs)
+            self.ingest_s += time.perf_counter() - t0
+            self.calls += 1
+            for stage, ms in result.stage_ms.items():
+                self.stages[stage] += ms / 1000.0
+            return result
+
+        def timed_refresh(**kwargs):
+            t0 = time.perf_counter()
+            try:
+                return refresh(**kwargs)
+            finally:
+                self.refresh_s += time.perf_counter() - t0
+
+        services.ingest, services.refresh_aggregates = timed_ingest, timed_refresh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from apps.sources import services
+
+        services.ingest, services.refresh_aggregates = self._saved
+
+
+def reset_store() -> None:
+    """Empty ticks, bars and snapshots, and forget every indicator state (this process's and
+    Redis's), as a fresh database would be; the symbols stay."""
+    from django.db import connection
+
+    from apps.indicators.state import store
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE market_tick, market_bar, indicators_indicatorsnapshot")
+    store.forget()
+    clear_app_redis_keys()
+
+
+def run_import(kind: str, path: Path, *, label: str) -> dict:
+    from apps.sources import files, services
+
+    t0 = time.perf_counter()
+    with IngestMeter() as meter:
+        if kind == "bars":
+            result = services.import_bars(path, fmt=files.FileFormat(), create_symbols=True)
+        else:
+            result = services.import_trades(
+                path, interval=INTERVAL_S, fmt=files.FileFormat(), create_symbols=True
+            )
+    total = time.perf_counter() - t0
+    return {
+        "label": label,
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "rows": result.rows,
+        "ticks": result.ticks,
+        "stored": result.stored,
+        "symbols_created": len(result.created),
+        "seconds": total,
+        "rows_per_s": result.rows / total,
+        "ticks_per_s": result.ticks / total,
+        "ingest_calls": meter.calls,
+        "ingest_s": meter.ingest_s,
+        "ingest_stage_s": dict(meter.stages),
+        "refresh_aggregates_s": meter.refresh_s,
+    }
+
+
+def time_read(kind: str, path: Path) -> tuple[float, list]:
+    """Reading and checking alone: the iterator consumed; its batches kept for the next."""
+    from apps.sources import files
+
+    reader = files.read_bars if kind == "bars" else files.read_trades
+    t0 = time.perf_counter()
+    batches = [item[0] for item in reader(path, files.FileFormat())]
+    return time.perf_counter() - t0, batches
+
+
+def time_bar_batches(bars_batches: list) -> float:
+    """The bars as tick batches, as `services.import_bars` builds them (the same code)."""
+    from apps.ingest.pipeline import Slots, TickBatch
+    from apps.ops.timestamps import UNIX_EPOCH
+
+    t0 = time.perf_counter()
+    for bars in bars_batches:
+        micros = bars.ns // 1000
+        stamps = {m: UNIX_EPOCH + timedelta(microseconds=int(m)) for m in np.unique(micros)}
+        TickBatch(
+            symbols=bars.symbols.tolist(), ts=[stamps[m] for m in micros], prices=bars.closes,
+            sizes=bars.volumes.astype(np.int64),
+            slots=Slots(bars.opens, bars.highs, bars.lows, np.nan_to_num(bars.trades, nan=1.0)),
+        )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def time_conflation(trade_batches: list) -> tuple[float, int]:
+    """Conflation alone, each read batch's trades at once (the service holds each symbol's
+    last slot over to the next batch: a few ticks more or less, the same work)."""
+    from apps.sources.conflation import conflate
+
+    interval_ns = round(INTERVAL_S * 1e9)
+    ticks = 0
+    t0 = time.perf_counter()
+    for trades in trade_batches:
+        ticks += len(conflate(trades, interval_ns=interval_ns))
+    return time.perf_counter() - t0, ticks
+
+
+def copy_reference(table: str, columns: list[tuple[str, str, np.ndarray]]) -> dict:
+    """Binary COPY of the rows into `table`, BATCH_ROWS a transaction as the import's
+    batches; the payload built with `apps.ops.pgcopy.binary_copy` from numpy columns. The
+    payload's building is timed apart from the COPY; rows/s counts both."""
+    from django.db import connection, transaction
+
+    from apps.ops.pgcopy import binary_copy
+
+    names = ", ".join(name for name, _, _ in columns)
+    rows = len(columns[0][2])
+    build = copy = 0.0
+    for lo in range(0, rows, BATCH_ROWS):
+        t0 = time.perf_counter()
+        payload = binary_copy([(kind, values[lo : lo + BATCH_ROWS]) for _, kind, values in columns])
+        t1 = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as c:
+                c.write(payload)
+        build += t1 - t0
+        copy += time.perf_counter() - t1
+    return {"table": table, "rows": rows, "build_s": build, "copy_s": copy,
+            "seconds": build + copy, "rows_per_s": rows / (build + copy)}  # fmt: skip
+
+
+def copy_bars_reference(bars_batches: list) -> dict:
+    """The file's bars into `market_bar` (interval 1m) under scratch symbols (`Z` + ticker)."""
+    from apps.market.constants import BAR_INTERVAL_1M
+
+    def cat(name):
+        return np.concatenate([getattr(b, name) for b in bars_batches])
+
+    symbols = np.char.add(b"Z", np.char.encode(cat("symbols").astype(str)))
+    micros = cat("ns") // 1000
+    return copy_reference("market_bar", [
+        ("symbol_id", "text", symbols),
+        ("interval", "text", np.full(len(symbols), BAR_INTERVAL_1M.encode(), dtype="S3")),
+        ("ts", "timestamptz", micros), ("open", "float8", cat("opens")),
+        ("high", "float8", cat("highs")), ("low", "float8", cat("lows")),
+        ("close", "float8", cat("closes")), ("volume", "int8", cat("volumes")),
+        ("trades", "int4", cat("trades")), ("last_tick_at", "timestamptz", micros),
+    ])  # fmt: skip
+
+
+def copy_trades_reference(trade_batches: list) -> dict:
+    """The file's trades into `market_tick` under scratch symbols (`Z` + ticker), each
+    trade a row (its time to the microsecond, distinct per symbol in these files)."""
+
+    def cat(name):
+        return np.concatenate([getattr(t, name) for t in trade_batches])
+
+    symbols = np.char.add(b"Z", np.char.encode(cat("symbols").astype(str)))
+    nan = np.full(len(symbols), np.nan)
+    return copy_reference("market_tick", [
+        ("symbol_id", "text", symbols), ("ts", "timestamptz", cat("ns") // 1000),
+        ("price", "float8", cat("prices")), ("size", "int4", cat("sizes")),
+        ("open", "float8", nan), ("high", "float8", nan), ("low", "float8", nan),
+        ("trades", "int4", nan),
+    ])  # fmt: skip
+
+
+def breakdown(run: dict, read_s: float, build_s: float) -> dict:
+    """Total = read and check + batch building (conflation) + ingest (the rest); the
+    ingest's share as the pipeline's stages, the longer bars' refresh and the remainder."""
+    ingest = run["seconds"] - read_s - build_s
+    stages = run["ingest_stage_s"]
+    return {
+        "read_check_s": read_s,
+        "build_batches_s": build_s,
+        "ingest_s": ingest,
+        "pipeline_stages_s": stages,
+        "pipeline_outside_stages_s": run["ingest_s"] - sum(stages.values()),
+        "refresh_aggregates_s": run["refresh_aggregates_s"],
+        "rest_s": ingest - run["ingest_s"] - run["refresh_aggregates_s"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="50,000 rows instead of 1,000,000")
+    args = parser.parse_args()
+    rows = 50_000 if args.quick else 1_000_000
+
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mf-bench-sources-") as folder:
+        t0 = time.perf_counter()
+        bars_csv, bars_parquet = make_bar_files(rows, Path(folder))
+        trades_csv = make_trade_file(rows, Path(folder))
+        generate_s = time.perf_counter() - t0
+        print(f"files generated in {generate_s:.1f} s", flush=True)
+
+        name = setup_django_with_bench_database()
+        try:
+            clear_app_redis_keys()
+            # Bars: reading alone, the batches alone, then the imports and the COPY.
+            read_bars_csv_s, bar_batches = time_read("bars", bars_csv)
+            read_bars_parquet_s, _ = time_read("bars", bars_parquet)
+            build_bars_s = time_bar_batches(bar_batches)
+            print(f"bars read: CSV {read_bars_csv_s:.1f} s, Parquet {read_bars_parquet_s:.1f} s",
+                  flush=True)  # fmt: skip
+            bars_first = run_import("bars", bars_csv, label="CSV, new")
+            print(f"import_bars CSV: {bars_first['seconds']:.1f} s", flush=True)
+            bars_again = run_import("bars", bars_csv, label="CSV again (all stored)")
+            print(f"import_bars CSV again: {bars_again['seconds']:.1f} s", flush=True)
+            reset_store()
+            bars_parquet_run = run_import("bars", bars_parquet, label="Parquet, new")
+            print(f"import_bars Parquet: {bars_parquet_run['seconds']:.1f} s", flush=True)
+            copy_bars = copy_bars_reference(bar_batches)
+            del bar_batches
+            reset_store()
+            # Trades.
+            read_trades_s, trade_batches = time_read("trades", trades_csv)
+            conflate_s, conflated_ticks = time_conflation(trade_batches)
+            print(f"trades read {read_trades_s:.1f} s, conflated {conflate_s:.1f} s", flush=True)
+            trades_run = run_import("trades", trades_csv, label="CSV, new")
+            print(f"import_trades CSV: {trades_run['seconds']:.1f} s", flush=True)
+            copy_trades = copy_trades_reference(trade_batches)
+            del trade_batches
+        finally:
+            drop_bench_database(name)
+
+    bars_runs = [bars_first, bars_again, bars_parquet_run]
+    print_table(
+        f"import_bars, {rows:,} one-minute bars ({BAR_SYMBOLS} symbols, days of "
+        f"{SESSION_MINUTES} minutes); reference: binary COPY of the rows into market_bar",
+        ["file", "MB", "rows", "new ticks", "s", "rows/s", "COPY rows/s", "import / COPY"],
+        [[r["label"], r["bytes"] / 1e6, r["rows"], r["stored"], r["seconds"], r["rows_per_s"],
+          copy_bars["rows_per_s"], f"{r['rows_per_s'] / copy_bars['rows_per_s']:.3f}"]
+         for r in bars_runs],
+    )  # fmt: skip
+    t = trades_run
+    print_table(
+        f"import_trades, {rows:,} trades ({TRADE_SYMBOLS} symbols, {INTERVAL_S:g} s slots); "
+        "reference: binary COPY of the rows into market_tick",
+        ["MB", "trades", "ticks", "trades / tick", "s", "trades/s", "ticks/s", "COPY rows/s",
+         "import / COPY"],
+        [[t["bytes"] / 1e6, t["rows"], t["ticks"], t["rows"] / t["ticks"], t["seconds"],
+          t["rows_per_s"], t["ticks_per_s"], copy_trades["rows_per_s"],
+          f"{t['rows_per_s'] / copy_trades['rows_per_s']:.3f}"]],
+    )  # fmt: skip
+    where = {
+        "import_bars CSV": breakdown(bars_first, read_bars_csv_s, build_bars_s),
+        "import_bars CSV again": breakdown(bars_again, read_bars_csv_s, build_bars_s),
+        "import_bars Parquet": breakdown(bars_parquet_run, read_bars_parquet_s, build_bars_s),
+        "import_trades CSV": breakdown(trades_run, read_trades_s, conflate_s),
+    }
+    runs = {"import_bars CSV": bars_first, "import_bars CSV again": bars_again,
+            "import_bars Parquet": bars_parquet_run,
+            "import_trades CSV": trades_run}  # fmt: skip
+    stage_names = ["store", "indicators", "snapshots", "commit"]
+    print_table(
+        "where the time goes, seconds (ingest = total - read/check - batches; of it: the "
+        "pipeline's stages, the rest of ingest(), the longer bars' refresh, the service's own)",
+        ["import", "total", "read+check", "batches", "ingest", *stage_names,
+         "ingest() other", "refresh", "service other"],
+        [[label, runs[label]["seconds"], w["read_check_s"], w["build_batches_s"], w["ingest_s"],
+          *(w["pipeline_stages_s"].get(s, 0.0) for s in stage_names),
+          w["pipeline_outside_stages_s"]
+          + sum(v for k, v in w["pipeline_stages_s"].items() if k not in stage_names),
+          w["refresh_aggregates_s"], w["rest_s"]] for label, w in where.items()],
+    )  # fmt: skip
+    print(f"\nCOPY references: bars {copy_bars['build_s']:.2f} s building the payload + "
+          f"{copy_bars['copy_s']:.2f} s COPY; trades {copy_trades['build_s']:.2f} + "
+          f"{copy_trades['copy_s']:.2f} s. Conflation alone: {conflated_ticks:,} ticks. "
+          f"Whole run {time.perf_counter() - began:.0f} s.")  # fmt: skip
+    write_results(
+        "sources",
+        {
+            "quick": args.quick,
+            "rows": rows,
+            "files": {
+                "bar_symbols": BAR_SYMBOLS,
+                "trade_symbols": TRADE_SYMBOLS,
+                "trades_span_s": TRADES_HOUR_S * rows / 1_000_000,
+                "interval_s": INTERVAL_S,
+                "generate_s": generate_s,
+            },
+            "import_bars": bars_runs,
+            "import_trades": trades_run,
+            "read_check_s": {
+                "bars_csv": read_bars_csv_s,
+                "bars_parquet": read_bars_parquet_s,
+                "trades_csv": read_trades_s,
+            },
+            "build_batches_s": {"bars": build_bars_s, "trades_conflation": conflate_s},
+            "conflation_ticks": conflated_ticks,
+            "where_the_time_goes": where,
+            "binary_copy_reference": {
+                "bars_into_market_bar": copy_bars,
+                "trades_into_market_tick": copy_trades,
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
