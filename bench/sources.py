@@ -18,6 +18,9 @@ flat-file columns:
   time as `trades_v1` day files are, as CSV. `services.import_trades` at 0.5 s slots.
   Reference: a binary COPY of the same rows into `market_tick` under scratch symbols.
 
+Every import (but the second of the CSV, which is the point) and every COPY starts from
+empty tables.
+
 Where the time goes: reading and checking the file alone (`files.read_bars` /
 `files.read_trades`, the iterator consumed), building the tick batches alone (conflation for
 trades, the services' bar-to-tick columns for bars), and the ingest (the rest), with the
@@ -390,6 +393,7 @@ def main() -> None:
             reset_store()
             bars_parquet_run = run_import("bars", bars_parquet, label="Parquet, new")
             print(f"import_bars Parquet: {bars_parquet_run['seconds']:.1f} s", flush=True)
+            reset_store()  # each COPY into empty tables, as each import starts
             copy_bars = copy_bars_reference(bar_batches)
             del bar_batches
             reset_store()
@@ -399,6 +403,7 @@ def main() -> None:
             print(f"trades read {read_trades_s:.1f} s, conflated {conflate_s:.1f} s", flush=True)
             trades_run = run_import("trades", trades_csv, label="CSV, new")
             print(f"import_trades CSV: {trades_run['seconds']:.1f} s", flush=True)
+            reset_store()
             copy_trades = copy_trades_reference(trade_batches)
             del trade_batches
         finally:
