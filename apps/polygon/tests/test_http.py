@@ -450,7 +450,9 @@ def test_snapshots_equal_the_price_and_the_bars(client, stored):
     call_command("backfill", days=2, symbols="AAPL")
     price = client.get("/api/v1/stocks/AAPL/price").json()
     days = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1d", "limit": 10}).json()
-    minutes = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1m", "limit": 1}).json()
+    # From an hour before the ticks (NOW is when this module was imported, maybe minutes ago).
+    since = (NOW - timedelta(hours=1)).isoformat()
+    minutes = client.get("/api/v1/stocks/AAPL/bars", {"interval": "1m", "start": since}).json()
     today = datetime.fromisoformat(price["ts"]).date()
     (day,) = [b for b in days["results"] if datetime.fromisoformat(b["ts"]).date() == today]
     prev = [b for b in days["results"] if datetime.fromisoformat(b["ts"]).date() < today][-1]
