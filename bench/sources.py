@@ -46,6 +46,7 @@ from bench.common import (
     drop_bench_database,
     print_table,
     setup_django_with_bench_database,
+    summary,
     write_results,
 )
 
@@ -57,6 +58,9 @@ TRADE_SYMBOLS = 100
 TRADES_HOUR_S = 3600.0  # the full run's trades span one hour; --quick a shorter one
 INTERVAL_S = 0.5  # TICK_INTERVAL
 BATCH_ROWS = 200_000  # files.BATCH_ROWS, the import's batch
+REPLAY_SYMBOLS = 100
+REPLAY_MINUTES = 120  # two hours of minute data: 72 s at 100x (a day would be 14 minutes)
+REPLAY_SPEED = 100.0
 
 
 # --- Files --------------------------------------------------------------------------------
@@ -71,14 +75,19 @@ def _weekdays(start: datetime, count: int) -> list[datetime]:
     return days
 
 
-def make_bar_files(rows: int, folder: Path) -> tuple[Path, Path]:
-    """`rows` one-minute bars of BAR_SYMBOLS symbols, as `minute_aggs_v1` CSV and Parquet."""
+def make_bar_files(
+    rows: int, folder: Path, *, symbols: int = BAR_SYMBOLS, prefix: str = "BARS",
+    by_time: bool = False,
+) -> tuple[Path, Path]:  # fmt: skip
+    """`rows` one-minute bars of `symbols` symbols, as `minute_aggs_v1` CSV and Parquet:
+    day files back to back (by ticker, then time), or all in time order (`by_time`, what
+    a replay reads)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(SEED)
-    per_symbol = rows // BAR_SYMBOLS
+    per_symbol = rows // symbols
     n_days = -(-per_symbol // SESSION_MINUTES)
     days = _weekdays(datetime(2025, 1, 2, tzinfo=UTC), n_days)
     minute_ns = 60 * 10**9
@@ -86,10 +95,10 @@ def make_bar_files(rows: int, folder: Path) -> tuple[Path, Path]:
         [int((d + SESSION_OPEN_UTC).timestamp()) * 10**9 for d in days], dtype=np.int64
     )
     ns = (starts[:, None] + np.arange(SESSION_MINUTES) * minute_ns).ravel()[:per_symbol]
-    tickers = [f"BARS{i}" for i in range(BAR_SYMBOLS)]
+    tickers = [f"{prefix}{i}" for i in range(symbols)]
     # A random walk of closes per symbol; each bar opens at the last close (or near it).
-    returns = rng.normal(0.0, 0.0008, (BAR_SYMBOLS, per_symbol))
-    closes = np.round(rng.uniform(20, 400, (BAR_SYMBOLS, 1)) * np.exp(np.cumsum(returns, 1)), 4)
+    returns = rng.normal(0.0, 0.0008, (symbols, per_symbol))
+    closes = np.round(rng.uniform(20, 400, (symbols, 1)) * np.exp(np.cumsum(returns, 1)), 4)
     opens = np.empty_like(closes)
     opens[:, 0] = closes[:, 0]
     opens[:, 1:] = closes[:, :-1]
@@ -102,9 +111,12 @@ def make_bar_files(rows: int, folder: Path) -> tuple[Path, Path]:
     transactions = np.minimum(transactions, volumes)
     # Day files back to back, each by ticker then time: index (day, symbol, minute).
     day_of = np.arange(per_symbol) // SESSION_MINUTES
-    order = np.lexsort((np.arange(per_symbol)[None, :].repeat(BAR_SYMBOLS, 0).ravel(),
-                        np.repeat(np.arange(BAR_SYMBOLS), per_symbol),
-                        np.tile(day_of, BAR_SYMBOLS)))  # fmt: skip
+    minute_of = np.arange(per_symbol)[None, :].repeat(symbols, 0).ravel()
+    symbol_of = np.repeat(np.arange(symbols), per_symbol)
+    if by_time:
+        order = np.lexsort((symbol_of, minute_of))
+    else:
+        order = np.lexsort((minute_of, symbol_of, np.tile(day_of, symbols)))
     table = pa.table(
         {
             "ticker": np.repeat(tickers, per_symbol)[order],
@@ -113,11 +125,11 @@ def make_bar_files(rows: int, folder: Path) -> tuple[Path, Path]:
             "close": closes.ravel()[order],
             "high": highs.ravel()[order],
             "low": lows.ravel()[order],
-            "window_start": np.tile(ns, BAR_SYMBOLS)[order],
+            "window_start": np.tile(ns, symbols)[order],
             "transactions": transactions.ravel()[order],
         }
     )
-    csv_path, parquet_path = folder / "minute_aggs.csv", folder / "minute_aggs.parquet"
+    csv_path, parquet_path = folder / f"{prefix}.csv", folder / f"{prefix}.parquet"
     pacsv.write_csv(table, csv_path)
     pq.write_table(table, parquet_path)
     return csv_path, parquet_path
@@ -246,6 +258,22 @@ def run_import(kind: str, path: Path, *, label: str) -> dict:
     }
 
 
+def run_replay(path: Path, speed: float) -> dict:
+    """`manage.py replay --bars` of the file at `speed` (0: as fast as it goes): wall time,
+    ticks/s, and each slot's lag behind its time at that speed."""
+    from apps.sources import files, replay, services
+
+    reading = services.Reading(path, files.FileFormat(), create_symbols=True)
+    t0 = time.perf_counter()
+    outcome = replay.replay(reading, bars=True, interval=INTERVAL_S, speed=speed)
+    seconds = time.perf_counter() - t0
+    return {
+        "speed": speed, "ticks": outcome.result.ticks, "seconds": seconds,
+        "ticks_per_s": outcome.result.ticks / seconds, "slots": len(outcome.lags_ms) or None,
+        "lag_ms": summary(outcome.lags_ms) if outcome.lags_ms else None,
+    }  # fmt: skip
+
+
 def time_read(kind: str, path: Path) -> tuple[float, list]:
     """Reading and checking alone: the iterator consumed; its batches kept for the next."""
     from apps.sources import files
@@ -368,6 +396,14 @@ def main() -> None:
         t0 = time.perf_counter()
         bars_csv, bars_parquet = make_bar_files(rows, Path(folder))
         trades_csv = make_trade_file(rows, Path(folder))
+        replay_minutes = 10 if args.quick else REPLAY_MINUTES
+        replay_csv, _ = make_bar_files(
+            REPLAY_SYMBOLS * replay_minutes,
+            Path(folder),
+            symbols=REPLAY_SYMBOLS,
+            prefix="RPL",
+            by_time=True,
+        )
         generate_s = time.perf_counter() - t0
         print(f"files generated in {generate_s:.1f} s", flush=True)
 
@@ -400,6 +436,13 @@ def main() -> None:
             reset_store()
             copy_trades = copy_trades_reference(trade_batches)
             del trade_batches
+            reset_store()
+            # Replay: at 100x (a slot every 0.6 s), then as fast as it goes.
+            replays = []
+            for speed in (REPLAY_SPEED, 0.0):
+                replays.append(run_replay(replay_csv, speed))
+                print(f"replay at {speed:g}x: {replays[-1]['seconds']:.1f} s", flush=True)
+                reset_store()
         finally:
             drop_bench_database(name)
 
@@ -421,6 +464,15 @@ def main() -> None:
         [[t["bytes"] / 1e6, t["rows"], t["ticks"], t["rows"] / t["ticks"], t["seconds"],
           t["rows_per_s"], t["ticks_per_s"], copy_trades["rows_per_s"],
           f"{t['rows_per_s'] / copy_trades['rows_per_s']:.3f}"]],
+    )  # fmt: skip
+    print_table(
+        f"replay --bars of {replay_minutes} minutes of {REPLAY_SYMBOLS} symbols' 1-minute bars "
+        f"(in time order), through the live pipeline; lag = when a minute went out - its time "
+        f"at the speed (at {REPLAY_SPEED:g}x a minute is {60 / REPLAY_SPEED:.1f} s)",
+        ["speed", "ticks", "s", "ticks/s", "lag p50 ms", "lag p99 ms", "lag max ms"],
+        [[f"{r['speed']:g}x" if r["speed"] else "max", r["ticks"], r["seconds"],
+          r["ticks_per_s"], *((r["lag_ms"]["p50"], r["lag_ms"]["p99"], r["lag_ms"]["max"])
+                              if r["lag_ms"] else ("-", "-", "-"))] for r in replays],
     )  # fmt: skip
     where = {
         "import_bars CSV": breakdown(bars_first, read_bars_csv_s, build_bars_s),
@@ -467,6 +519,7 @@ def main() -> None:
                 "trades_csv": read_trades_s,
             },
             "build_batches_s": {"bars": build_bars_s, "trades_conflation": conflate_s},
+            "replay": {"minutes": replay_minutes, "symbols": REPLAY_SYMBOLS, "runs": replays},
             "conflation_ticks": conflated_ticks,
             "where_the_time_goes": where,
             "binary_copy_reference": {
