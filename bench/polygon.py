@@ -104,30 +104,13 @@ class GatewayClient(ws_fanout._Client):
     client counts /ws/market ticks. A trade is known by its symbol and `q` (the tick's time
     in µs, as the stored tick's `ts`); its latency runs from `t` (that time in ms)."""
 
-    async def connect(self, url: str, gate: asyncio.Semaphore) -> None:
-        from websockets.asyncio.client import connect
-
-        async with gate:
-            for attempt in range(3):
-                try:
-                    self.ws = await connect(
-                        url, compression=None, proxy=None, open_timeout=30, close_timeout=2,
-                        max_size=2**22, user_agent_header="marketflux-bench",
-                    )  # fmt: skip
-                    async with asyncio.timeout(30):
-                        await self._until("connected")
-                        await self.ws.send(AUTH)
-                        await self._until("auth_success")
-                        await self.ws.send(SUBSCRIBE_TRADES)
-                        await self._until("success")
-                    self.connected, self.error = True, None
-                    return
-                except Exception as exc:  # counted and reported
-                    self.error = f"{type(exc).__name__}: {exc}"[:200]
-                    if self.ws is not None:
-                        self.ws.transport.abort()
-                        self.ws = None
-                    await asyncio.sleep(0.5 * (attempt + 1))
+    async def handshake(self) -> None:
+        """The vendor's: `connected`, auth with any key, then the subscription to `T.*`."""
+        await self._until("connected")
+        await self.ws.send(AUTH)
+        await self._until("auth_success")
+        await self.ws.send(SUBSCRIBE_TRADES)
+        await self._until("success")
 
     async def _until(self, status: str) -> None:
         while True:

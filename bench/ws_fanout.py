@@ -153,12 +153,8 @@ class _Client:
                         url, compression=None, proxy=None, open_timeout=30, close_timeout=2,
                         max_size=2**22, user_agent_header="marketflux-bench",
                     )  # fmt: skip
-                    await self.ws.send(SUBSCRIBE.decode())
                     async with asyncio.timeout(30):
-                        while True:
-                            frame = self._handle(await self.ws.recv())
-                            if any(m.get("type") == "subscribed" for m in frame):
-                                break
+                        await self.handshake()
                     self.connected, self.error = True, None
                     return
                 except Exception as exc:  # counted and reported
@@ -167,6 +163,14 @@ class _Client:
                         self.ws.transport.abort()
                         self.ws = None
                     await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def handshake(self) -> None:
+        """Subscribe to every symbol and wait for the answer (another door: its own)."""
+        await self.ws.send(SUBSCRIBE.decode())
+        while True:
+            frame = self._handle(await self.ws.recv())
+            if any(m.get("type") == "subscribed" for m in frame):
+                return
 
     def _handle(self, raw: str | bytes) -> list[dict]:
         now = time.time()
