@@ -153,12 +153,6 @@ def test_the_example_prints_trades_and_a_minute_bar_and_exits(stack):
         assert signal == expected, (lines[i], after, closes)
 
 
-@pytest.fixture(params=["massive", "polygon"])
-def vendor(request) -> ModuleType:
-    """The client package: `massive` (current) or `polygon` (polygon-api-client, frozen)."""
-    return importlib.import_module(request.param)
-
-
 @contextmanager
 def streaming(client) -> Iterator[Callable[[Callable[[list], bool], str], list]]:
     """`client.connect` on its own event loop in a thread; yields `wait(done, what)`, which
@@ -202,17 +196,34 @@ def streaming(client) -> Iterator[Callable[[Callable[[list], bool], str], list]]
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_streamed_trades_and_minute_bars_equal_what_is_stored(stack, vendor):
+def test_streamed_trades_and_minute_bars_equal_what_is_stored(stack):
+    """Both official clients, `massive` (current) and `polygon` (polygon-api-client, frozen),
+    streaming at once from one stack: one wall-clock minute to wait, not one each."""
     host = stack
-    client = vendor.WebSocketClient(api_key="any", feed=host, market="stocks", secure=False,
-                                    subscriptions=["T.*", "AM.*"])  # fmt: skip
+    clients = {
+        package: importlib.import_module(package).WebSocketClient(
+            api_key="any",
+            feed=host,
+            market="stocks",
+            secure=False,
+            subscriptions=["T.*", "AM.*"],
+        )
+        for package in ("massive", "polygon")
+    }
 
     def a_minute_bar_of_every_symbol(received: list) -> bool:
         return {m.symbol for m in received if m.event_type == "AM"} == set(TICKERS)
 
-    with streaming(client) as wait:
-        received = wait(a_minute_bar_of_every_symbol, "minute bar of every symbol")
+    with streaming(clients["massive"]) as current, streaming(clients["polygon"]) as frozen:
+        received = {
+            package: wait(a_minute_bar_of_every_symbol, f"{package}: minute bar of every symbol")
+            for package, wait in (("massive", current), ("polygon", frozen))
+        }
+    for package, events in received.items():
+        assert_equal_to_what_is_stored(host, events, package)
 
+
+def assert_equal_to_what_is_stored(host: str, received: list, package: str) -> None:
     trades = [m for m in received if m.event_type == "T"]
     minute_bars = [m for m in received if m.event_type == "AM"]
     for symbol in TICKERS:
@@ -225,7 +236,7 @@ def test_streamed_trades_and_minute_bars_equal_what_is_stored(stack, vendor):
             for t in trades
             if t.symbol == symbol
         ]
-        assert streamed, f"no trade of {symbol}"
+        assert streamed, f"{package}: no trade of {symbol}"
         assert [t for t in streamed if t not in stored] == []
         assert len(set(streamed)) == len(streamed)  # each trade once
 
