@@ -121,19 +121,25 @@ MOVERS_AFTER_A_CONTRARY_TICK = """() => new Promise((resolve) => {
   const watch = new MutationObserver(check);
   watch.observe(document.querySelector(".movers"),
     { subtree: true, childList: true, characterData: true });
-  const gainer = document.querySelector(field("top_gainers"));
-  const [el, factor] = gainer ? [gainer, 0.9] : [document.querySelector(field("top_losers")), 1.1];
-  const symbol = el.dataset.symbol;
-  const open = window.marketflux.symbols[symbol].session_open;
-  window.marketflux.feed.messageHandlers.forEach((handle) => handle({
-    type: "tick", symbol, ts: new Date().toISOString(), price: open * factor, size: 1,
-    indicators: { rsi_14: 50, anomaly: false } }));
-  requestAnimationFrame(() => requestAnimationFrame(() => {
-    const cell = document.querySelector(`td[data-symbol="${symbol}"][data-field="change_pct"]`);
-    if (!cell.textContent.startsWith(factor < 1 ? MINUS : "+")) wrong.push("the table missed it");
-    check();
-    setTimeout(() => { watch.disconnect(); check(); resolve(wrong); }, 2500);
-  }));
+  // No real tick may replace the contrary one before the table draws it (the page keeps the
+  // newest tick per symbol until the next frame): the live ticks stop, the overviews go on.
+  window.marketflux.feed.send({ action: "unsubscribe", symbols: "*" });
+  setTimeout(() => {
+    const gainer = document.querySelector(field("top_gainers"));
+    const [el, factor] = gainer ? [gainer, 0.9]
+      : [document.querySelector(field("top_losers")), 1.1];
+    const symbol = el.dataset.symbol;
+    const open = window.marketflux.symbols[symbol].session_open;
+    window.marketflux.feed.messageHandlers.forEach((handle) => handle({
+      type: "tick", symbol, ts: new Date().toISOString(), price: open * factor, size: 1,
+      indicators: { rsi_14: 50, anomaly: false } }));
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      const cell = document.querySelector(`td[data-symbol="${symbol}"][data-field="change_pct"]`);
+      if (!cell.textContent.startsWith(factor < 1 ? MINUS : "+")) wrong.push("the table missed it");
+      check();
+      setTimeout(() => { watch.disconnect(); check(); resolve(wrong); }, 2500);
+    }));
+  }, 1000);
 })"""
 
 
