@@ -3,9 +3,7 @@ test users. What tests import (helpers, factories) lives in `apps/testing/`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
@@ -85,20 +83,3 @@ def processes(tmp_path) -> Iterator[Processes]:
     procs = Processes(tmp_path)
     yield procs
     procs.stop_all()
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
-) -> None:
-    """Say plainly when the browser tests did not run: a skip alone is easy to miss."""
-    chromium = Path(os.environ.get("MARKETFLUX_CHROMIUM", "/usr/bin/chromium"))
-    if chromium.exists():
-        return
-    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "test_browser" in r.nodeid]
-    if skipped:
-        terminalreporter.write_line(
-            f"WARNING: {len(skipped)} browser test(s) skipped: {chromium} is missing "
-            "(install it with `apt-get install chromium`)",
-            yellow=True,
-            bold=True,
-        )

@@ -1,8 +1,8 @@
 """Driving Debian's chromium with Playwright in a test: every browser test (dashboard,
 alerts page, admin, API docs) launches it, watches its pages and saves screenshots here.
 
-Needs /usr/bin/chromium (`apt-get install chromium`); without it browser tests are
-skipped and the test summary says so (conftest.py).
+Needs /usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it): without it
+every browser test fails saying so, never passes unrun.
 """
 
 from __future__ import annotations
@@ -22,27 +22,25 @@ SCREENSHOTS = BASE_DIR / "var" / "test-artifacts" / "screenshots"
 WAIT_MS = 15_000  # the longest any single wait in a browser may take
 WINDOW_1280 = {"width": 1280, "height": 900}
 VIEWPORTS = {"1280": WINDOW_1280, "390": {"width": 390, "height": 844}}
+PASSWORD = "correct horse battery staple"  # noqa: S105 (the superuser a browser test logs in as)
 
 
 def browser_test_marks() -> list:
-    """The marks of a browser test module: live processes, a real database, and a skip
-    (said in the summary) where chromium is missing."""
+    """The marks of a browser test module: live processes and a real database."""
     import pytest
 
-    return [
-        pytest.mark.worker,
-        pytest.mark.django_db(transaction=True),
-        pytest.mark.skipif(
-            not CHROMIUM.exists(),
-            reason=f"browser tests need {CHROMIUM}: run `apt-get install chromium`",
-        ),
-    ]
+    return [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 @contextmanager
 def chromium() -> Iterator:
     """A headless chromium (Playwright's sync API), closed afterwards."""
+    import pytest
     from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"browser tests need {CHROMIUM}: run `apt-get install chromium` (or point"
+                    " MARKETFLUX_CHROMIUM at one)", pytrace=False)  # fmt: skip
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)

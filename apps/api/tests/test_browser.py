@@ -2,8 +2,8 @@
 against a live Daphne: everything they load comes from the site itself, so they work
 offline and tell no other host who reads them.
 
-Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests are skipped
-and the test summary says so (conftest.py). Screenshots go to var/test-artifacts/screenshots/.
+Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests fail
+saying so. Screenshots go to var/test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from apps.testing.browser import (
+    PASSWORD,
     WAIT_MS,
     WINDOW_1280,
     PageWatch,
@@ -21,9 +22,6 @@ from apps.testing.browser import (
 )
 
 pytestmark = browser_test_marks()
-pytest.importorskip("playwright.sync_api")
-
-PASSWORD = "correct horse battery staple"  # noqa: S105 (a test login)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The dashboard in a real browser (Playwright driving Debian's chromium) against a live
 Daphne, with a real Celery worker and beat feeding the pipeline, as `make run` serves it.
 
-Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests are skipped
-and the test summary says so (conftest.py). Screenshots of every page, 1280 and 390 px wide,
+Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests fail
+saying so. Screenshots of every page, 1280 and 390 px wide,
 dark and light, go to var/test-artifacts/screenshots/.
 
 The database work (seeding, the backfill) happens before Playwright starts: its sync API
@@ -33,7 +33,6 @@ from apps.testing.browser import (
 from apps.testing.waiting import wait_for
 
 pytestmark = browser_test_marks()
-pytest.importorskip("playwright.sync_api")
 
 TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
 

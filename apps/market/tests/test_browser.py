@@ -1,8 +1,8 @@
 """The Symbol admin in a real browser (Playwright driving Debian's chromium) against a live
 Daphne, signed in as a superuser: its pages fit a 1280 px window.
 
-Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests are skipped
-and the test summary says so (conftest.py). Screenshots go to var/test-artifacts/screenshots/.
+Needs /usr/bin/chromium (`apt-get install chromium`); without it these tests fail
+saying so. Screenshots go to var/test-artifacts/screenshots/.
 The database work happens before Playwright starts (its sync API runs an event loop in this
 thread, and Django refuses ORM calls from a thread that has one).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from apps.testing.browser import (
+    PASSWORD,
     WINDOW_1280,
     PageWatch,
     browser_test_marks,
@@ -21,9 +22,6 @@ from apps.testing.browser import (
 )
 
 pytestmark = browser_test_marks()
-pytest.importorskip("playwright.sync_api")
-
-PASSWORD = "correct horse battery staple"  # noqa: S105 (a test login)
 
 
 @pytest.fixture
