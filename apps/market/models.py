@@ -12,6 +12,9 @@ from apps.market.constants import BAR_INTERVALS, DEFAULT_ANOMALY_THRESHOLD
 # What a ticker may be, everywhere one comes in (admin, pipeline, API paths, WebSocket paths).
 TICKER_REGEX = r"^[A-Z][A-Z0-9.\-]{0,15}$"
 TICKER_PATTERN = re.compile(TICKER_REGEX)
+env_name_validator = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", "An environment variable's name: letters, digits and _."
+)
 ticker_validator = RegexValidator(
     TICKER_REGEX,
     "A ticker is 1-16 upper-case letters, digits, '.' or '-', starting with a letter.",
@@ -20,14 +23,57 @@ ticker_validator = RegexValidator(
 
 class Source(models.Model):
     """Where a symbol's trades come from, when not from the simulator (docs/sources.md): a
-    `files` source's symbols get their ticks from recorded files (`import_trades`)."""
+    `files` source's symbols get their ticks from recorded files (`import_trades`); a
+    vendor's (`polygon`, `alpaca`) from its live feed, through `manage.py run_sources`.
 
-    FILES = "files"
-    KIND_CHOICES = [(FILES, "Recorded files")]
+    Credentials never live here: `key_env` and `secret_env` name the environment variables
+    of the `run_sources` process that hold them."""
+
+    FILES, POLYGON, ALPACA = "files", "polygon", "alpaca"
+    KIND_CHOICES = [
+        (FILES, "Recorded files"),
+        (POLYGON, "Polygon/Massive live feed"),
+        (ALPACA, "Alpaca market data v2 live feed"),
+    ]
+    LIVE_KINDS = (POLYGON, ALPACA)
+    # Where each vendor's feed and history are, unless a source names others.
+    DEFAULT_URLS = {
+        POLYGON: ("wss://socket.massive.com/stocks", "https://api.massive.com"),
+        ALPACA: ("wss://stream.data.alpaca.markets/v2/{feed}", "https://data.alpaca.markets"),
+    }
+    DEFAULT_KEY_ENV = {POLYGON: ("MASSIVE_API_KEY", ""),
+                       ALPACA: ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")}  # fmt: skip
+    FEED_CHOICES = [("iex", "IEX"), ("sip", "SIP (all US exchanges)")]
 
     name = models.SlugField(max_length=32, primary_key=True)
     kind = models.CharField(max_length=16, choices=KIND_CHOICES)
     description = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(
+        default=True, help_text="A live source's feed runs (in `run_sources`) only when enabled."
+    )
+    url = models.CharField(
+        max_length=300, blank=True, help_text="The live feed's WebSocket URL. Empty: the vendor's."
+    )
+    rest_url = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The vendor's REST base URL, for gaps and backfill. Empty: the vendor's.",
+    )
+    feed = models.CharField(
+        max_length=8, blank=True, choices=FEED_CHOICES, help_text="Alpaca only. Empty: iex."
+    )
+    key_env = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[env_name_validator],
+        help_text="The environment variable that holds the API key. Empty: the vendor's usual.",
+    )
+    secret_env = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[env_name_validator],
+        help_text="Alpaca only: the variable that holds the secret. Empty: APCA_API_SECRET_KEY.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -35,6 +81,22 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def live(self) -> bool:
+        return self.kind in self.LIVE_KINDS
+
+    def stream_url(self) -> str:
+        feed = self.feed or "iex"
+        return self.url or self.DEFAULT_URLS[self.kind][0].format(feed=feed)
+
+    def history_url(self) -> str:
+        return (self.rest_url or self.DEFAULT_URLS[self.kind][1]).rstrip("/")
+
+    def credential_names(self) -> tuple[str, str]:
+        """The environment variables of the key and (Alpaca) the secret."""
+        key, secret = self.DEFAULT_KEY_ENV.get(self.kind, ("", ""))
+        return self.key_env or key, self.secret_env or secret
 
 
 class Symbol(models.Model):
