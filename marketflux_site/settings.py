@@ -251,6 +251,8 @@ MARKETFLUX_SHARDS = env_int("MARKETFLUX_SHARDS", 1, minimum=1)
 # Live sources (docs/sources.md#live-feeds): how long after its end a slot waits for its
 # last trades before its tick is stored; a trade later than that is folded in late.
 MARKETFLUX_SOURCE_LATE_AFTER = env_float("MARKETFLUX_SOURCE_LATE_AFTER", 1.0, minimum=0.0)
+# The longest pause between reconnects (they start at about a second and double).
+MARKETFLUX_SOURCE_RECONNECT_MAX = env_float("MARKETFLUX_SOURCE_RECONNECT_MAX", 60.0, minimum=1.0)
 MARKETFLUX_REQUIRE_TIMESCALE = env_bool("MARKETFLUX_REQUIRE_TIMESCALE", False)
 MARKETFLUX_TICK_RETENTION_DAYS = env_int("MARKETFLUX_TICK_RETENTION_DAYS", 7, minimum=1)
 MARKETFLUX_BAR_RETENTION_DAYS = env_int("MARKETFLUX_BAR_RETENTION_DAYS", 0, minimum=0)

@@ -5,6 +5,9 @@ The alerts app adds the symbol's alert rules to this page (`apps.alerts.admin`).
 
 from __future__ import annotations
 
+import json
+
+import redis
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -14,9 +17,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html
 
 from apps.market import backfill, selectors, services
 from apps.market.models import Source, Symbol
+from apps.ops import status
+from apps.ops.views import SOURCES
 
 
 class SymbolForm(forms.ModelForm):
@@ -132,10 +138,21 @@ class SymbolAdmin(admin.ModelAdmin):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    """Sources other than the simulator (docs/sources.md); a symbol names its own."""
+    """Sources other than the simulator (docs/sources.md); a symbol names its own. A live
+    source's state is what its connector last reported (`manage.py run_sources`)."""
 
-    list_display = ["name", "kind", "description", "symbol_count", "created_at"]
-    readonly_fields = ["created_at"]
+    list_display = ["name", "kind", "enabled", "symbol_count", "connection", "last_message"]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["created_at", "state"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "description", "enabled"]}),
+        ("Live feed", {
+            "fields": ["url", "rest_url", "feed", "key_env", "secret_env"],
+            "description": "Polygon/Massive and Alpaca sources only. Credentials stay in the"
+            " environment of run_sources: name the variables, never the secrets.",
+        }),
+        ("State", {"fields": ["state", "created_at"]}),
+    ]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
         return super().get_queryset(request).annotate(symbol_count=Count("symbols"))
@@ -143,3 +160,38 @@ class SourceAdmin(admin.ModelAdmin):
     @admin.display(description="symbols", ordering="symbol_count")
     def symbol_count(self, source: Source) -> int:
         return source.symbol_count
+
+    @admin.display(description="connection")
+    def connection(self, source: Source) -> str:
+        if not source.live:
+            return "-"
+        report = _source_reports().get(source.name)  # a few sources: a read each is cheap
+        if report is None:
+            return "not running" if source.enabled else "disabled"
+        if report["stale"]:
+            return f"no report for {report['age_s']:.0f} s"
+        return "connected" if report["connected"] else "disconnected"
+
+    @admin.display(description="last message")
+    def last_message(self, source: Source) -> str:
+        report = _source_reports().get(source.name) or {}
+        seconds = report.get("seconds_since_last_message")
+        if seconds is None:
+            return "-"
+        return f"{seconds:.1f} s ago, {report['messages_per_s']:g}/s"
+
+    @admin.display(description="state")
+    def state(self, source: Source) -> str:
+        if not source.live:
+            return "Recorded files have no connection."
+        report = _source_reports().get(source.name)
+        if report is None:
+            return "No report: run_sources is not running it (disabled, no symbols, or stopped)."
+        return format_html("<pre>{}</pre>", json.dumps(report, indent=2))
+
+
+def _source_reports() -> dict[str, dict]:
+    try:
+        return status.read(SOURCES)
+    except redis.RedisError:
+        return {}

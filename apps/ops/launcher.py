@@ -217,7 +217,8 @@ def _show_banner_on_enter(text: str) -> None:
 
 
 def run() -> int:
-    """`make run`: services, migrations, seed, then Daphne + Celery worker + beat."""
+    """`make run`: services, migrations, seed, then Daphne, a Celery worker, beat and the
+    live sources."""
     port = os.environ.get("PORT", "8000")
     site = f"http://127.0.0.1:{port}"
     try:
@@ -239,12 +240,19 @@ def run() -> int:
         return 1
 
 
-def _run_stack(port: str) -> int:
-    children = [
+def stack_children(port: str) -> list[Child]:
+    """The processes of `make run` (docker-compose.yml has a service for each)."""
+    return [
         Child("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, ASGI_APP]),
         Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
         Child("beat", [*CELERY, "beat", "--loglevel", "INFO", "--schedule", BEAT_FILE]),
+        # The live vendor feeds (docs/sources.md#live-feeds); idle while no source is enabled.
+        Child("sources", [PYTHON, "manage.py", "run_sources"]),
     ]
+
+
+def _run_stack(port: str) -> int:
+    children = stack_children(port)
     try:
         with services(VAR_DIR, durable=True) as started:
             try:

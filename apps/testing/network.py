@@ -64,7 +64,14 @@ class TcpProxy:
     def restore(self) -> None:
         self._call(self._start())
 
+    async def _cancel_pipes(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def close(self) -> None:
         self.cut()
+        self._call(self._cancel_pipes())  # none left pending when the loop stops
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)

@@ -51,7 +51,9 @@ def tick_counts(var_dir: Path) -> dict[str, int]:
 
 def stop_and_check_nothing_is_left(stack: subprocess.Popen, sig: int) -> None:
     family = psutil.Process(stack.pid).children(recursive=True)
-    assert len(family) >= 5  # postgres, redis, daphne, worker, beat (and their own children)
+    # postgres, redis, daphne, worker, beat, sources (and their own children)
+    assert len(family) >= 6
+    assert any("run_sources" in p.cmdline() for p in family)
     stack.send_signal(sig)
     assert stack.wait(60) == 0
     _, alive = psutil.wait_procs(family, timeout=10)

@@ -77,6 +77,7 @@ class LiveConflator:
         self._seen: dict[int, set[tuple[str, str]]] = {}  # slot -> (symbol, trade id)
         self._quotes: dict[str, list[Quote]] = {}  # per symbol, in time order
         self._standing: dict[str, Quote] = {}  # the newest quote of a slot already closed
+        self._quotes_known_from = 0  # ns: older quotes stand for no tick after it
 
     @property
     def held(self) -> int:
@@ -132,9 +133,10 @@ class LiveConflator:
         return closed
 
     def forget_quotes(self) -> None:
-        """Forget the standing quotes (the feed went away: the quotes of a gap are unknown,
-        so its ticks carry none rather than a stale one)."""
-        self._standing.clear()
+        """The feed went away: the quotes of the gap are unknown, so a tick after the newest
+        slot received so far carries none rather than a stale one, until a quote comes."""
+        if self.newest_slot is not None:
+            self._quotes_known_from = (self.newest_slot + 1) * self.interval_ns
 
     def _take_late(self) -> TickBatch | None:
         if not len(self._late):
@@ -146,10 +148,13 @@ class LiveConflator:
         """For each tick, the newest quote of its symbol received before its slot ended."""
         found: list[Quote | None] = []
         for symbol, ts in zip(ticks.symbols, ticks.ts, strict=True):
-            end = (ts - UNIX_EPOCH) // timedelta(microseconds=1) * 1000 + self.interval_ns
+            start = (ts - UNIX_EPOCH) // timedelta(microseconds=1) * 1000
             quotes = self._quotes.get(symbol, ())
-            i = bisect_left(quotes, (end,))
-            found.append(quotes[i - 1] if i else self._standing.get(symbol))
+            i = bisect_left(quotes, (start + self.interval_ns,))
+            quote = quotes[i - 1] if i else self._standing.get(symbol)
+            if quote is not None and quote[0] < self._quotes_known_from <= start:
+                quote = None  # from before a gap this tick is in
+            found.append(quote)
         return found
 
     def _settle_quotes(self, end_ns: int) -> None:

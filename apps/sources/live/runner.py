@@ -20,7 +20,7 @@ from apps.market.models import Source, Symbol
 from apps.ops import status
 from apps.ops.views import SOURCES
 from apps.sources.live.alpaca import AlpacaFeed
-from apps.sources.live.connector import Connector, Store
+from apps.sources.live.connector import Backoff, Connector, Store
 from apps.sources.live.feeds import Feed, FeedConfig
 from apps.sources.live.polygon import PolygonFeed
 
@@ -98,9 +98,11 @@ class Runner:
             config, symbols = signature
             if name in self.running or not symbols:
                 continue
+            most = settings.MARKETFLUX_SOURCE_RECONNECT_MAX
             connector = Connector(make_feed(config), list(symbols), store=self.store,
                                   interval=settings.TICK_INTERVAL or 0.5,
-                                  late_after=self.late_after)  # fmt: skip
+                                  late_after=self.late_after,
+                                  backoff=Backoff(cap=most, refused=most))  # fmt: skip
             task = asyncio.create_task(connector.run(), name=f"source-{name}")
             self.running[name] = (signature, task)
             log.info("%s: started (%s, %d symbols)", name, config.kind, len(symbols))
