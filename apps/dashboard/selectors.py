@@ -137,6 +137,12 @@ def recent_anomalies(tickers: list[str], *, now: datetime | None = None) -> list
         ]
 
 
+def _reference(state: dict) -> float | None:
+    """The price a symbol's change is against (docs/contracts.md#sessions)."""
+    prev_close = state.get("prev_close")
+    return prev_close if prev_close is not None else state.get("session_open")
+
+
 def overview_page() -> dict:
     """Everything the market page paints first: one row per active symbol, grouped views.
 
@@ -164,7 +170,7 @@ def overview_page() -> dict:
                 "name": symbols[ticker]["name"],
                 "sector": symbols[ticker]["sector"] or "Other",
                 "change": state.get("change"),
-                "session_open": state.get("session_open"),
+                "reference": _reference(state),
                 "ts": state.get("ts"),
                 "bucket": change_bucket(entry["change_pct"]),
                 "sparkline": sparkline_points(closes),
@@ -184,7 +190,7 @@ def overview_page() -> dict:
                 r["symbol"]: {
                     "name": r["name"],
                     "sector": r["sector"],
-                    "session_open": r["session_open"],
+                    "reference": r["reference"],
                     "spark": lines.get(r["symbol"], []),
                 }
                 for r in rows

@@ -14,34 +14,40 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from apps.indicators.engine import IndicatorEngine
-from apps.market import keys
+from apps.market import keys, sessions
 from apps.ops.redis_client import redis_client
-from apps.ops.timestamps import floor_to
+from apps.ops.timestamps import epoch_micros, floor_to
 
 REBUILD_TICKS = 500
-_META = struct.Struct("<qqdq")  # last tick (µs since epoch), session day, open, volume
+# last tick (µs since epoch), session, open, volume, close so far, previous close, clock key
+_META = struct.Struct("<qqdqdd24s")
 _NONE = -1
-_DAY_MICROS = 86_400 * 1_000_000
-_DAY, _MINUTE = timedelta(days=1), timedelta(minutes=1)
+_MINUTE = timedelta(minutes=1)
+_NAN = float("nan")
 
 
 @dataclass
 class SymbolMeta:
-    """Where a symbol's state stands: its last tick and its current session (UTC day).
+    """Where a symbol's state stands: its last tick and its current session
+    (apps/market/sessions.py): the session's open, volume and last price so far, and the
+    previous session's close (NaN when unknown), under the symbol's clock (`session_key`).
 
-    Times are integer microseconds since the epoch and days since the epoch: compared and
-    advanced for every tick, they cost far less than datetimes.
+    Times are integer microseconds since the epoch and sessions days since the epoch:
+    compared and advanced for every tick, they cost far less than datetimes.
     """
 
     last_micros: int | None = None
     session_day: int | None = None
     session_open: float = 0.0
     session_volume: int = 0
+    session_close: float = _NAN
+    prev_close: float = _NAN
+    session_key: str = sessions.UTC_DAY
 
     def encode(self) -> bytes:
         return _META.pack(
@@ -49,16 +55,22 @@ class SymbolMeta:
             _NONE if self.session_day is None else self.session_day,
             self.session_open,
             self.session_volume,
+            self.session_close,
+            self.prev_close,
+            self.session_key.encode(),
         )
 
     @classmethod
     def decode(cls, data: bytes) -> SymbolMeta:
-        last, day, session_open, volume = _META.unpack_from(data)
+        last, day, session_open, volume, close, prev_close, key = _META.unpack_from(data)
         return cls(
             last_micros=None if last == _NONE else last,
             session_day=None if day == _NONE else day,
             session_open=session_open,
             session_volume=volume,
+            session_close=close,
+            prev_close=prev_close,
+            session_key=key.rstrip(b"\0").decode(),
         )
 
 
@@ -69,6 +81,7 @@ class BatchStart:
     first_ts: datetime  # its first new tick in the batch
     prev_micros: int | None  # the last tick stored before that one
     threshold: float  # its anomaly threshold
+    session_key: str = sessions.UTC_DAY  # its clock (`sessions.key_of`)
 
 
 # The stored ticks before each symbol's first new tick, newest first, for a rebuild.
@@ -83,32 +96,49 @@ CROSS JOIN LATERAL (
 ORDER BY s.symbol, t.ts
 """
 
-# The session so far: the day's open (of its first 1-minute bar, backfilled or live, else
-# of its first tick this minute) and the volume traded before the batch (whole minutes from
-# the 1-minute bars, the started minute from its ticks). The bars are what the day's 1d bar
-# adds up, so the hot state's volume and the 1d bar agree (docs/contracts.md#messages).
+# The session so far: its open (of its first 1-minute bar, backfilled or live, else of its
+# first tick this minute) and the volume traded in it before the batch (whole minutes from
+# the 1-minute bars, the started minute from its ticks), and the previous session's close
+# (its last 1-minute bar's) and this one's so far (its last tick's). The bars are what the
+# session's daily bar adds up, so the hot state's volume and the daily bar agree
+# (docs/contracts.md#messages). Session bounds are whole minutes (exchanges open and close
+# on the minute).
 _REBUILD_SESSION_SQL = """
 SELECT s.symbol,
        coalesce(
          (SELECT open FROM market_bar
            WHERE symbol_id = s.symbol AND interval = '1m'
-             AND ts >= s.day_start AND ts < s.minute_start
+             AND ts >= s.day_start AND ts < least(s.minute_start, s.day_end)
            ORDER BY ts LIMIT 1),
          (SELECT coalesce(open, price) FROM market_tick
-           WHERE symbol_id = s.symbol AND ts >= s.minute_start AND ts < s.first_ts
+           WHERE symbol_id = s.symbol AND ts >= greatest(s.minute_start, s.day_start)
+             AND ts < least(s.first_ts, s.day_end)
            ORDER BY ts LIMIT 1)) AS session_open,
        coalesce((SELECT sum(volume) FROM market_bar
          WHERE symbol_id = s.symbol AND interval = '1m'
-           AND ts >= s.day_start AND ts < s.minute_start), 0)
+           AND ts >= s.day_start AND ts < least(s.minute_start, s.day_end)), 0)
      + coalesce((SELECT sum(size) FROM market_tick
-         WHERE symbol_id = s.symbol AND ts >= s.minute_start AND ts < s.first_ts), 0)
+         WHERE symbol_id = s.symbol AND ts >= greatest(s.minute_start, s.day_start)
+           AND ts < least(s.first_ts, s.day_end)), 0),
+       (SELECT close FROM market_bar
+         WHERE symbol_id = s.symbol AND interval = '1m'
+           AND ts >= s.prev_start AND ts < s.prev_end
+         ORDER BY ts DESC LIMIT 1) AS prev_close,
+       (SELECT price FROM market_tick
+         WHERE symbol_id = s.symbol AND ts >= s.day_start AND ts < least(s.first_ts, s.day_end)
+         ORDER BY ts DESC LIMIT 1) AS session_close
 FROM unnest(%(symbols)s::varchar[], %(firsts)s::timestamptz[], %(days)s::timestamptz[],
-            %(minutes)s::timestamptz[]) AS s(symbol, first_ts, day_start, minute_start)
+            %(ends)s::timestamptz[], %(minutes)s::timestamptz[], %(prev_starts)s::timestamptz[],
+            %(prev_ends)s::timestamptz[])
+     AS s(symbol, first_ts, day_start, day_end, minute_start, prev_start, prev_end)
 """
 
 
-def _day_of(ts: datetime) -> int:
-    return (ts.astimezone(UTC).date() - date(1970, 1, 1)).days
+def _at(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class StateStore:
@@ -131,6 +161,11 @@ class StateStore:
             for s, b in starts.items()
             if s not in self.meta or self.meta[s].last_micros != b.prev_micros
         ]
+        # A symbol whose clock changed (its calendar edited) needs its session anew.
+        stale += [
+            s for s, b in starts.items()
+            if s in self.meta and s not in stale and self.meta[s].session_key != b.session_key
+        ]  # fmt: skip
         rebuild: list[str] = []
         if stale:
             usable: dict[str, bytes] = {}
@@ -138,7 +173,9 @@ class StateStore:
                 stale, redis_client().hmget(keys.PIPELINE_STATE, stale), strict=True
             ):
                 meta = SymbolMeta.decode(blob) if blob else None
-                if meta is not None and meta.last_micros == starts[symbol].prev_micros:
+                start = starts[symbol]
+                if (meta is not None and meta.last_micros == start.prev_micros
+                        and meta.session_key == start.session_key):  # fmt: skip
                     usable[symbol] = blob[_META.size :]
                     self.meta[symbol] = meta
                     self.thresholds.pop(symbol, None)
@@ -163,33 +200,49 @@ class StateStore:
             _REBUILD_TICKS_SQL, {"symbols": symbols, "firsts": firsts, "limit": REBUILD_TICKS}
         )
         history = cursor.fetchall()
+        # The session of each first tick (or the latest before it) and the one before that.
+        days, previous = {}, {}
+        bounds: dict[str, list] = {"days": [], "ends": [], "prev_starts": [], "prev_ends": []}
+        for symbol, first in zip(symbols, firsts, strict=True):
+            clock = sessions.clock(starts[symbol].session_key)
+            day = clock.at_or_before(epoch_micros(first))
+            before = None if day is None else clock.previous(day)
+            days[symbol], previous[symbol] = day, before
+            start, end = clock.window(day) if day is not None else (0, 0)
+            prev_start, prev_end = clock.window(before) if before is not None else (0, 0)
+            for name, us in (("days", start), ("ends", end), ("prev_starts", prev_start),
+                             ("prev_ends", prev_end)):  # fmt: skip
+                bounds[name].append(_at(us))
         cursor.execute(
             _REBUILD_SESSION_SQL,
             {
                 "symbols": symbols,
                 "firsts": firsts,
-                "days": [floor_to(f, _DAY) for f in firsts],  # UTC, whatever the tick's zone
                 "minutes": [floor_to(f, _MINUTE) for f in firsts],
+                **bounds,
             },
         )
-        sessions = {row[0]: row[1:] for row in cursor.fetchall()}
+        found = {row[0]: row[1:] for row in cursor.fetchall()}
         for symbol in symbols:
             self.engine.remove_symbol(symbol)
             self.engine.add_symbol(symbol, starts[symbol].threshold)
             self.thresholds[symbol] = starts[symbol].threshold
-            session_open, volume = sessions.get(symbol, (None, 0))
-            first = starts[symbol].first_ts
-            self.meta[symbol] = SymbolMeta(
-                last_micros=starts[symbol].prev_micros,
-                session_day=_day_of(first) if session_open is not None else None,
-                session_open=session_open or 0.0,
-                session_volume=int(volume or 0),
-            )
+            session_open, volume, prev_close, close = found.get(symbol, (None, 0, None, None))
+            prev_close = _NAN if prev_close is None else prev_close
+            meta = SymbolMeta(last_micros=starts[symbol].prev_micros,
+                              session_key=starts[symbol].session_key)  # fmt: skip
+            if session_open is not None:  # the session has begun: go on with it
+                meta.session_day, meta.session_open = days[symbol], session_open
+                meta.session_volume = int(volume or 0)
+                meta.session_close, meta.prev_close = close, prev_close
+            elif prev_close == prev_close:  # it begins now: the previous one closed there
+                meta.session_day, meta.session_close = previous[symbol], prev_close
+            self.meta[symbol] = meta
         if history:
             self.engine.update([row[0] for row in history], np.array([row[1] for row in history]))
 
-    def basis(self, symbols: list[str]) -> dict[str, tuple[int | None, float]] | None:
-        """Each symbol's last tick and threshold as the newest known state has them (if
+    def basis(self, symbols: list[str]) -> dict[str, tuple[int | None, float, str]] | None:
+        """Each symbol's last tick, threshold and clock as the newest known state has them (if
         every symbol has one): this process's, or the one another worker last shared.
 
         Another process's batch leaves this one's state behind (Celery hands a shard's
@@ -221,7 +274,7 @@ class StateStore:
                 self.thresholds[symbol] = self.engine.threshold(symbol)
         meta, thresholds = self.meta, self.thresholds
         try:
-            return {s: (meta[s].last_micros, thresholds[s]) for s in symbols}
+            return {s: (meta[s].last_micros, thresholds[s], meta[s].session_key) for s in symbols}
         except KeyError:
             return None
 
@@ -239,25 +292,38 @@ class StateStore:
         sizes: Sequence[int],
         *,
         opens: np.ndarray | None = None,
-    ) -> tuple[dict[str, np.ndarray], list[int]]:
+    ) -> tuple[dict[str, np.ndarray], list[int], list[float]]:
         """Advance indicators and sessions by the batch's new ticks (in time order); answers
-        the indicator values and each tick's session (UTC day) volume through it. `opens`:
-        conflated ticks' first prices (NaN for a tick of one trade), a session's open."""
+        the indicator values, each tick's session volume through it and the price its
+        change is against (the previous session's close, else the session's open).
+        `opens`: conflated ticks' first prices (NaN for a tick of one trade), a session's
+        open. A tick outside every session (apps/market/sessions.py) leaves the session as
+        it was."""
         values = self.engine.update(symbols, prices)
         meta_of = self.meta
-        volumes = []
+        volumes: list[int] = []
+        references: list[float] = []
         firsts = prices if opens is None else np.where(np.isnan(opens), prices, opens)
-        for symbol, tick_micros, first, size in zip(
-            symbols, micros, firsts.tolist(), sizes, strict=True
+        clock = sessions.clock
+        for symbol, tick_micros, first, price, size in zip(
+            symbols, micros, firsts.tolist(), prices.tolist(), sizes, strict=True
         ):
             meta = meta_of[symbol]
-            day = tick_micros // _DAY_MICROS
-            if meta.session_day != day:
-                meta.session_day, meta.session_open, meta.session_volume = day, first, 0
-            meta.session_volume += size
+            day = clock(meta.session_key).session_of(tick_micros)
+            if day is not None:
+                if meta.session_day != day:
+                    known = meta.session_day is not None and meta.session_day == (
+                        clock(meta.session_key).previous(day)
+                    )
+                    meta.prev_close = meta.session_close if known else _NAN
+                    meta.session_day, meta.session_open, meta.session_volume = day, first, 0
+                meta.session_volume += size
+                meta.session_close = price
             meta.last_micros = tick_micros
             volumes.append(meta.session_volume)
-        return values, volumes
+            prev_close = meta.prev_close
+            references.append(meta.session_open if prev_close != prev_close else prev_close)
+        return values, volumes, references
 
     def export(self, symbols: Sequence[str]) -> dict[str, bytes]:
         blobs = self.engine.export_symbols(symbols)

@@ -262,7 +262,9 @@ upserted_bars AS (
     ON CONFLICT (symbol_id, interval, ts) DO UPDATE SET
         high = GREATEST(b.high, EXCLUDED.high),
         low = LEAST(b.low, EXCLUDED.low),
-        close = EXCLUDED.close,
+        -- ticks older than the bar's last (a late trade's, an older file's) keep its close
+        close = CASE WHEN EXCLUDED.last_tick_at < b.last_tick_at THEN b.close
+                     ELSE EXCLUDED.close END,
         volume = b.volume + EXCLUDED.volume,
         trades = b.trades + EXCLUDED.trades,
         last_tick_at = CASE WHEN b.last_tick_at IS NOT NULL
@@ -289,7 +291,9 @@ previous AS (
 )
 SELECT n.ord,
        (extract(epoch FROM p.prev_ts) * 1000000)::bigint,
-       sym.anomaly_threshold
+       sym.anomaly_threshold,
+       CASE WHEN sym.extended_hours AND sym.calendar <> '' THEN sym.calendar || '+ext'
+            ELSE sym.calendar END
 FROM {numbered}
 JOIN market_symbol sym ON sym.ticker = n.symbol_id
 LEFT JOIN previous p ON p.symbol_id = n.symbol_id AND p.ts = n.ts
@@ -417,7 +421,7 @@ def _outputs(
     began = time.perf_counter()
     symbols, micros, prices = new.symbols, new.micros, new.prices
     opens = None if new.slots is None else new.slots.opens
-    values, volumes = state_store.apply(symbols, micros, prices, new.sizes, opens=opens)
+    values, volumes, references = state_store.apply(symbols, micros, prices, new.sizes, opens=opens)
     snapshots = binary_copy(
         [
             ("text", symbols),
@@ -431,13 +435,13 @@ def _outputs(
     if live:
         ticks = messages.tick_messages(
             symbols=symbols, ts=tick_text, prices=prices, sizes=new.sizes, volumes=volumes,
-            quotes=new.quotes, values=values,
+            references=references, quotes=new.quotes, values=values,
         )  # fmt: skip
     else:
         ticks = messages.tick_messages(
             symbols=[symbols[i] for i in rows], ts=[tick_text[i] for i in rows],
             prices=prices[rows], sizes=[new.sizes[i] for i in rows],
-            volumes=[volumes[i] for i in rows],
+            volumes=[volumes[i] for i in rows], references=[references[i] for i in rows],
             quotes=None if new.quotes is None else new.quotes.take(np.array(rows)),
             values={name: column[rows] for name, column in values.items()},
         )  # fmt: skip
@@ -448,8 +452,9 @@ def _outputs(
     for symbol, i in latest.items():
         meta = meta_of[symbol]
         state = messages.hot_state(
-            tick_of[i], session_open=meta.session_open, anomaly_threshold=thresholds[symbol]
-        )
+            tick_of[i], session_open=meta.session_open, prev_close=meta.prev_close,
+            anomaly_threshold=thresholds[symbol],
+        )  # fmt: skip
         states[symbol] = state
         hot += (keys.hot(symbol).encode(), orjson.dumps(state))
     exported = [b"HSET", keys.PIPELINE_STATE.encode()]
@@ -497,7 +502,7 @@ class _Speculation:
         basis = state_store.basis(list(dict.fromkeys(batch.symbols)))
         if basis is None:
             return None
-        thresholds = {symbol: threshold for symbol, (_, threshold) in basis.items()}
+        thresholds = {symbol: threshold for symbol, (_, threshold, _) in basis.items()}
         new = _NewTicks(batch.symbols, batch.ts, micros, batch.prices, batch.sizes.tolist(),
                         batch.quotes, batch.slots, starts={})  # fmt: skip
         return basis, _outputs(new, tick_text, thresholds, live=self.live)
@@ -521,7 +526,7 @@ class _Speculation:
             return None
         basis, outputs = bet
         for symbol, start in starts.items():
-            if (start.prev_micros, start.threshold) != basis[symbol]:
+            if (start.prev_micros, start.threshold, start.session_key) != basis[symbol]:
                 return None
         self.future = None
         return outputs
@@ -699,7 +704,8 @@ def _new_ticks(batch: TickBatch, *, micros: list[int], rows: list[tuple]) -> _Ne
     starts: dict[str, BatchStart] = {}
     for row, symbol, ts in zip(rows, symbols, tick_ts, strict=True):
         if symbol not in starts:  # rows are in time order: the first is the first new tick
-            starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2])
+            starts[symbol] = BatchStart(first_ts=ts, prev_micros=row[1], threshold=row[2],
+                                        session_key=row[3])  # fmt: skip
     return _NewTicks(symbols, tick_ts, new_micros, prices, sizes, quotes, slots, starts)
 
 

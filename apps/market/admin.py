@@ -29,7 +29,8 @@ class SymbolForm(forms.ModelForm):
     class Meta:
         model = Symbol
         fields = [
-            "ticker", "name", "exchange", "sector", "active", "source",
+            "ticker", "name", "exchange", "sector", "active", "source", "calendar",
+            "extended_hours",
             "start_price", "drift", "volatility", "jump_rate", "anomaly_threshold",
         ]  # fmt: skip
 

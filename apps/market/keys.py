@@ -35,7 +35,9 @@ def throttle(scope: str, client: str) -> str:
 
 
 # Pipeline state per symbol (indicator engine + session), so any worker can continue.
-PIPELINE_STATE = f"{PREFIX}:pipeline:state"  # hash: symbol -> bytes
+# hash: symbol -> bytes; the version in the name changes with the layout of the bytes, so a
+# state left by an older release is never misread (it is rebuilt instead).
+PIPELINE_STATE = f"{PREFIX}:pipeline:state:v2"
 # A new random token when stored history changes under running workers (a backfill of the
 # current day): each worker then drops the states it holds and rebuilds them.
 PIPELINE_STATE_VERSION = f"{PREFIX}:pipeline:state_version"

@@ -39,11 +39,13 @@ def tick_messages(
     prices: np.ndarray,
     sizes: list[int],
     volumes: list[int],
+    references: list[float],
     quotes: Quotes | None,
     values: Mapping[str, np.ndarray],
 ) -> list[dict]:
     """`tick` messages for a batch, built column-wise (`ts` already formatted); `volumes`
-    is each tick's UTC day volume through it."""
+    is each tick's session volume through it, `references` the price its change is against
+    (docs/contracts.md#sessions), so a page shows the change the REST answers give."""
     rows = zip(*(_json_column(values[f]) for f in INDICATOR_FIELDS), strict=True)
     if quotes is None:
         bids = asks = bid_sizes = ask_sizes = [None] * len(symbols)
@@ -55,13 +57,15 @@ def tick_messages(
     return [
         {
             "type": "tick", "symbol": symbol, "ts": stamp, "price": price, "size": size,
-            "volume": volume, "bid": bid, "ask": ask, "bid_size": bid_size,
-            "ask_size": ask_size,
+            "volume": volume, "change": price - reference,
+            "change_pct": (price - reference) / reference * 100.0, "bid": bid, "ask": ask,
+            "bid_size": bid_size, "ask_size": ask_size,
             "indicators": dict(zip(INDICATOR_FIELDS, row, strict=False)),  # a row per field
         }
-        for symbol, stamp, price, size, volume, bid, ask, bid_size, ask_size, row in zip(
-            symbols, ts, prices.tolist(), sizes, volumes, bids, asks, bid_sizes, ask_sizes,
-            rows, strict=True,
+        for symbol, stamp, price, size, volume, reference, bid, ask, bid_size, ask_size, row
+        in zip(
+            symbols, ts, prices.tolist(), sizes, volumes, references, bids, asks, bid_sizes,
+            ask_sizes, rows, strict=True,
         )
     ]  # fmt: skip
 
@@ -80,12 +84,12 @@ def _json_column(column: np.ndarray, kind: type = float) -> list:
     return column.tolist()
 
 
-def hot_state(tick: Mapping, *, session_open: float, anomaly_threshold: float) -> dict:
-    """What the pipeline keeps in Redis per symbol: the latest tick, its session, indicators.
-
-    Prices reaching here were validated finite and positive, so plain arithmetic is safe.
-    """
-    change = tick["price"] - session_open
+def hot_state(
+    tick: Mapping, *, session_open: float, prev_close: float, anomaly_threshold: float
+) -> dict:
+    """What the pipeline keeps in Redis per symbol: the latest tick (with its change against
+    the previous session's close, docs/contracts.md#sessions), its session, indicators.
+    `prev_close` is NaN where unknown."""
     return {
         "symbol": tick["symbol"],
         "ts": tick["ts"],
@@ -96,8 +100,9 @@ def hot_state(tick: Mapping, *, session_open: float, anomaly_threshold: float) -
         "bid_size": tick["bid_size"],
         "ask_size": tick["ask_size"],
         "session_open": session_open,
-        "change": change,
-        "change_pct": change / session_open * 100.0,
+        "prev_close": prev_close if prev_close == prev_close else None,
+        "change": tick["change"],
+        "change_pct": tick["change_pct"],
         "volume": tick["volume"],
         "anomaly_threshold": anomaly_threshold,
         "indicators": tick["indicators"],

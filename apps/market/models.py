@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
@@ -12,6 +13,18 @@ from apps.market.constants import BAR_INTERVALS, DEFAULT_ANOMALY_THRESHOLD
 # What a ticker may be, everywhere one comes in (admin, pipeline, API paths, WebSocket paths).
 TICKER_REGEX = r"^[A-Z][A-Z0-9.\-]{0,15}$"
 TICKER_PATTERN = re.compile(TICKER_REGEX)
+
+
+def calendar_validator(value: str) -> None:
+    from apps.market.sessions import calendar_names
+
+    if value and value not in calendar_names():
+        raise ValidationError(
+            f"{value!r} is no exchange calendar: use a code such as XNYS, XNAS or XLON"
+            " (exchange_calendars' names), or leave it empty for the UTC day."
+        )
+
+
 env_name_validator = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$", "An environment variable's name: letters, digits and _."
 )
@@ -115,6 +128,19 @@ class Symbol(models.Model):
         related_name="symbols",
         help_text="Where its trades come from. Empty: the simulator ticks it. A symbol of"
         " another source is never simulated.",
+    )
+    calendar = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        validators=[calendar_validator],
+        help_text="The exchange calendar its sessions follow (XNYS, XNAS, XLON, ...). Empty:"
+        " around the clock, a session per UTC day (the simulator's).",
+    )
+    extended_hours = models.BooleanField(
+        default=False,
+        help_text="With a calendar: a session is the whole local day of each trading day,"
+        " pre- and post-market included, instead of the regular open to close.",
     )
     start_price = models.FloatField(
         validators=[MinValueValidator(0.0001)], help_text="Simulator price when no tick exists."

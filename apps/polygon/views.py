@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from apps.api.permissions import MarketDataPermission
 from apps.api.renderers import FastJSONRenderer
 from apps.api.views import find_symbol
-from apps.market import selectors
+from apps.market import selectors, sessions
 from apps.market.messages import QUOTE_FIELDS
 from apps.market.models import Symbol
 from apps.polygon import constants as c
@@ -241,11 +241,9 @@ class PreviousClose(GatewayView):
     def get(self, request: Request, symbol: str):
         ticker, _ = find_symbol(symbol)
         adjusted = p.boolean(request.query_params.dict(), "adjusted", default=True)
-        today = p.midnight(datetime.now(UTC).date())
-        candles = selectors.bars_page(
-            symbol=ticker, step=timedelta(days=1), start=today - timedelta(days=7), end=today,
-            limit=1, newest_first=True,
-        )  # fmt: skip
+        # The session before today's, as the snapshot's prevDay (docs/contracts.md#sessions).
+        previous = selectors.snapshot_bars(tickers=[ticker], now=datetime.now(UTC))[ticker]
+        candles = [previous.prev_day] if previous.prev_day else []
         results = [{"T": ticker, **m.agg(x)} for x in candles]
         return self.answer(
             {"ticker": ticker, "adjusted": adjusted, "queryCount": len(results),
@@ -268,7 +266,7 @@ class GroupedDaily(GatewayView):
                 "results": [{"T": "AAPL", **_AGG}],
             },
         ),
-        parameters=[_path("date", description="YYYY-MM-DD (a UTC day)."), ADJUSTED],
+        parameters=[_path("date", description="YYYY-MM-DD: the session of that date."), ADJUSTED],
         responses={200: s.TickerAggsSerializer, **_ERRORS_400},
         **_GATEWAY,
     )
@@ -276,10 +274,12 @@ class GroupedDaily(GatewayView):
         start = p.midnight(p.day(date, "date"))
         adjusted = p.boolean(request.query_params.dict(), "adjusted", default=True)
         results = []
-        for ticker in sorted(selectors.active_tickers()):
+        tickers = sorted(selectors.active_tickers())
+        clocks = sessions.clocks_of(tickers)
+        for ticker in tickers:
             bars = selectors.bars_page(
                 symbol=ticker, step=timedelta(days=1), start=start,
-                end=start + timedelta(days=1), limit=1,
+                end=start + timedelta(days=1), limit=1, clock=clocks[ticker],
             )  # fmt: skip
             results += [{"T": ticker, **m.agg(x)} for x in bars]
         return self.answer(

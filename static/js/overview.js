@@ -5,7 +5,8 @@ import { marketFeed } from "./feed.js";
 import * as fmt from "./format.js";
 
 const initial = JSON.parse(document.getElementById("overview-initial").textContent);
-const symbols = initial.symbols; // ticker -> {name, sector, session_open, spark: [{t, v}]}
+// ticker -> {name, sector, reference (the price change is against), spark: [{t, v}]}
+const symbols = initial.symbols;
 const last = {}; // ticker -> last price shown
 const SPARK_MINUTES = 30;
 const BUCKET_STEP = 0.5; // as apps/dashboard/selectors.change_bucket
@@ -87,7 +88,7 @@ function placeTile(tile, sector) {
 
 function addSymbol(row) {
   const { symbol } = row;
-  symbols[symbol] = { name: "", sector: "Other", session_open: null, spark: [] };
+  symbols[symbol] = { name: "", sector: "Other", reference: null, spark: [] };
   const href = `/stocks/${encodeURIComponent(symbol)}/`;
 
   const tile = document.createElement("a");
@@ -169,10 +170,13 @@ function applyTick(tick) {
   last[symbol] = price;
   fmt.show(symbol, "price", fmt.price(price), { value: price });
   if (before !== null && before !== undefined && price !== before) fmt.flash(symbol, price > before);
-  if (info.session_open) {
-    const change = price - info.session_open;
+  // A tick carries its change (against the previous session's close, as the REST answers);
+  // an overview's price has only its change %, from which `reference` was worked out.
+  if (tick.change !== undefined && tick.change !== null) info.reference = price - tick.change;
+  if (info.reference) {
+    const change = price - info.reference;
     fmt.show(symbol, "change", fmt.signed(change), { dir: fmt.direction(change), value: change });
-    showChangePct(symbol, (change / info.session_open) * 100);
+    showChangePct(symbol, tick.change_pct ?? (change / info.reference) * 100);
   }
   const rsi = tick.indicators?.rsi_14;
   fmt.show(symbol, "rsi_14", fmt.number(rsi, 1), { value: rsi });
@@ -261,7 +265,7 @@ function onOverview(overview) {
     if (!symbols[row.symbol]) addSymbol(row);
     const info = symbols[row.symbol];
     if (row.price !== null && row.change_pct !== null) {
-      info.session_open = row.price / (1 + row.change_pct / 100); // follows a new UTC day
+      info.reference = row.price / (1 + row.change_pct / 100); // follows a new session
     }
     if (row.price !== last[row.symbol] && row.price !== null) {
       pending.set(row.symbol, { symbol: row.symbol, price: row.price, ts: overview.ts,

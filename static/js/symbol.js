@@ -289,13 +289,9 @@ function onMessage(message) {
     }
   } else if (message.type === "tick" && message.symbol === SYMBOL) {
     const before = live.price;
-    const newDay = live.ts && live.ts.slice(0, 10) !== message.ts.slice(0, 10);
-    const open = newDay || live.change === null || live.change === undefined
-      ? message.price : live.price - live.change;
-    live.change = message.price - open;
-    live.change_pct = (live.change / open) * 100;
-    live.volume = (newDay ? 0 : live.volume ?? 0) + message.size;
-    Object.assign(live, { price: message.price, ts: message.ts, indicators: message.indicators });
+    // A tick carries its session's change and volume, as the REST answers give them.
+    Object.assign(live, { price: message.price, ts: message.ts, change: message.change,
+      change_pct: message.change_pct, volume: message.volume, indicators: message.indicators });
     showLive();
     if (before !== null && before !== undefined && before !== message.price) {
       fmt.flash(SYMBOL, message.price > before);

@@ -73,16 +73,19 @@ def utc(text: str) -> datetime:
 
 
 def session(rows, symbol: str) -> dict:
-    """Where `symbol` stands after `rows`: its last price and its UTC day so far."""
+    """Where `symbol` stands after `rows`: its last price and its UTC day so far, its
+    change against the previous day's last price (or, without one, today's open)."""
     mine = sorted((r for r in rows if r[0] == symbol), key=lambda r: r[1])
     last = mine[-1]
     today = [r for r in mine if r[1].astimezone(UTC).date() == last[1].astimezone(UTC).date()]
-    day_open = today[0][2]
+    yesterday = [r for r in mine if r[1].astimezone(UTC).date() == today[0][1].date()
+                 - timedelta(days=1)]  # fmt: skip
+    reference = yesterday[-1][2] if yesterday else today[0][2]
     return {
         "price": last[2],
         "ts": last[1],
-        "change": last[2] - day_open,
-        "change_pct": (last[2] - day_open) / day_open * 100,
+        "change": last[2] - reference,
+        "change_pct": (last[2] - reference) / reference * 100,
         "volume": sum(r[3] for r in today),
     }
 
@@ -253,17 +256,18 @@ def test_price_is_null_before_the_first_tick(client, market):
     }
 
 
-def test_price_changes_against_the_first_price_of_the_utc_day(client, market):
+def test_price_changes_against_the_previous_utc_days_close(client, market):
     rows = across_midnight()
     feed(rows)
     for ticker in TICKERS:
         body = get_json(client, f"stocks/{ticker}/price")
         assert body["symbol"] == ticker
         assert_session(body, session(rows, ticker))
-    # The day's open is the 00:00:00 tick, not the last one of the day before.
-    first_today = next(r for r in rows if r[0] == "AAPL" and r[1] == MIDNIGHT)
+    # The reference is the day before's last tick, not today's 00:00:00 open.
+    last_yesterday = max((r for r in rows if r[0] == "AAPL" and r[1] < MIDNIGHT),
+                         key=lambda r: r[1])  # fmt: skip
     body = get_json(client, "stocks/AAPL/price")
-    assert body["change"] == body["price"] - first_today[2]
+    assert body["change"] == pytest.approx(body["price"] - last_yesterday[2], rel=1e-12)
 
 
 def test_price_follows_each_new_tick(client, market):

@@ -128,7 +128,7 @@ MOVERS_AFTER_A_CONTRARY_TICK = """() => new Promise((resolve) => {
     const [el, factor] = gainer ? [gainer, 0.9]
       : [document.querySelector(field("top_losers")), 1.1];
     const symbol = el.dataset.symbol;
-    const open = window.marketflux.symbols[symbol].session_open;
+    const open = window.marketflux.symbols[symbol].reference;
     window.marketflux.feed.messageHandlers.forEach((handle) => handle({
       type: "tick", symbol, ts: new Date().toISOString(), price: open * factor, size: 1,
       indicators: { rsi_14: 50, anomaly: false } }));

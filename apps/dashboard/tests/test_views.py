@@ -142,7 +142,8 @@ def test_the_overview_paints_every_symbol_with_its_hot_state(client, live_market
     # The data the page's script starts from is the same overview.
     initial = json_script(html, "overview-initial")
     assert {s["symbol"] for s in initial["overview"]["symbols"]} == set(TICKERS)
-    assert initial["symbols"]["AAPL"]["session_open"] == live_market["AAPL"]["session_open"]
+    aapl = live_market["AAPL"]
+    assert initial["symbols"]["AAPL"]["reference"] == pytest.approx(aapl["price"] - aapl["change"])
     assert initial["symbols"]["AAPL"]["spark"], "a sparkline from the minute bars"
 
 

@@ -113,12 +113,20 @@ def test_hot_state_has_the_latest_tick_session_change_and_volume(market, redis_c
     assert state["indicators"]["rsi_14"] == stored.rsi_14
 
 
-def test_the_session_restarts_at_midnight_utc(market, redis_client):
-    ingest(TickBatch.from_rows([("AAPL", T0, 50.0, 10)]))
-    ingest(TickBatch.from_rows([("AAPL", datetime(2026, 3, 3, 0, 0, tzinfo=UTC), 55.0, 7)]))
+@pytest.mark.parametrize("fresh_worker", [False, True])
+def test_the_session_restarts_at_midnight_utc_against_the_previous_close(
+    market, redis_client, fresh_worker
+):
+    ingest(TickBatch.from_rows([("AAPL", T0, 50.0, 10), ("AAPL", T0 + timedelta(seconds=1),
+                                                          48.0, 5)]))  # fmt: skip
+    if fresh_worker:  # the next worker rebuilds the session from the database
+        redis_client.flushdb()
+        store.forget()
+    ingest(TickBatch.from_rows([("AAPL", datetime(2026, 3, 3, 0, 0, tzinfo=UTC), 54.0, 7)]))
     state = hot(redis_client, "AAPL")
-    assert state["change"] == 0.0
-    assert state["volume"] == 7
+    assert (state["session_open"], state["prev_close"], state["volume"]) == (54.0, 48.0, 7)
+    assert state["change"] == 6.0  # against the previous day's close, not today's open
+    assert state["change_pct"] == pytest.approx(12.5)
 
 
 def test_a_replayed_batch_changes_nothing_and_publishes_nothing(market, redis_client):
@@ -234,6 +242,11 @@ def test_each_batch_is_one_market_message_and_watched_symbols_get_their_ticks(ma
         "price": prices["GOOGL"][1],
         "size": 101,
         "volume": 201,  # the day's: 100 in the first batch, 101 in this one
+        # against the day's open (no day before it): the first batch's price
+        "change": pytest.approx(prices["GOOGL"][1] - prices["GOOGL"][0], abs=1e-12),
+        "change_pct": pytest.approx(
+            (prices["GOOGL"][1] - prices["GOOGL"][0]) / prices["GOOGL"][0] * 100, abs=1e-12
+        ),
         "bid": None, "ask": None, "bid_size": None, "ask_size": None,  # a source without quotes
         "indicators": {
             "sma_20": None, "ema_20": None, "rsi_14": None, "zscore_20": None,

@@ -362,7 +362,11 @@ def test_the_days_live_volume_and_open_are_its_1d_bars_after_a_backfill(market, 
         assert day.volume > 400 + 200
     assert hot["volume"] == day.volume
     assert hot["session_open"] == day.open
-    assert hot["change"] == pytest.approx(231.6 - day.open)
+    # `change` is against the previous day's close: its 1d bar's, backfilled too.
+    days = bars_for_range(symbol="AAPL", interval="1d", limit=2)
+    assert len(days) == 2
+    assert hot["prev_close"] == days[0].close
+    assert hot["change"] == pytest.approx(231.6 - days[0].close)
     store.forget()
 
 

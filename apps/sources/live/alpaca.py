@@ -31,6 +31,7 @@ from apps.sources.live.feeds import (
     positive_number,
     rfc3339_ns,
     whole_size,
+    whole_volume,
 )
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -66,6 +67,7 @@ class AlpacaFeed(Feed):
                     "action": "subscribe",
                     "trades": symbols[i : i + step],
                     "quotes": symbols[i : i + step],
+                    "bars": symbols[i : i + step],
                 }
             )
             for i in range(0, len(symbols), step)
@@ -87,6 +89,8 @@ class AlpacaFeed(Feed):
                 _trade(message, symbols, into)
             elif kind == "q":
                 _quote(message, symbols, into)
+            elif kind == "b":
+                _bar(message, symbols, into)
             elif kind == "error":
                 _raise_error(message)
             elif kind is None:
@@ -218,3 +222,19 @@ def _quote(message: dict, symbols: frozenset[str], into: Parsed) -> None:
     elif (ns := _when(message, into, "quote")) is not None:
         into.quotes.append(Quote(symbol, ns, float(bid), float(ask),
                                  bid_size * ROUND_LOT, ask_size * ROUND_LOT))  # fmt: skip
+
+
+def _bar(message: dict, symbols: frozenset[str], into: Parsed) -> None:
+    symbol, volume, trades = message.get("S"), message.get("v"), message.get("n")
+    if symbol not in symbols:
+        if not isinstance(symbol, str):
+            into.malformed["bar without S"] += 1
+        return
+    prices = [message.get(k) for k in ("o", "h", "l", "c")]
+    if not all(positive_number(p) for p in prices):
+        into.malformed["bar with a bad o, h, l or c (prices)"] += 1
+    elif not whole_volume(volume):
+        into.malformed["bar with a bad v (volume)"] += 1
+    elif (ns := _when(message, into, "bar")) is not None:
+        count = int(trades) if whole_volume(trades) else None
+        into.bars.append(Bar(symbol, ns, *map(float, prices), int(volume), count))

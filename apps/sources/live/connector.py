@@ -33,19 +33,22 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from apps.ingest import late
-from apps.ingest.pipeline import BatchError, TickBatch, ingest
+from apps.ingest.pipeline import BatchError, IngestResult, TickBatch, ingest
+from apps.ingest.services import publish_overview_if_due
 from apps.market.models import Tick
 from apps.ops import status
 from apps.ops.views import SOURCES
 from apps.sources.live.conflator import LiveConflator
 from apps.sources.live.feeds import (
     AuthFailed,
+    Bar,
     ConnectionLimit,
     Credentials,
     Feed,
     FeedError,
     Parsed,
 )
+from apps.sources.live.minutes import MINUTE_NS, MinuteCheck
 
 log = logging.getLogger("marketflux.sources")
 T = TypeVar("T")
@@ -53,6 +56,7 @@ T = TypeVar("T")
 MAX_FRAME = 16 * 2**20  # bytes: the most one frame may hold
 COLD_START_GAP = 3600.0  # s: on start, fill at most this far back (older: `backfill`)
 REPORT_EVERY = 1.0  # s
+MINUTE_CHECK_DELAY = 2.0  # s: a minute's bars arrive together; refill them in one go
 
 
 @dataclass
@@ -99,7 +103,8 @@ class Store:
 
     def close(self) -> None:
         """Close the thread's database connection, then the thread."""
-        self._executor.submit(connection.close).result()
+        # A lambda: `connection.close` would be bound here, to this thread's connection.
+        self._executor.submit(lambda: connection.close()).result()
         self._executor.shutdown(wait=True)
 
 
@@ -121,7 +126,7 @@ class SourceState:
         self.connected_since: float | None = None
         self.last_message_at: float | None = None
         self.messages = self.trades = self.quotes = self.ticks = self.late = 0
-        self.duplicates = self.errors = self.reconnects = 0
+        self.duplicates = self.errors = self.reconnects = self.short_minutes = 0
         self.malformed: Counter = Counter()
         self.last_error: dict | None = None
         self.last_gap: dict | None = None
@@ -156,8 +161,15 @@ class SourceState:
             "late": self.late, "duplicates": self.duplicates, "held": self.held,
             "malformed": dict(self.malformed), "errors": self.errors,
             "last_error": self.last_error, "reconnects": self.reconnects,
-            "last_gap": self.last_gap,
+            "short_minutes": self.short_minutes, "last_gap": self.last_gap,
         }  # fmt: skip
+
+
+def _ingest_live(batch: TickBatch) -> IngestResult:
+    """A live batch as the tick task stores one: then the overview, if one is due."""
+    result = ingest(batch)
+    publish_overview_if_due(result.states)
+    return result
 
 
 def _iso(at: float | None) -> str | None:
@@ -182,6 +194,10 @@ class Connector:
         self.late_after_ns = round(late_after * 1e9)
         self.backoff = backoff or Backoff()
         self.conflator = LiveConflator(interval_ns=self.interval_ns)
+        # Minutes are checked while their trade ids are known, with a minute to spare.
+        retained = self.conflator.retain_slots * self.interval_ns
+        self.minutes = MinuteCheck(keep_ns=max(0, retained - MINUTE_NS))
+        self._short: dict[int, set[str]] = {}  # minute start (ns) -> symbols that lost trades
         self.state = SourceState(self.name, feed.config.kind, len(self.symbols))
         self.last_trade_ns: int | None = None  # the newest trade the feed sent
         self.filling = 0  # gap fills under way: no slot is let out meanwhile
@@ -236,6 +252,7 @@ class Connector:
             for message in self.feed.subscribe_messages(self.symbols):
                 await ws.send(message)
             self.state.connected, self.state.connected_since = True, time.time()
+            self.minutes.start(resume_ns, time.time_ns())
             log.info("%s: connected to %s, %d symbols", self.name, self.feed.config.url,
                      len(self.symbols))  # fmt: skip
             if resume_ns is not None:
@@ -253,16 +270,20 @@ class Connector:
             self.state.count_messages(parsed.messages, time.time())
             self._count_malformed(parsed.malformed)
         self._take(parsed)
-        return bool(parsed.trades or parsed.quotes)
+        return bool(parsed.trades or parsed.quotes or parsed.bars)
 
     def _take(self, parsed: Parsed) -> None:
         add_trade, add_quote = self.conflator.add_trade, self.conflator.add_quote
+        count = self.minutes.count
         newest = self.last_trade_ns or 0
         for t in parsed.trades:
-            add_trade(t.symbol, t.ns, t.price, t.size, t.id)
+            if add_trade(t.symbol, t.ns, t.price, t.size, t.id):
+                count(t.symbol, t.ns, t.size)
             newest = max(newest, t.ns)
         for q in parsed.quotes:
             add_quote(q.symbol, q.ns, (q.bid, q.ask, q.bid_size, q.ask_size))
+        for bar in parsed.bars:
+            self._check_minute(bar)
         if parsed.trades:
             self.last_trade_ns = newest
         self.state.trades += len(parsed.trades)
@@ -289,6 +310,24 @@ class Connector:
 
     # --- gaps ---
 
+    def _check_minute(self, bar: Bar) -> None:
+        """A vendor's minute bar with more volume than the trades received: refill it."""
+        if not self.minutes.short(bar.symbol, bar.ns, bar.volume):
+            return
+        self.state.short_minutes += 1
+        short = self._short.setdefault(bar.ns, set())
+        if not short:
+            self._spawn(self._refill_minute(bar.ns))
+        short.add(bar.symbol)
+
+    async def _refill_minute(self, start_ns: int) -> None:
+        await asyncio.sleep(MINUTE_CHECK_DELAY)
+        symbols = sorted(self._short.pop(start_ns))
+        log.info("%s: %d symbols' minute at %s lost trades; reading it again", self.name,
+                 len(symbols), _iso(start_ns / 1e9))  # fmt: skip
+        # Its slots are out already: what comes back is late, so nothing needs holding.
+        await self._fill_gap(start_ns, start_ns + MINUTE_NS - 1, symbols, hold=False)
+
     def _cold_start(self) -> int | None:
         """Where the gap since the last run starts: the slot after the newest tick stored
         for these symbols, if it is recent (older history is `backfill`'s)."""
@@ -302,16 +341,20 @@ class Connector:
         # The newest slot's trades were counted without their ids: start after it.
         return (micros * 1000 // self.interval_ns + 1) * self.interval_ns
 
-    async def _fill_gap(self, start_ns: int, end_ns: int) -> None:
-        """Read the vendor's trades of [start, end] and conflate them with the live ones."""
-        self.filling += 1
+    async def _fill_gap(self, start_ns: int, end_ns: int, symbols: list[str] | None = None,
+                        *, hold: bool = True) -> None:  # fmt: skip
+        """Read the vendor's trades of [start, end] and conflate them with the live ones;
+        with `hold`, no slot is let out meanwhile (the gap's trades are not late)."""
+        symbols = symbols or self.symbols
+        held = int(hold)
+        self.filling += held
         began = time.time()
         gap = {"from": _iso(start_ns / 1e9), "to": _iso(end_ns / 1e9), "trades": 0}
         try:
             for attempt in range(4):
                 try:
                     trades = await asyncio.to_thread(
-                        lambda: list(self.feed.history_trades(self.symbols, start_ns, end_ns))
+                        lambda: list(self.feed.history_trades(symbols, start_ns, end_ns))
                     )
                     break
                 except (OSError, FeedError, ValueError, KeyError, TypeError) as error:
@@ -320,10 +363,12 @@ class Connector:
                         gap["error"] = f"not filled: {error}"
                         return
                     await asyncio.sleep(self.backoff.delay(attempt, error))
-            before = self.conflator.duplicates
+            added = 0
             for t in trades:
-                self.conflator.add_trade(t.symbol, t.ns, t.price, t.size, t.id)
-            gap["trades"] = len(trades) - (self.conflator.duplicates - before)
+                if self.conflator.add_trade(t.symbol, t.ns, t.price, t.size, t.id):
+                    self.minutes.count(t.symbol, t.ns, t.size)
+                    added += 1
+            gap["trades"] = added
             gap["seconds"] = round(time.time() - began, 2)
             self.state.duplicates = self.conflator.duplicates
             log.info("%s: gap %s to %s filled from the vendor's history: %d trades",
@@ -331,7 +376,7 @@ class Connector:
         finally:
             gap["filled_at"] = _iso(time.time())
             self.state.last_gap = gap
-            self.filling -= 1
+            self.filling -= held
 
     # --- slots ---
 
@@ -340,12 +385,13 @@ class Connector:
             await asyncio.sleep(min(0.1, self.interval_ns / 4e9))
             if not self.filling:
                 await self._let_out(time.time_ns() - self.late_after_ns)
+            self.minutes.forget_before(time.time_ns())
 
     async def _let_out(self, until_ns: int) -> None:
         closed = self.conflator.close(until_ns)
         self.state.held = self.conflator.held
         if closed.ticks is not None:
-            stored = await self._store("storing ticks", ingest, closed.ticks)
+            stored = await self._store("storing ticks", _ingest_live, closed.ticks)
             self.state.ticks += getattr(stored, "stored", 0)
         if closed.late is not None:
             folded = await self._store("folding late trades", late.fold, closed.late)

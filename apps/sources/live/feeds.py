@@ -82,6 +82,7 @@ class Parsed:
 
     trades: list[Trade] = field(default_factory=list)
     quotes: list[Quote] = field(default_factory=list)
+    bars: list[Bar] = field(default_factory=list)  # the vendor's minute bars
     messages: int = 0
     malformed: Counter = field(default_factory=Counter)
 
@@ -97,7 +98,7 @@ class Credentials:
         names = [n for n in (key_env, secret_env) if n]
         missing = [n for n in names if not os.environ.get(n)]
         if missing:
-            raise AuthFailed(f"set {' and '.join(missing)} in the environment of run_sources")
+            raise AuthFailed(f"set {' and '.join(missing)} in the environment")
         return cls(os.environ[key_env], os.environ.get(secret_env, "") if secret_env else "")
 
 
@@ -139,12 +140,13 @@ class Feed(ABC):
 
     @abstractmethod
     def subscribe_messages(self, symbols: list[str]) -> list[str | bytes]:
-        """The frames that subscribe to the symbols' trades and quotes (and bars)."""
+        """The frames that subscribe to the symbols' trades, quotes and minute bars."""
 
     @abstractmethod
     def parse(self, frame: str | bytes, symbols: frozenset[str], into: Parsed) -> None:
-        """Read one frame. A message that cannot be read is counted in `into.malformed`
-        by kind, never raised; ConnectionLimit or FeedError when the vendor says stop."""
+        """Read one frame into trades, quotes and minute bars. A message that cannot be
+        read is counted in `into.malformed` by kind, never raised; ConnectionLimit or
+        FeedError when the vendor says stop."""
 
     # --- the REST history ---
 
@@ -202,6 +204,12 @@ def rfc3339_ns(text: str) -> int:
 
 def positive_number(value: Any) -> bool:
     return type(value) in (int, float) and value > 0 and value == value and value < 1e12
+
+
+def whole_volume(value: Any) -> bool:
+    return (type(value) is int or (type(value) is float and value.is_integer())) and (
+        0 <= value < 2**53
+    )
 
 
 def whole_size(value: Any) -> bool:

@@ -27,6 +27,7 @@ from apps.sources.live.feeds import (
     Trade,
     positive_number,
     whole_size,
+    whole_volume,
 )
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -46,7 +47,9 @@ class PolygonFeed(Feed):
         return [
             orjson.dumps({
                 "action": "subscribe",
-                "params": ",".join(f"{kind}.{s}" for s in symbols[i : i + step] for kind in "TQ"),
+                "params": ",".join(
+                    f"{kind}.{s}" for s in symbols[i : i + step] for kind in ("T", "Q", "AM")
+                ),
             }).decode()
             for i in range(0, len(symbols), step)
         ]  # fmt: skip
@@ -67,6 +70,8 @@ class PolygonFeed(Feed):
                 _trade(event, symbols, into)
             elif kind == "Q":
                 _quote(event, symbols, into)
+            elif kind == "AM":
+                _minute_bar(event, symbols, into)
             elif kind == "status":
                 _stream_status(event)
             elif kind is None:
@@ -158,3 +163,20 @@ def _quote(event: dict, symbols: frozenset[str], into: Parsed) -> None:
     else:
         into.quotes.append(Quote(symbol, ms * 1_000_000, float(bid), float(ask),
                                  bid_size * ROUND_LOT, ask_size * ROUND_LOT))  # fmt: skip
+
+
+def _minute_bar(event: dict, symbols: frozenset[str], into: Parsed) -> None:
+    symbol, start, volume = event.get("sym"), event.get("s"), event.get("v")
+    if symbol not in symbols:
+        if not isinstance(symbol, str):
+            into.malformed["AM without sym"] += 1
+        return
+    prices = [event.get(k) for k in ("o", "h", "l", "c")]
+    if not all(positive_number(p) for p in prices):
+        into.malformed["AM with a bad o, h, l or c (prices)"] += 1
+    elif not whole_volume(volume):
+        into.malformed["AM with a bad v (volume)"] += 1
+    elif type(start) is not int or start <= 0:
+        into.malformed["AM with a bad s (start)"] += 1
+    else:
+        into.bars.append(Bar(symbol, start * 1_000_000, *map(float, prices), int(volume), None))
