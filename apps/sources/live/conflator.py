@@ -151,7 +151,10 @@ class LiveConflator:
             start = (ts - UNIX_EPOCH) // timedelta(microseconds=1) * 1000
             quotes = self._quotes.get(symbol, ())
             i = bisect_left(quotes, (start + self.interval_ns,))
-            quote = quotes[i - 1] if i else self._standing.get(symbol)
+            quote = quotes[i - 1] if i else None
+            standing = self._standing.get(symbol)
+            if standing is not None and (quote is None or standing[0] > quote[0]):
+                quote = standing  # a quote that came late is older than the one standing
             if quote is not None and quote[0] < self._quotes_known_from <= start:
                 quote = None  # from before a gap this tick is in
             found.append(quote)
@@ -162,7 +165,9 @@ class LiveConflator:
         for symbol, quotes in list(self._quotes.items()):
             i = bisect_left(quotes, (end_ns,))
             if i:
-                self._standing[symbol] = quotes[i - 1]
+                standing = self._standing.get(symbol)
+                if standing is None or quotes[i - 1][0] >= standing[0]:
+                    self._standing[symbol] = quotes[i - 1]
                 del quotes[:i]
             if not quotes:
                 del self._quotes[symbol]
