@@ -6,7 +6,8 @@ becomes a tick of its own, stored as history (no alert, no fan-out).
 
 One statement folds a whole batch: the ticks updated and, from exactly the rows it changed,
 the bars; a batch folded twice would count twice, so callers fold each trade once (the live
-conflator remembers the trade ids it has counted).
+conflator remembers the trade ids it has counted). The fold and the new ticks are one
+transaction, so a fold that fails part way (and is tried again) has counted nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ updated AS (
 SELECT symbol_id, ts FROM folded
 """
 
+# A new tick's bar upsert (the pipeline's) takes its price as the close, right for a tick
+# newer than the bar's others but not for a late one: the close is the newest tick's price.
+_CLOSE = """
+UPDATE market_bar b SET close = t.price
+FROM unnest(%(symbols)s::varchar[], %(ts)s::timestamptz[]) AS m(symbol_id, ts),
+     market_tick t
+WHERE b.symbol_id = m.symbol_id AND b.interval = '1m'
+  AND b.ts = date_bin('1 minute', m.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+  AND t.symbol_id = b.symbol_id AND t.ts = b.last_tick_at AND b.close <> t.price
+"""
+
 
 @dataclass
 class Folded:
@@ -90,13 +102,16 @@ def fold(batch: TickBatch) -> Folded:
             },
         )  # fmt: skip
         done = {(symbol, ts) for symbol, ts in cursor.fetchall()}
-    rest = np.array(
-        [i for i, key in enumerate(zip(batch.symbols, batch.ts, strict=True)) if key not in done],
-        dtype=np.int64,
-    )
-    result = Folded(folded=len(done))
-    if len(rest):
-        result.new_ticks = ingest(_take(batch, rest), live=False).stored
+        rest = np.array(
+            [i for i, key in enumerate(zip(batch.symbols, batch.ts, strict=True))
+             if key not in done],
+            dtype=np.int64,
+        )  # fmt: skip
+        result = Folded(folded=len(done))
+        if len(rest):
+            new = _take(batch, rest)
+            result.new_ticks = ingest(new, live=False).stored
+            cursor.execute(_CLOSE, {"symbols": new.symbols, "ts": new.ts})
     oldest = min(batch.ts)
     if oldest < datetime.now(UTC) - SETTLE:  # the longer bars may have been rolled up already
         refresh_aggregates(start=oldest, end=max(batch.ts) + timedelta(minutes=1),
