@@ -55,17 +55,6 @@ updated AS (
 SELECT symbol_id, ts FROM folded
 """
 
-# A new tick's bar upsert (the pipeline's) takes its price as the close, right for a tick
-# newer than the bar's others but not for a late one: the close is the newest tick's price.
-_CLOSE = """
-UPDATE market_bar b SET close = t.price
-FROM unnest(%(symbols)s::varchar[], %(ts)s::timestamptz[]) AS m(symbol_id, ts),
-     market_tick t
-WHERE b.symbol_id = m.symbol_id AND b.interval = '1m'
-  AND b.ts = date_bin('1 minute', m.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')
-  AND t.symbol_id = b.symbol_id AND t.ts = b.last_tick_at AND b.close <> t.price
-"""
-
 
 @dataclass
 class Folded:
@@ -109,9 +98,8 @@ def fold(batch: TickBatch) -> Folded:
         )  # fmt: skip
         result = Folded(folded=len(done))
         if len(rest):
-            new = _take(batch, rest)
-            result.new_ticks = ingest(new, live=False).stored
-            cursor.execute(_CLOSE, {"symbols": new.symbols, "ts": new.ts})
+            # Its bar keeps its close: the tick is older than the bar's last (the upsert).
+            result.new_ticks = ingest(_take(batch, rest), live=False).stored
     oldest = min(batch.ts)
     if oldest < datetime.now(UTC) - SETTLE:  # the longer bars may have been rolled up already
         refresh_aggregates(start=oldest, end=max(batch.ts) + timedelta(minutes=1),

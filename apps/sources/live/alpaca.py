@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgpack
@@ -103,9 +103,9 @@ class AlpacaFeed(Feed):
                         _trade_id(row.get("x"), row.get("i")))  # fmt: skip
 
     def history_bars(self, symbol: str, start: datetime, end: datetime) -> Iterator[Bar]:
-        last = end.timestamp() * 1e9 - 1  # the vendor's `end` is inclusive
-        for row_symbol, row in self._history("bars", [symbol], start.isoformat(),
-                                             _rfc3339(int(last)), timeframe="1Min"):  # fmt: skip
+        last = _ns(end) - 1  # the vendor's `end` is inclusive; integers: a float loses the 1
+        for row_symbol, row in self._history("bars", [symbol], _rfc3339(_ns(start)),
+                                             _rfc3339(last), timeframe="1Min"):  # fmt: skip
             yield Bar(row_symbol, _time_ns(row["t"]), float(row["o"]), float(row["h"]),
                       float(row["l"]), float(row["c"]), int(row["v"]),
                       int(row["n"]) if row.get("n") else None)  # fmt: skip
@@ -171,6 +171,11 @@ def _time_ns(value: Any) -> int:
     if isinstance(value, str):
         return rfc3339_ns(value)
     raise ValueError(f"not a time: {value!r}")
+
+
+def _ns(at: datetime) -> int:
+    """Unix ns of an aware datetime, exactly (`timestamp()` is a float: 256 ns apart now)."""
+    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
 
 
 def _rfc3339(ns: int) -> str:

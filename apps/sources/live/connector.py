@@ -103,9 +103,13 @@ class Store:
 
     def close(self) -> None:
         """Close the thread's database connection, then the thread."""
-        # A lambda: `connection.close` would be bound here, to this thread's connection.
-        self._executor.submit(lambda: connection.close()).result()
+        # `connection.close` would be looked up here, the caller's connection, not the thread's.
+        self._executor.submit(_close_connection).result()
         self._executor.shutdown(wait=True)
+
+
+def _close_connection() -> None:
+    connection.close()  # run on the database thread: its own connection
 
 
 def _fresh_connection(fn: Callable[..., T], *args: Any) -> T:
