@@ -10,7 +10,6 @@ backfill), many symbols a request, paged by `page_token`, keys in `APCA-API-*` h
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +33,6 @@ from apps.sources.live.feeds import (
     whole_volume,
 )
 
-HANDSHAKE_TIMEOUT = 10.0
 ROUND_LOT = 100  # quote sizes come in round lots
 PAGE = 10_000  # the most a history page holds
 SYMBOLS_PER_REQUEST = 100  # history requests name at most this many symbols
@@ -52,12 +50,11 @@ class AlpacaFeed(Feed):
         return msgpack.packb(message)
 
     async def handshake(self, ws: Any, credentials: Credentials) -> None:
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-            _expect(await ws.recv(), "connected")
-            await ws.send(self._encode(
-                {"action": "auth", "key": credentials.key, "secret": credentials.secret}
-            ))  # fmt: skip
-            _expect(await ws.recv(), "authenticated")
+        _expect(await self.receive(ws, "connected"), "connected")
+        await ws.send(self._encode(
+            {"action": "auth", "key": credentials.key, "secret": credentials.secret}
+        ))  # fmt: skip
+        _expect(await self.receive(ws, "authenticated"), "authenticated")
 
     def subscribe_messages(self, symbols: list[str]) -> list[str | bytes]:
         step = self.SUBSCRIBE_CHUNK
@@ -158,6 +155,8 @@ def _expect(frame: str | bytes, message: str) -> None:
 
 def _raise_error(message: dict) -> None:
     code, text = message.get("code"), message.get("msg", "")
+    if not isinstance(code, int):  # a list or a map is unhashable: no `in` on a set
+        raise FeedError(f"{text} ({code!r})")
     if code in AUTH_ERRORS:
         raise AuthFailed(f"{text} ({code})")
     if code in LIMIT_ERRORS:
@@ -167,10 +166,14 @@ def _raise_error(message: dict) -> None:
 
 def _time_ns(value: Any) -> int:
     if isinstance(value, msgpack.Timestamp):
-        return value.to_unix_nano()
-    if isinstance(value, str):
-        return rfc3339_ns(value)
-    raise ValueError(f"not a time: {value!r}")
+        ns = value.to_unix_nano()
+    elif isinstance(value, str):
+        ns = rfc3339_ns(value)
+    else:
+        raise ValueError(f"not a time: {value!r}")
+    if not 0 < ns < 2**63:  # the conflator keeps ns in int64: after 2262 would overflow it
+        raise ValueError(f"a time out of range: {value!r}")
+    return ns
 
 
 def _ns(at: datetime) -> int:
@@ -199,9 +202,10 @@ def _when(message: dict, into: Parsed, what: str) -> int | None:
 
 def _trade(message: dict, symbols: frozenset[str], into: Parsed) -> None:
     symbol, price, size = message.get("S"), message.get("p"), message.get("s")
+    if not isinstance(symbol, str):  # before `in`: a list or a map would raise TypeError
+        into.malformed["trade without S"] += 1
+        return
     if symbol not in symbols:
-        if not isinstance(symbol, str):
-            into.malformed["trade without S"] += 1
         return
     if not positive_number(price):
         into.malformed["trade with a bad p (price)"] += 1
@@ -214,9 +218,10 @@ def _trade(message: dict, symbols: frozenset[str], into: Parsed) -> None:
 
 def _quote(message: dict, symbols: frozenset[str], into: Parsed) -> None:
     symbol = message.get("S")
+    if not isinstance(symbol, str):  # before `in`: a list or a map would raise TypeError
+        into.malformed["quote without S"] += 1
+        return
     if symbol not in symbols:
-        if not isinstance(symbol, str):
-            into.malformed["quote without S"] += 1
         return
     bid, ask, bid_size, ask_size = (message.get(k) for k in ("bp", "ap", "bs", "as"))
     if not (positive_number(bid) and positive_number(ask)):
@@ -231,9 +236,10 @@ def _quote(message: dict, symbols: frozenset[str], into: Parsed) -> None:
 
 def _bar(message: dict, symbols: frozenset[str], into: Parsed) -> None:
     symbol, volume, trades = message.get("S"), message.get("v"), message.get("n")
+    if not isinstance(symbol, str):
+        into.malformed["bar without S"] += 1
+        return
     if symbol not in symbols:
-        if not isinstance(symbol, str):
-            into.malformed["bar without S"] += 1
         return
     prices = [message.get(k) for k in ("o", "h", "l", "c")]
     if not all(positive_number(p) for p in prices):

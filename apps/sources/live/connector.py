@@ -185,6 +185,8 @@ def _iso(at: float | None) -> str | None:
 class Connector:
     """Keeps one feed connected and its trades flowing into the pipeline until cancelled."""
 
+    OPEN_TIMEOUT = 10.0  # s: TCP connect and WebSocket upgrade (a test shortens it)
+
     def __init__(
         self, feed: Feed, symbols: list[str], *, store: Store, interval: float,
         late_after: float = 1.0, backoff: Backoff | None = None,
@@ -205,6 +207,7 @@ class Connector:
         self.state = SourceState(self.name, feed.config.kind, len(self.symbols))
         self.last_trade_ns: int | None = None  # the newest trade the feed sent
         self.filling = 0  # gap fills under way: no slot is let out meanwhile
+        self._streamed = False  # data came over the current connection
         self._logged: set[str] = set()  # malformed kinds already logged
         self._tasks: set[asyncio.Task] = set()
 
@@ -218,8 +221,7 @@ class Connector:
                 error: BaseException | None = None
                 try:
                     credentials = self.feed.credentials()
-                    if await self._session(credentials, resume_ns):
-                        attempt = 0  # data flowed: the next failure starts from the base
+                    await self._session(credentials, resume_ns)
                 except asyncio.CancelledError:
                     raise
                 except (OSError, TimeoutError, WebSocketException, FeedError) as caught:
@@ -233,6 +235,9 @@ class Connector:
                 resume_ns = self.last_trade_ns if self.last_trade_ns is not None else resume_ns
                 if isinstance(error, InvalidURI):
                     raise SystemExit(f"{self.name}: {error}")
+                if self._streamed:  # data flowed, however the connection ended (most often
+                    attempt = 0  # dropped, an error): the next pause starts from the base
+                    self._streamed = False
                 pause = self.backoff.delay(attempt, error)
                 attempt += 1
                 self.state.reconnects += 1
@@ -245,12 +250,12 @@ class Connector:
                 task.cancel()
             await self.flush()
 
-    async def _session(self, credentials: Credentials, resume_ns: int | None) -> bool:
-        """One connection, until it ends; True if data came over it."""
+    async def _session(self, credentials: Credentials, resume_ns: int | None) -> None:
+        """One connection, until it ends (`_streamed` says whether data came over it)."""
         async with connect(
             self.feed.config.url, additional_headers=self.feed.connect_headers(),
-            open_timeout=10, ping_interval=20, ping_timeout=20, max_size=MAX_FRAME,
-            compression=None,
+            open_timeout=self.OPEN_TIMEOUT, ping_interval=20, ping_timeout=20,
+            max_size=MAX_FRAME, compression=None,
         ) as ws:  # fmt: skip
             await self.feed.handshake(ws, credentials)
             for message in self.feed.subscribe_messages(self.symbols):
@@ -261,10 +266,9 @@ class Connector:
                      len(self.symbols))  # fmt: skip
             if resume_ns is not None:
                 self._spawn(self._fill_gap(resume_ns, time.time_ns()))
-            data = False
             async for frame in ws:
-                data |= self._on_frame(frame)
-            return data
+                if self._on_frame(frame):
+                    self._streamed = True
 
     def _on_frame(self, frame: str | bytes) -> bool:
         parsed = Parsed()

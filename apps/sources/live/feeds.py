@@ -9,6 +9,7 @@ reporting state are the connector's (apps/sources/live/connector.py), the same f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger("marketflux.sources")
 
@@ -120,6 +122,8 @@ class Feed(ABC):
 
     # The most symbols one subscribe message names (vendors cap a frame's size).
     SUBSCRIBE_CHUNK = 400
+    # s: the longest the vendor may take to send each handshake message (a test shortens it).
+    HANDSHAKE_TIMEOUT = 10.0
 
     def __init__(self, config: FeedConfig) -> None:
         self.config = config
@@ -137,6 +141,19 @@ class Feed(ABC):
     async def handshake(self, ws: Any, credentials: Credentials) -> None:
         """Read the greeting, authenticate; AuthFailed, ConnectionLimit or FeedError if the
         vendor refuses."""
+
+    async def receive(self, ws: Any, what: str) -> str | bytes:
+        """The next handshake frame; a vendor that sends nothing in time or hangs up is an
+        error that says what was awaited, not a bare TimeoutError or close code."""
+        try:
+            async with asyncio.timeout(self.HANDSHAKE_TIMEOUT):
+                return await ws.recv()
+        except TimeoutError:
+            raise TimeoutError(f"{self.config.url} sent no {what} message within "
+                               f"{self.HANDSHAKE_TIMEOUT:g} s") from None  # fmt: skip
+        except ConnectionClosed as closed:
+            raise FeedError(f"{self.config.url} closed the connection before its {what} "
+                            f"message ({closed})") from None  # fmt: skip
 
     @abstractmethod
     def subscribe_messages(self, symbols: list[str]) -> list[str | bytes]:

@@ -8,7 +8,6 @@ backfill), paged by `next_url`, the key as `apiKey`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -30,17 +29,15 @@ from apps.sources.live.feeds import (
     whole_volume,
 )
 
-HANDSHAKE_TIMEOUT = 10.0
 ROUND_LOT = 100  # quote sizes come in round lots
 PAGE = 50_000  # the most a trades or aggregates page holds
 
 
 class PolygonFeed(Feed):
     async def handshake(self, ws: Any, credentials: Credentials) -> None:
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-            _status(await ws.recv(), expect="connected")
-            await ws.send(orjson.dumps({"action": "auth", "params": credentials.key}).decode())
-            _status(await ws.recv(), expect="auth_success")
+        _status(await self.receive(ws, "connected status"), expect="connected")
+        await ws.send(orjson.dumps({"action": "auth", "params": credentials.key}).decode())
+        _status(await self.receive(ws, "auth status"), expect="auth_success")
 
     def subscribe_messages(self, symbols: list[str]) -> list[str | bytes]:
         step = self.SUBSCRIBE_CHUNK
@@ -131,15 +128,16 @@ def _trade_id(exchange: Any, trade_id: Any) -> str:
 
 def _trade(event: dict, symbols: frozenset[str], into: Parsed) -> None:
     symbol, price, size, ms = event.get("sym"), event.get("p"), event.get("s"), event.get("t")
+    if not isinstance(symbol, str):  # before `in`: a list or a map would raise TypeError
+        into.malformed["T without sym"] += 1
+        return
     if symbol not in symbols:
-        if not isinstance(symbol, str):
-            into.malformed["T without sym"] += 1
         return  # not ours (a wildcard, a symbol just unsubscribed)
     if not positive_number(price):
         into.malformed["T with a bad p (price)"] += 1
     elif not whole_size(size):
         into.malformed["T with a bad s (size)"] += 1
-    elif type(ms) is not int or ms <= 0:
+    elif type(ms) is not int or not 0 < ms < 2**63 // 1_000_000:  # ns kept in int64
         into.malformed["T with a bad t (time)"] += 1
     else:
         trade_id = _trade_id(event.get("x"), event.get("i"))
@@ -148,9 +146,10 @@ def _trade(event: dict, symbols: frozenset[str], into: Parsed) -> None:
 
 def _quote(event: dict, symbols: frozenset[str], into: Parsed) -> None:
     symbol, ms = event.get("sym"), event.get("t")
+    if not isinstance(symbol, str):  # before `in`: a list or a map would raise TypeError
+        into.malformed["Q without sym"] += 1
+        return
     if symbol not in symbols:
-        if not isinstance(symbol, str):
-            into.malformed["Q without sym"] += 1
         return
     bid, ask, bid_size, ask_size = (event.get(k) for k in ("bp", "ap", "bs", "as"))
     if not (positive_number(bid) and positive_number(ask)):
@@ -158,7 +157,7 @@ def _quote(event: dict, symbols: frozenset[str], into: Parsed) -> None:
     elif not (whole_size(bid_size) and whole_size(ask_size)
               and max(bid_size, ask_size) * ROUND_LOT < 2**31):  # fmt: skip
         into.malformed["Q with a bad bs or as (sizes)"] += 1
-    elif type(ms) is not int or ms <= 0:
+    elif type(ms) is not int or not 0 < ms < 2**63 // 1_000_000:  # ns kept in int64
         into.malformed["Q with a bad t (time)"] += 1
     else:
         into.quotes.append(Quote(symbol, ms * 1_000_000, float(bid), float(ask),
@@ -167,16 +166,17 @@ def _quote(event: dict, symbols: frozenset[str], into: Parsed) -> None:
 
 def _minute_bar(event: dict, symbols: frozenset[str], into: Parsed) -> None:
     symbol, start, volume = event.get("sym"), event.get("s"), event.get("v")
+    if not isinstance(symbol, str):
+        into.malformed["AM without sym"] += 1
+        return
     if symbol not in symbols:
-        if not isinstance(symbol, str):
-            into.malformed["AM without sym"] += 1
         return
     prices = [event.get(k) for k in ("o", "h", "l", "c")]
     if not all(positive_number(p) for p in prices):
         into.malformed["AM with a bad o, h, l or c (prices)"] += 1
     elif not whole_volume(volume):
         into.malformed["AM with a bad v (volume)"] += 1
-    elif type(start) is not int or start <= 0:
+    elif type(start) is not int or not 0 < start < 2**63 // 1_000_000:
         into.malformed["AM with a bad s (start)"] += 1
     else:
         into.bars.append(Bar(symbol, start * 1_000_000, *map(float, prices), int(volume), None))
