@@ -62,3 +62,9 @@ BACKFILL_JOB_TTL = 24 * 3600
 
 def backfill_job(job: str) -> str:
     return f"{PREFIX}:backfill:{job}"
+
+
+def source_backfill(source: str) -> str:
+    """`manage.py backfill --source` (apps/sources/backfill.py): hash symbol -> JSON list of
+    [from, to) ranges of the vendor's history already stored, so a stopped run resumes."""
+    return f"{PREFIX}:sources:backfill:{source}"

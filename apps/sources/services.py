@@ -91,7 +91,7 @@ def _import(ticks: Iterator[TickBatch], result: ImportResult, *, tail: timedelta
     if result.first is not None:  # the longer bars already materialised over that time
         refresh_aggregates(start=result.first, end=result.last + tail,
                            tickers=sorted(result.symbols))  # fmt: skip
-    _write_newer_hot_states(latest)
+    write_newer_hot_states(latest)
     return result
 
 
@@ -163,9 +163,10 @@ def _count(reading: Reading, result: ImportResult, rows: int) -> None:
         reading.progress(rows)
 
 
-def _write_newer_hot_states(latest: dict[str, dict]) -> None:
-    """The import's last tick becomes a symbol's hot state (its price on every door) where
-    it is newer than the one there; history older than the live price leaves it alone."""
+def write_newer_hot_states(latest: dict[str, dict]) -> None:
+    """History's last tick (an import's, a vendor backfill's) becomes a symbol's hot state
+    (its price on every door) where it is newer than the one there; history older than the
+    live price leaves it alone."""
     if not latest:
         return
     current = selectors.hot_states(list(latest))

@@ -162,7 +162,9 @@ class AlpacaServer:
     with one message of wrong types; `auth_fails` — every auth gets 402; `close_at_once` —
     accept the WebSocket, then close it before the connected message; `never_answer` —
     accept it and never send anything. Outages: `kill_connections()`,
-    `refuse_connections(seconds)`, `accept_connections()`; REST: `rate_limit_next(n)`.
+    `refuse_connections(seconds)`, `accept_connections()`; REST: `rate_limit_next(n)`,
+    `rate_limit_after(answered, n)`, and `retry_after` (seconds a 429 tells the client to
+    wait in `Retry-After`; None, the default, sends no such header).
     """
 
     def __init__(
@@ -206,6 +208,8 @@ class AlpacaServer:
         self._bars: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._trades: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._rate_limited = 0
+        self._answer_before_limit = 0  # REST requests answered before `_rate_limited` starts
+        self.retry_after: float | None = None
 
     # --- lifecycle ---
 
@@ -560,6 +564,13 @@ class AlpacaServer:
         with self._lock:
             self._rate_limited = count
 
+    def rate_limit_after(self, answered: int, count: int = 1) -> None:
+        """Answer the next `answered` REST requests as usual, then `count` with 429: a rate
+        limit that starts half-way through a client's paging."""
+        with self._lock:
+            self._answer_before_limit = answered
+            self._rate_limited = count
+
     def _load(
         self,
         store: dict[tuple[str, str], list[dict[str, Any]]],
@@ -585,7 +596,9 @@ class AlpacaServer:
         self, path: str, params: dict[str, str], headers: Mapping[str, str]
     ) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            if self._rate_limited > 0:
+            if self._answer_before_limit > 0:
+                self._answer_before_limit -= 1
+            elif self._rate_limited > 0:
                 self._rate_limited -= 1
                 return 429, {"message": "too many requests."}
         credentials = (headers.get("APCA-API-KEY-ID"), headers.get("APCA-API-SECRET-KEY"))
@@ -767,6 +780,8 @@ class _RestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
+        if status == 429 and self.server.alpaca.retry_after is not None:
+            self.send_header("Retry-After", f"{self.server.alpaca.retry_after:g}")
         self.end_headers()
         self.wfile.write(payload)
 
