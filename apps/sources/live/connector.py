@@ -265,7 +265,8 @@ class Connector:
             log.info("%s: connected to %s, %d symbols", self.name, self.feed.config.url,
                      len(self.symbols))  # fmt: skip
             if resume_ns is not None:
-                self._spawn(self._fill_gap(resume_ns, time.time_ns()))
+                self.filling += 1  # now, not when the task starts: no slot slips out first
+                self._spawn(self._fill_gap(resume_ns, time.time_ns(), held=True))
             async for frame in ws:
                 if self._on_frame(frame):
                     self._streamed = True
@@ -334,7 +335,7 @@ class Connector:
         log.info("%s: %d symbols' minute at %s lost trades; reading it again", self.name,
                  len(symbols), _iso(start_ns / 1e9))  # fmt: skip
         # Its slots are out already: what comes back is late, so nothing needs holding.
-        await self._fill_gap(start_ns, start_ns + MINUTE_NS - 1, symbols, hold=False)
+        await self._fill_gap(start_ns, start_ns + MINUTE_NS - 1, symbols)
 
     def _cold_start(self) -> int | None:
         """Where the gap since the last run starts: the slot after the newest tick stored
@@ -350,12 +351,11 @@ class Connector:
         return (micros * 1000 // self.interval_ns + 1) * self.interval_ns
 
     async def _fill_gap(self, start_ns: int, end_ns: int, symbols: list[str] | None = None,
-                        *, hold: bool = True) -> None:  # fmt: skip
-        """Read the vendor's trades of [start, end] and conflate them with the live ones;
-        with `hold`, no slot is let out meanwhile (the gap's trades are not late)."""
+                        *, held: bool = False) -> None:  # fmt: skip
+        """Read the vendor's trades of [start, end] and conflate them with the live ones.
+        `held`: the caller raised `filling`, so that no slot is let out until the gap's
+        trades are in (they are not late); it is lowered here when they are."""
         symbols = symbols or self.symbols
-        held = int(hold)
-        self.filling += held
         began = time.time()
         gap = {"from": _iso(start_ns / 1e9), "to": _iso(end_ns / 1e9), "trades": 0}
         try:
@@ -384,16 +384,20 @@ class Connector:
         finally:
             gap["filled_at"] = _iso(time.time())
             self.state.last_gap = gap
-            self.filling -= held
+            self.filling -= int(held)
 
     # --- slots ---
 
     async def _close_slots(self) -> None:
         while True:
             await asyncio.sleep(min(0.1, self.interval_ns / 4e9))
-            if not self.filling:
-                await self._let_out(time.time_ns() - self.late_after_ns)
-            self.minutes.forget_before(time.time_ns())
+            try:
+                if not self.filling:
+                    await self._let_out(time.time_ns() - self.late_after_ns)
+                self.minutes.forget_before(time.time_ns())
+            except Exception as error:  # a bug must not stop every later slot silently
+                self._failed(error)
+                log.exception("%s: letting slots out failed", self.name)
 
     async def _let_out(self, until_ns: int) -> None:
         closed = self.conflator.close(until_ns)

@@ -92,7 +92,7 @@ def source(server: AlpacaServer, monkeypatch: pytest.MonkeyPatch, fresh_state) -
 def test_trades_become_ticks_and_a_dropped_connection_is_filled_from_history(
     server, source, client
 ):
-    subscription = {"action": "subscribe", "trades": TICKERS, "quotes": TICKERS}
+    subscription = {"action": "subscribe", "trades": TICKERS, "quotes": TICKERS, "bars": TICKERS}
     with RunningConnector(source, TICKERS) as running:
         server.wait_subscribed(trades=TICKERS, quotes=TICKERS, timeout=WAIT)
         assert server.messages("auth") == [{"action": "auth", "key": KEY, "secret": SECRET}]

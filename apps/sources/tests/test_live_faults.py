@@ -357,8 +357,7 @@ def test_missing_credentials_name_the_variables_and_nothing_connects(
     with connector(source, backoff) as running:
         waiting(running, lambda: len(backoff.asked) >= 2, "a second attempt")
         assert running.state.last_error["message"] == (
-            "AuthFailed: set TEST_ALPACA_KEY and TEST_ALPACA_SECRET in the environment of"
-            " run_sources"
+            "AuthFailed: set TEST_ALPACA_KEY and TEST_ALPACA_SECRET in the environment"
         )
         assert server.clients == []  # nothing to connect with: no connection
         monkeypatch.setenv(KEY_ENV, KEY)
