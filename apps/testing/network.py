@@ -8,6 +8,18 @@ import threading
 from apps.ops.processes import free_port
 
 
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction of a proxied connection until it ends, then close its writer."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
 class TcpProxy:
     """A loopback TCP proxy a test can cut and restore, to take a real server 'down'."""
 
@@ -24,16 +36,6 @@ class TcpProxy:
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
-    async def _pipe(self, reader, writer) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
     async def _handle(self, client_reader, client_writer) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection(*self.target)
@@ -41,9 +43,7 @@ class TcpProxy:
             client_writer.close()
             return
         self._writers.update({client_writer, server_writer})
-        await asyncio.gather(
-            self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)
-        )
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
         self._writers.difference_update({client_writer, server_writer})
 
     async def _start(self) -> None:

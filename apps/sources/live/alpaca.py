@@ -27,6 +27,7 @@ from apps.sources.live.feeds import (
     Parsed,
     Quote,
     Trade,
+    dispatch,
     positive_number,
     rfc3339_ns,
     whole_size,
@@ -76,22 +77,7 @@ class AlpacaFeed(Feed):
         except ValueError:
             into.malformed["frame that is neither msgpack nor JSON"] += 1
             return
-        if not isinstance(messages, list):
-            into.malformed["frame that is not an array"] += 1
-            return
-        for message in messages:
-            into.messages += 1
-            kind = message.get("T") if isinstance(message, dict) else None
-            if kind == "t":
-                _trade(message, symbols, into)
-            elif kind == "q":
-                _quote(message, symbols, into)
-            elif kind == "b":
-                _bar(message, symbols, into)
-            elif kind == "error":
-                _raise_error(message)
-            elif kind is None:
-                into.malformed["message without T"] += 1
+        dispatch(messages, "T", _HANDLERS, symbols, into)
 
     def history_trades(self, symbols: list[str], start_ns: int, end_ns: int) -> Iterator[Trade]:
         for row_symbol, row in self._history("trades", symbols, _rfc3339(start_ns),
@@ -153,7 +139,7 @@ def _expect(frame: str | bytes, message: str) -> None:
     raise FeedError(f"expected {message}, got {first}")
 
 
-def _raise_error(message: dict) -> None:
+def _raise_error(message: dict, *_: object) -> None:
     code, text = message.get("code"), message.get("msg", "")
     if not isinstance(code, int):  # a list or a map is unhashable: no `in` on a set
         raise FeedError(f"{text} ({code!r})")
@@ -249,3 +235,6 @@ def _bar(message: dict, symbols: frozenset[str], into: Parsed) -> None:
     elif (ns := _when(message, into, "bar")) is not None:
         count = int(trades) if whole_volume(trades) else None
         into.bars.append(Bar(symbol, ns, *map(float, prices), int(volume), count))
+
+
+_HANDLERS = {"t": _trade, "q": _quote, "b": _bar, "error": _raise_error}

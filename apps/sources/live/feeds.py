@@ -16,7 +16,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -221,6 +221,26 @@ def rfc3339_ns(text: str) -> int:
 
 def positive_number(value: Any) -> bool:
     return type(value) in (int, float) and value > 0 and value == value and value < 1e12
+
+
+Handler = Callable[[dict, frozenset[str], "Parsed"], None]
+
+
+def dispatch(messages: Any, kind_key: str, handlers: dict[str, Handler],
+             symbols: frozenset[str], into: Parsed) -> None:  # fmt: skip
+    """Each message of a decoded frame to the handler of its kind (`kind_key`: the field
+    that names it); a frame that is not an array, or a message without a kind, is
+    malformed; kinds without a handler (statuses, subscriptions) are passed over."""
+    if not isinstance(messages, list):
+        into.malformed["frame that is not an array"] += 1
+        return
+    for message in messages:
+        into.messages += 1
+        kind = message.get(kind_key) if isinstance(message, dict) else None
+        if kind is None:
+            into.malformed[f"message without {kind_key}"] += 1
+        elif (handle := handlers.get(kind)) is not None:
+            handle(message, symbols, into)
 
 
 def whole_volume(value: Any) -> bool:

@@ -24,6 +24,7 @@ from apps.sources.live.feeds import (
     Parsed,
     Quote,
     Trade,
+    dispatch,
     positive_number,
     whole_size,
     whole_volume,
@@ -57,22 +58,7 @@ class PolygonFeed(Feed):
         except orjson.JSONDecodeError:
             into.malformed["frame that is not JSON"] += 1
             return
-        if not isinstance(events, list):
-            into.malformed["frame that is not a JSON array"] += 1
-            return
-        for event in events:
-            into.messages += 1
-            kind = event.get("ev") if isinstance(event, dict) else None
-            if kind == "T":
-                _trade(event, symbols, into)
-            elif kind == "Q":
-                _quote(event, symbols, into)
-            elif kind == "AM":
-                _minute_bar(event, symbols, into)
-            elif kind == "status":
-                _stream_status(event)
-            elif kind is None:
-                into.malformed["event without ev"] += 1
+        dispatch(events, "ev", _HANDLERS, symbols, into)
 
     def history_trades(self, symbols: list[str], start_ns: int, end_ns: int) -> Iterator[Trade]:
         key = self.credentials().key
@@ -116,7 +102,7 @@ def _status(frame: str | bytes, *, expect: str) -> None:
     raise FeedError(f"expected {expect}, got {status}: {message}")
 
 
-def _stream_status(event: dict) -> None:
+def _stream_status(event: dict, *_: object) -> None:
     if event.get("status") == "max_connections":
         raise ConnectionLimit(event.get("message") or "maximum number of connections exceeded")
 
@@ -180,3 +166,6 @@ def _minute_bar(event: dict, symbols: frozenset[str], into: Parsed) -> None:
         into.malformed["AM with a bad s (start)"] += 1
     else:
         into.bars.append(Bar(symbol, start * 1_000_000, *map(float, prices), int(volume), None))
+
+
+_HANDLERS = {"T": _trade, "Q": _quote, "AM": _minute_bar, "status": _stream_status}

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from apps.market.models import Source, Symbol, Tick
 from apps.sources.live.connector import Backoff
 from apps.testing.alpaca import AlpacaServer
+from apps.testing.network import pipe
 from apps.testing.sources import RunningConnector
 from apps.testing.waiting import wait_for
 
@@ -309,9 +310,9 @@ def test_the_polygon_feed_counts_its_malformed_events_and_goes_on(credentials, f
 
     assert feed.connections == 1
     assert state["malformed"] == {
-        "frame that is not a JSON array": 1,
+        "frame that is not an array": 1,
         "frame that is not JSON": 1,
-        "event without ev": 1,
+        "message without ev": 1,
         "T without sym": 1,
         "Q without sym": 1,
         "T with a bad t (time)": 1,
@@ -421,24 +422,11 @@ class TcpFront:
                     "127.0.0.1", self.target_port
                 )
                 self._writers.add(upstream_writer)
-                await asyncio.gather(
-                    self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
-                )
+                await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
         except (ConnectionError, OSError):
             writer.close()
         finally:
             self._writers.discard(writer)
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
 
 
 @dataclass(frozen=True)
