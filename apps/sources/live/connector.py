@@ -17,6 +17,7 @@ so the ticks stay in time order, and trade ids that both sides sent count once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -56,6 +57,7 @@ T = TypeVar("T")
 MAX_FRAME = 16 * 2**20  # bytes: the most one frame may hold
 COLD_START_GAP = 3600.0  # s: on start, fill at most this far back (older: `backfill`)
 REPORT_EVERY = 1.0  # s
+STOP_WAIT = 10.0  # s a stop waits for gap fills under way (supervisors wait 20 s)
 MINUTE_CHECK_DELAY = 2.0  # s: a minute's bars arrive together; refill them in one go
 
 
@@ -210,6 +212,7 @@ class Connector:
         self._streamed = False  # data came over the current connection
         self._logged: set[str] = set()  # malformed kinds already logged
         self._tasks: set[asyncio.Task] = set()
+        self._letting_out: asyncio.Future | None = None  # the slot closer's store under way
 
     async def run(self) -> None:
         resume_ns = await self.store.call("reading the newest tick", self._cold_start)
@@ -246,8 +249,10 @@ class Connector:
         finally:
             closer.cancel()
             reporter.cancel()
-            for task in self._tasks:
-                task.cancel()
+            if self._tasks:  # a gap cut short now would stay a gap: give the fills a while
+                _, late = await asyncio.wait(self._tasks, timeout=STOP_WAIT)
+                for task in late:
+                    task.cancel()
             await self.flush()
 
     async def _session(self, credentials: Credentials, resume_ns: int | None) -> None:
@@ -393,7 +398,12 @@ class Connector:
             await asyncio.sleep(min(0.1, self.interval_ns / 4e9))
             try:
                 if not self.filling:
-                    await self._let_out(time.time_ns() - self.late_after_ns)
+                    # Shielded: a stop waits for it, since what it took from the conflator
+                    # is in no other hands until it is stored.
+                    self._letting_out = asyncio.ensure_future(
+                        self._let_out(time.time_ns() - self.late_after_ns)
+                    )
+                    await asyncio.shield(self._letting_out)
                 self.minutes.forget_before(time.time_ns())
             except Exception as error:  # a bug must not stop every later slot silently
                 self._failed(error)
@@ -417,7 +427,11 @@ class Connector:
             return None
 
     async def flush(self) -> None:
-        """Let out every slot held (on stop), so a stop loses no trade received."""
+        """Let out every slot held (on stop), after what is being stored, so a stop loses
+        no trade received."""
+        if self._letting_out is not None:
+            with contextlib.suppress(Exception):
+                await self._letting_out
         if self.conflator.held:
             await self._let_out(2**62)
 

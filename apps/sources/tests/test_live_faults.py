@@ -11,13 +11,16 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgpack
+import psycopg
 import pytest
+from django.db import connection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -506,4 +509,45 @@ def test_after_a_connection_that_carried_data_the_backoff_starts_again_from_the_
         ("AAPL", at(1000), 188.0, 1, None, None, None),
         ("AAPL", at(2000), 189.0, 2, None, None, None),
         ("AAPL", at(3000), 190.0, 3, None, None, None),
+    ]
+
+
+# --- A stop while a batch is being stored --------------------------------------------------
+
+
+def test_a_stop_waits_for_the_batch_being_stored_even_through_a_database_error(
+    server, credentials, fresh_state
+):
+    """The ticks of a closed slot are in no other hands while they are stored: a stop (the
+    runner's restart, SIGTERM) must wait for them, retries included, not drop them."""
+    source = alpaca_source(server.stream_url(), server.rest_url)
+    running = connector(source, RecordingBackoff())
+    blocker = psycopg.connect(**connection.get_connection_params(), autocommit=False)
+    try:
+        with running:
+            server.wait_subscribed(trades=["AAPL"], timeout=WAIT)
+            blocker.execute("LOCK TABLE market_tick IN EXCLUSIVE MODE")  # writers wait
+            server.send_trades([trade(1, 100, 187.0, 10), trade(2, 700, 188.0, 5)])
+
+            def store_waiting() -> int | None:
+                row = blocker.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                return row[0] if row and running.connector.conflator.held == 0 else None
+
+            pid = waiting(running, store_waiting, "the store waiting on the lock")
+            stopper = threading.Thread(target=running.stop)
+            stopper.start()
+            time.sleep(1.0)  # the stop has begun: the connector is cancelled
+            # The database drops the store's connection: its batch must be tried again.
+            blocker.execute("SELECT pg_terminate_backend(%s)", [pid])
+            blocker.commit()  # the lock goes
+            stopper.join(WAIT)
+            assert not stopper.is_alive()
+    finally:
+        blocker.close()
+    assert ticks() == [
+        ("AAPL", at(0), 187.0, 10, None, None, None),
+        ("AAPL", at(500), 188.0, 5, None, None, None),
     ]
