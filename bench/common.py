@@ -22,12 +22,14 @@ BASE_DIR = Path(__file__).resolve().parents[1]
 
 
 def setup_django_with_bench_database() -> str:
-    """Point Django at `<database>_bench` (created fresh) so a benchmark never touches data."""
+    """Point Django at `<database>_bench` (created fresh) so a benchmark never touches data;
+    `BENCH_DATABASE` names another (two benchmarks run at once on one server each need
+    their own)."""
     import psycopg
 
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketflux")
     parts = urlsplit(url)
-    name = parts.path.lstrip("/") + "_bench"
+    name = os.environ.get("BENCH_DATABASE") or parts.path.lstrip("/") + "_bench"
     admin_url = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -24,7 +24,25 @@ empty tables.
 Where the time goes: reading and checking the file alone (`files.read_bars` /
 `files.read_trades`, the iterator consumed), building the tick batches alone (conflation for
 trades, the services' bar-to-tick columns for bars), and the ingest (the rest), with the
-pipeline's own stages. `--quick`: 50,000 rows. Writes bench/results/sources.json.
+pipeline's own stages.
+
+A live feed (bench/support/live_feed.py): 5,000 symbols of one Alpaca source, the loopback
+Alpaca server (apps/testing/alpaca.py) in a process of its own on 127.0.0.1 pushing trades
+(msgpack, 10 a frame, each stamped with the time it was built) for 20 s a run:
+
+- anchor: to a plain WebSocket client that subscribes as the connector does and only reads
+  and counts: the server's own send rate, in the same run;
+- the real connector (`RunningConnector`: its event loop thread, the Store's database
+  thread, `ingest` into PostgreSQL and Redis) as fast as the server sends, then at a paced
+  10,000 trades/s: trades/s received (÷ the anchor), ticks stored/s, late trades, what
+  was lost (trades counted by the connector's state against those sent; ticks stored
+  against the distinct (symbol, 0.5 s slot) pairs sent; the trades and shares in them),
+  the lag from a trade's receipt to its slot stored and from a slot's end to its ticks
+  stored, and where the connector's time went: its loop thread's CPU by part (parse,
+  conflator, closing slots, the rest), its time waiting for a CPU or blocked, and the
+  database thread's ingest by stage and late folds.
+
+`--quick`: 50,000 rows, 3 s of sending a run. Writes bench/results/sources.json.
 """
 
 from __future__ import annotations
@@ -49,6 +67,7 @@ from bench.common import (
     summary,
     write_results,
 )
+from bench.support import live_feed
 
 SEED = 17  # tracker issue 17
 BAR_SYMBOLS = 10
@@ -61,6 +80,12 @@ BATCH_ROWS = 200_000  # files.BATCH_ROWS, the import's batch
 REPLAY_SYMBOLS = 100
 REPLAY_MINUTES = 120  # two hours of minute data: 72 s at 100x (a day would be 14 minutes)
 REPLAY_SPEED = 100.0
+LIVE_SYMBOLS = 5_000
+LIVE_SECONDS = 20.0  # of sending, each run; --quick: LIVE_QUICK_SECONDS
+LIVE_QUICK_SECONDS = 3.0
+LIVE_MOST = 4_000_000  # trades a run at most, whatever the time
+LIVE_PACED_RATE = 10_000.0  # trades/s of the paced run: two a symbol a second
+LIVE_FRAME = 10  # trades a frame (AlpacaServer's default batch)
 
 
 # --- Files --------------------------------------------------------------------------------
@@ -385,9 +410,107 @@ def breakdown(run: dict, read_s: float, build_s: float) -> dict:
     }
 
 
+def _lost(run: dict) -> str:
+    """What the connector did not turn into stored ticks, against what was sent: trades
+    not counted, (symbol, slot) pairs without a tick, trades and shares not in a tick; and
+    tick by tick, ticks missing, extra, or with fewer or more trades than were sent."""
+    sent, stored = run["sender"], run["stored"]
+    missing = {
+        "trades": sent["delivered"] - run["trades"], "ticks": sent["pairs"] - stored["ticks"],
+        "trades in ticks": sent["trades"] - stored["trades"],
+        "shares": sent["shares"] - stored["shares"],
+    }  # fmt: skip
+    missing.update((name.replace("_", " "), value) for name, value in stored["check"].items())
+    wrong = [f"{value:,} {name}" for name, value in missing.items() if value]
+    return ", ".join(wrong) or "none"
+
+
+def _p(lag: dict | None) -> str:
+    return "-" if lag is None else f"{lag['p50']:,.0f} / {lag['p99']:,.0f}"
+
+
+def print_live(live: dict) -> None:
+    """The live feed's tables: rates and what was lost, then where the time went."""
+    anchor, runs = live["anchor"], {"connector, as fast as the server sends": live["flood"],
+                                    f"connector, {live['paced']['rate_asked']:,.0f} trades/s":
+                                    live["paced"]}  # fmt: skip
+    a = anchor["trades_per_s"]
+    print_table(
+        f"live feed: Alpaca msgpack, {live['batch_size']} trades a frame, {live['symbols']:,} "
+        f"symbols, from the loopback server (its own process, 127.0.0.1), "
+        f"{live['seconds']:g} s of sending a run; anchor: the same server to a client that "
+        f"only reads and counts; ticks expected = distinct (symbol, {live['interval_s']:g} s "
+        "slot) pairs sent; lag ms p50 / p99",
+        ["run", "trades sent", "sent/s", "received/s", "÷ anchor", "ticks (expected)",
+         "ticks/s", "late trades", "lost", "receipt→stored", "slot end→stored",
+         "sent→receipt"],
+        [["reader that counts (anchor)", anchor["sender"]["trades"], a,
+          anchor["received"] / anchor["seconds"], "1", "-", "-", "-",
+          f"{anchor['sender']['delivered'] - anchor['received']:,}" if
+          anchor["received"] != anchor["sender"]["delivered"] else "none", "-", "-", "-"]]
+        + [[label, r["sender"]["trades"], r["sender"]["trades"] / r["sender"]["seconds"],
+            r["trades_per_s"], f"{r['trades_per_s'] / a:.2f}",
+            f"{r['stored']['ticks']:,} ({r['sender']['pairs']:,})", r["ticks_per_s"],
+            r["state"]["late"], _lost(r), _p(r["lag"]["receipt_to_stored_ms"]),
+            _p(r["lag"]["slot_end_to_stored_ms"]), _p(r["lag"]["sent_to_receipt_ms"])]
+           for label, r in runs.items()],
+    )  # fmt: skip
+    rows = []
+    for label, r in runs.items():
+        loop, trades, cpu = r["threads_receiving"]["loop"], r["trades"], r["loop_cpu_s"]
+        parts = [cpu.get(k, 0.0) for k in ("parse", "take", "close")]
+        rest = loop["cpu_s"] - sum(parts)
+        rows.append([label, loop["wall_s"], loop["cpu_s"], loop["run_queue_s"],
+                     loop["wall_s"] - loop["cpu_s"] - loop["run_queue_s"],
+                     *(1e6 * x / trades for x in (*parts, rest, loop["cpu_s"]))])  # fmt: skip
+    print_table(
+        "live feed, the connector's event loop thread from the first trade sent to the last "
+        "received: seconds on a CPU, waiting for one, and blocked (the GIL, or nothing to "
+        "read); its CPU per trade, µs",
+        ["run", "s", "on CPU", "waiting for CPU", "blocked", "parse", "into conflator",
+         "close slots", "rest (websockets, asyncio)", "all"],
+        rows,
+    )  # fmt: skip
+    rows = []
+    for label, r in runs.items():
+        db, stages = r["threads_to_the_end"]["db"], r["ingest_stage_s"]
+        main_stages = [stages.get(k, 0.0) for k in ("store", "indicators", "snapshots")]
+        calls, ingests = r["calls"], r["calls"].get("ingest", 0)
+        rows.append([label, ingests, r["ticks_live"] / max(ingests, 1), r["states_rebuilt"],
+                     r["ingest_wall_s"], *main_stages, sum(stages.values()) - sum(main_stages),
+                     calls.get("fold", 0), r["db_cpu_s"].get("fold (db thread)", 0.0),
+                     db["cpu_s"], db["run_queue_s"]])  # fmt: skip
+    print_table(
+        "live feed, storing (the database thread, to the last slot stored), seconds",
+        ["run", "ingest calls", "ticks a call", "states rebuilt", "ingest", "store",
+         "indicators", "snapshots",
+         "other stages", "late folds", "fold CPU", "db thread CPU", "db waiting for CPU"],
+        rows,
+    )  # fmt: skip
+
+    def share(thread: dict) -> str:  # on a CPU, and waiting for one, in % of the window
+        wall = thread["wall_s"]
+        return (f"{100 * thread['cpu_s'] / wall:.0f} % on a CPU + "
+                f"{100 * thread['run_queue_s'] / wall:.0f} % waiting for one")  # fmt: skip
+
+    threads = anchor["threads"]
+    print(f"\nlive feed, anchor: sender {share(threads['sender'])}, reader "
+          f"{share(threads['reader'])}, of {threads['sender']['wall_s']:.1f} s")  # fmt: skip
+    for label, r in runs.items():
+        print(f"{label}: sender {share(r['threads_receiving']['sender'])}, connector's loop "
+              f"{share(r['threads_receiving']['loop'])}")  # fmt: skip
+    print("machine busy (all CPUs): " + ", ".join(
+        f"{r['machine_busy_pct']:.0f} %" for r in (anchor, *runs.values()))
+        + "; load average before each run: " + ", ".join(
+        f"{r['loadavg_before']:.1f}" for r in (anchor, *runs.values())))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="50,000 rows instead of 1,000,000")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="50,000 rows instead of 1,000,000; 3 s of live feed a run instead of 20 s",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = 50_000 if args.quick else 1_000_000
 
@@ -443,6 +566,15 @@ def main() -> None:
                 replays.append(run_replay(replay_csv, speed))
                 print(f"replay at {speed:g}x: {replays[-1]['seconds']:.1f} s", flush=True)
                 reset_store()
+            # A live feed: the loopback Alpaca server, a reader that counts, the connector.
+            from django.conf import settings
+
+            live = live_feed.run_live(
+                symbols=LIVE_SYMBOLS, seconds=LIVE_QUICK_SECONDS if args.quick else LIVE_SECONDS,
+                paced_rate=LIVE_PACED_RATE, most=LIVE_MOST, batch_size=LIVE_FRAME,
+                interval=INTERVAL_S, late_after=settings.MARKETFLUX_SOURCE_LATE_AFTER,
+                reset=reset_store,
+            )  # fmt: skip
         finally:
             drop_bench_database(name)
 
@@ -499,6 +631,7 @@ def main() -> None:
           f"{copy_bars['copy_s']:.2f} s COPY; trades {copy_trades['build_s']:.2f} + "
           f"{copy_trades['copy_s']:.2f} s. Conflation alone: {conflated_ticks:,} ticks. "
           f"Whole run {time.perf_counter() - began:.0f} s.")  # fmt: skip
+    print_live(live)
     write_results(
         "sources",
         {
@@ -520,6 +653,7 @@ def main() -> None:
             },
             "build_batches_s": {"bars": build_bars_s, "trades_conflation": conflate_s},
             "replay": {"minutes": replay_minutes, "symbols": REPLAY_SYMBOLS, "runs": replays},
+            "live": live,
             "conflation_ticks": conflated_ticks,
             "where_the_time_goes": where,
             "binary_copy_reference": {
