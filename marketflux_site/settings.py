@@ -228,11 +228,33 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# Celery reads every CELERY_* setting here (namespace="CELERY" in celery.py).
+# Celery reads every CELERY_* setting here (namespace="CELERY" in celery.py). The broker is
+# Redis (the default) or RabbitMQ (amqp://); docs/operations.md#the-celery-broker.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+_BROKER_SCHEME = urlsplit(CELERY_BROKER_URL).scheme
+_AMQP_SCHEMES = {"amqp", "amqps", "pyamqp"}
+# What a killed worker loses is worked out (and tested) for these two brokers only.
+if _BROKER_SCHEME not in {"redis", "rediss", "redis+socket", "sentinel", *_AMQP_SCHEMES}:
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL must be redis:// or amqp:// (RabbitMQ), got {CELERY_BROKER_URL!r}"
+    )
+if _BROKER_SCHEME in _AMQP_SCHEMES:
+    # RabbitMQ confirms each publish, so beat's send of a tick is not lost in a connection
+    # that breaks just after it (an AMQP publish is otherwise fire-and-forget).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# The queue every task goes to and every worker reads (on RabbitMQ also its exchange).
+# Deployments sharing a broker keep apart by vhost or Redis database; the tests by this name.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "") or "celery"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True  # replaying a batch is safe: every write is idempotent
+# A task is acknowledged when it ends, not when it starts: if its worker dies in the middle,
+# the broker hands it to another worker (RabbitMQ at once, when the connection drops; Redis
+# after its visibility timeout, an hour, when a tick has long expired). Replaying a batch is
+# safe: every write is idempotent. A killed prefork child's task is requeued too
+# (reject_on_worker_lost). Prefetch 1 with acks_late: a worker holds no more tasks than it
+# has processes, so the next tick goes to an idle worker instead of waiting (and expiring)
+# behind a busy one's batch.
+CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"

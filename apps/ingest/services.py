@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 from django.conf import settings
-from redis.exceptions import LockError
 
 from apps.ingest import pipeline
 from apps.market import keys, messages, selectors, simulator
@@ -34,6 +36,7 @@ class TickRun:
     received: int = 0
     stored: int = 0
     lag_ms: float = 0.0
+    run_id: str | None = None  # the task's id
 
 
 # Last price per ticker seen by this process, so consecutive slots need no lookup.
@@ -43,6 +46,70 @@ _last_seen: dict[str, tuple[datetime, float]] = {}
 def _lock_ttl_seconds() -> float:
     """Long enough for any batch; short, so a killed worker blocks its shard only briefly."""
     return max(5.0, settings.TICK_INTERVAL * 10)
+
+
+class ShardLock:
+    """The shard's tick lock (`keys.tick_lock`): SET NX with an expiry, released by a
+    script only while its token is still ours, so a run whose lock expired never frees the
+    one that took over.
+
+    The token names the run holding it: the task's id (`run`), host and pid, as JSON
+    (`redis-cli GET mf:lock:tick:0` says who). A task comes back from the broker when the
+    worker that had it died or lost its connection (acks_late); killed in the middle of
+    the run, that worker left the lock held until it expires, and every run until then
+    would be skipped. So a run finding the lock held by an earlier delivery of itself (the
+    same task id) takes it over: that holder is gone, or is doing the same slot, which
+    stores nothing twice (docs/architecture.md#replays-and-idempotence).
+    """
+
+    _RELEASE = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+        "return 0"
+    )
+    _TAKE_OVER = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('set', KEYS[1], ARGV[2], 'px', ARGV[3]) end return false"
+    )
+
+    def __init__(self, shard: int, *, run_id: str | None):
+        self.key = keys.tick_lock(shard)
+        self.run_id = run_id
+        self.token = json.dumps(
+            {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+             "nonce": uuid.uuid4().hex}
+        )  # fmt: skip
+        self.taken_over: dict | None = None  # the holder whose lock this run took over
+
+    def acquire(self) -> bool:
+        client = redis_client()
+        ttl_ms = int(_lock_ttl_seconds() * 1000)
+        if client.set(self.key, self.token, nx=True, px=ttl_ms):
+            return True
+        held = client.get(self.key)
+        holder = _holder(held)
+        if self.run_id is None or holder is None or holder.get("run") != self.run_id:
+            return False
+        if not client.eval(self._TAKE_OVER, 1, self.key, held, self.token, ttl_ms):
+            return False  # released or taken meanwhile; a run skipped is counted as one
+        self.taken_over = holder
+        return True
+
+    def release(self) -> bool:
+        """False when the lock was no longer ours (it expired, maybe taken over)."""
+        return bool(redis_client().eval(self._RELEASE, 1, self.key, self.token))
+
+
+def _holder(raw: bytes | None) -> dict | None:
+    try:
+        holder = json.loads(raw) if raw is not None else None
+    except ValueError:  # not a token of ours
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def tick_lock_holder(shard: int) -> dict | None:
+    """Who holds the shard's tick lock: {"run", "host", "pid", "nonce"}, or None."""
+    return _holder(redis_client().get(keys.tick_lock(shard)))
 
 
 def _previous_prices(symbols: list[Symbol], scheduled_at: datetime) -> np.ndarray:
@@ -97,23 +164,33 @@ def scheduled_slot_time(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(round(slot * interval, 6), tz=UTC)
 
 
-def market_tick(*, shard: int, shards: int, scheduled_at: datetime) -> TickRun:
-    """Simulate and ingest one slot for a shard's active symbols; never overlaps itself."""
+def market_tick(
+    *, shard: int, shards: int, scheduled_at: datetime, run_id: str | None = None
+) -> TickRun:
+    """Simulate and ingest one slot for a shard's active symbols; never overlaps itself.
+
+    `run_id` names the run (the task's id): a redelivery of the same run takes the lock
+    over from a holder that died in the middle of it (`ShardLock`)."""
     started = time.time()
     run = TickRun(
         shard=shard,
         scheduled_at=scheduled_at,
         status="ok",
         lag_ms=(started - scheduled_at.timestamp()) * 1000.0,
+        run_id=run_id,
     )
-    # redis-py's Lock: SET NX with an expiry, released by a script only while its token
-    # is still ours, so a run whose lock expired never frees the one that took over.
-    lock = redis_client().lock(keys.tick_lock(shard), timeout=_lock_ttl_seconds())
-    if not lock.acquire(blocking=False):
+    lock = ShardLock(shard, run_id=run_id)
+    if not lock.acquire():
         redis_client().incr(keys.TICKS_SKIPPED)
         run.status = "skipped"
         logger.warning("tick for shard %s at %s skipped: a run is still going", shard, scheduled_at)
         return run
+    if lock.taken_over is not None:
+        logger.warning(
+            "tick for shard %s at %s: took the lock over from an earlier delivery of this run "
+            "(pid %s on %s), which died or lost the broker in the middle of it",
+            shard, scheduled_at, lock.taken_over.get("pid"), lock.taken_over.get("host"),
+        )  # fmt: skip
     try:
         symbols = selectors.active_symbols_for_shard(shard=shard, shards=shards)
         if not symbols:
@@ -131,9 +208,7 @@ def market_tick(*, shard: int, shards: int, scheduled_at: datetime) -> TickRun:
         _record_batch_stats(run, result, total_ms=total_ms, overview_ms=overview_ms)
         return run
     finally:
-        try:
-            lock.release()
-        except LockError:  # expired, and maybe taken by another run: nothing of ours to free
+        if not lock.release():  # expired, and maybe taken by another run: nothing of ours
             logger.warning("tick lock for shard %s expired during the run", shard)
 
 
@@ -141,11 +216,12 @@ def _record_batch_stats(
     run: TickRun, result: pipeline.IngestResult, *, total_ms: float, overview_ms: float | None
 ) -> None:
     """Keep the newest batch timings in Redis (`keys.BATCH_STATS`), for operators and the
-    benchmarks (`overview_ms`: the market overview published after the batch, if this run
-    sent it)."""
+    benchmarks (`run`: the task's id; `overview_ms`: the market overview published after
+    the batch, if this run sent it)."""
     entry = json.dumps(
         {
             "shard": run.shard,
+            "run": run.run_id,
             "scheduled_at": run.scheduled_at.isoformat(),
             "lag_ms": round(run.lag_ms, 3),
             "total_ms": round(total_ms, 3),

@@ -49,7 +49,10 @@ def tick(self, shard: int = 0, shards: int | None = None, scheduled_ts: float | 
         return "expired"
     try:
         run = services.market_tick(
-            shard=shard, shards=shards, scheduled_at=services.scheduled_slot_time(scheduled_ts)
+            shard=shard,
+            shards=shards,
+            scheduled_at=services.scheduled_slot_time(scheduled_ts),
+            run_id=self.request.id,  # the same for a redelivery and a retry of this run
         )
     except TRANSIENT_ERRORS as exc:
         logger.warning("tick for shard %s failed (%s); retrying", shard, exc)

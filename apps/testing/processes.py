@@ -49,11 +49,15 @@ class Processes:
         self.procs[name] = proc
         return proc
 
-    def celery_worker(self, name: str = "worker", **env: str) -> subprocess.Popen:
+    def celery_worker(
+        self, name: str = "worker", *, node: str | None = None, **env: str
+    ) -> subprocess.Popen:
+        """A worker (solo pool); `node` sets its node name (-n), unique on a shared broker."""
         return self.start(
             name,
             ["-m", "celery", "-A", "marketflux_site", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             *(["-n", node] if node else [])],
             **env,
         )  # fmt: skip
 

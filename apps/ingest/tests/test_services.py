@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -92,6 +93,49 @@ def test_a_run_while_another_holds_the_shard_is_skipped_and_counted(
     redis_client.delete(keys.tick_lock(0))
     assert services.market_tick(shard=0, shards=1, scheduled_at=SLOT).status == "ok"
     assert redis_client.get(keys.tick_lock(0)) is None  # released after the run
+
+
+def test_a_redelivered_run_takes_the_lock_over_from_its_dead_first_delivery(
+    market, redis_client, reset_simulator_cache, caplog
+):
+    # The first delivery of run "task-1" died in the middle of the slot, holding the lock.
+    dead = services.ShardLock(0, run_id="task-1")
+    assert dead.acquire()
+    run = services.market_tick(shard=0, shards=1, scheduled_at=SLOT, run_id="task-1")
+    assert run.status == "ok"
+    assert Tick.objects.filter(ts=SLOT).count() == len(market)
+    assert redis_client.get(keys.tick_lock(0)) is None  # released after the run
+    assert "took the lock over from an earlier delivery of this run" in caplog.text
+    (entry,) = [json.loads(e) for e in redis_client.lrange(keys.BATCH_STATS, 0, -1)]
+    assert (entry["run"], entry["stored"]) == ("task-1", len(market))
+
+
+def test_another_run_never_takes_the_lock_over(market, redis_client, reset_simulator_cache):
+    other = services.ShardLock(0, run_id="task-1")
+    assert other.acquire()
+    run = services.market_tick(shard=0, shards=1, scheduled_at=SLOT, run_id="task-2")
+    assert run.status == "skipped"
+    assert not Tick.objects.exists()
+    assert services.tick_lock_holder(0)["run"] == "task-1"
+
+
+def test_a_holder_whose_lock_was_taken_over_cannot_free_it(redis_client):
+    first = services.ShardLock(0, run_id="task-1")
+    again = services.ShardLock(0, run_id="task-1")
+    assert first.acquire()
+    assert again.acquire()  # the redelivery, while the first is still alive
+    assert not first.release()
+    assert services.tick_lock_holder(0)["nonce"] == json.loads(again.token)["nonce"]
+    assert again.release()
+    assert services.tick_lock_holder(0) is None
+
+
+def test_the_lock_names_its_holder(redis_client):
+    lock = services.ShardLock(3, run_id="task-9")
+    assert lock.acquire()
+    holder = services.tick_lock_holder(3)
+    assert (holder["run"], holder["pid"]) == ("task-9", os.getpid())
+    assert redis_client.pttl(keys.tick_lock(3)) > 0  # it expires if never released
 
 
 def test_batch_timings_are_kept_for_the_metrics(market, redis_client, reset_simulator_cache):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,47 @@ def test_celery_reads_the_django_settings():
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
     assert "market.tick" in app.tasks
+
+
+def _celery_conf(env: dict[str, str], *, unset: tuple[str, ...] = ()) -> list:
+    """Celery's broker settings in a fresh process with `env` set and `unset` removed."""
+    code = (
+        "import json; from marketflux_site.celery import app; c = app.conf; "
+        "print(json.dumps([c.broker_url, c.broker_transport_options, c.task_default_queue, "
+        "c.task_acks_late, c.task_reject_on_worker_lost, c.worker_prefetch_multiplier]))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in unset}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_rabbitmq_broker_confirms_publishes_and_keeps_late_acks():
+    url = "amqp://mf:secret@rabbit.internal:5672/marketflux"
+    conf = _celery_conf({"CELERY_BROKER_URL": url, "CELERY_QUEUE": "ticks-a"})
+    broker, options, queue, acks_late, requeue_on_loss, prefetch = conf
+    assert (broker, queue) == (url, "ticks-a")
+    assert options == {"confirm_publish": True}
+    assert (acks_late, requeue_on_loss, prefetch) == (True, True, 1)
+
+
+def test_the_broker_defaults_to_redis_without_amqp_options():
+    conf = _celery_conf(
+        {"REDIS_URL": "redis://127.0.0.1:6379/3"}, unset=("CELERY_BROKER_URL", "CELERY_QUEUE")
+    )
+    assert conf[:3] == ["redis://127.0.0.1:6379/3", {}, "celery"]
+
+
+def test_a_broker_url_of_another_kind_names_the_setting():
+    result = _django_check({"CELERY_BROKER_URL": "sqs://queue.example"})
+    assert result.returncode != 0
+    assert "CELERY_BROKER_URL must be redis:// or amqp://" in result.stderr
 
 
 def test_beat_has_one_expiring_tick_entry_per_shard():
