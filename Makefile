@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LAUNCH := $(PY) -m apps.ops.launcher
 
-.PHONY: run test lint fmt bench superuser shell deps clean help
+.PHONY: run test lint fmt bench backup restore superuser shell deps clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -15,6 +15,8 @@ help:
 	@echo "make lint       ruff, import contracts, migrations check, deploy check"
 	@echo "make fmt        format the code"
 	@echo "make bench      run every benchmark under bench/"
+	@echo "make backup     dump the database of the stack make run started"
+	@echo "make restore FILE=dump DB=name   restore a dump into a new database"
 	@echo "make superuser  create an admin login in the stack that make run started"
 	@echo "make shell      a Django shell on that stack"
 
@@ -50,6 +52,13 @@ fmt: deps
 
 bench: deps
 	$(LAUNCH) bench $(ARGS)
+
+backup: deps
+	$(LAUNCH) manage backup $(FILE)
+
+restore: deps
+	@test -n "$(FILE)" || { echo "usage: make restore FILE=var/backups/X.dump [DB=name]"; exit 2; }
+	$(LAUNCH) manage restore $(FILE) $(if $(DB),--create $(DB))
 
 superuser: deps
 	$(LAUNCH) manage createsuperuser
