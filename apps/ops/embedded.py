@@ -100,7 +100,7 @@ class EmbeddedPostgres:
                 capture_output=True,
                 user=self.user,
             )  # fmt: skip
-        self.port = free_port()
+        self.port = self.port or free_port()  # started again: the same URL as before
         args = [
             str(self.bin_dir / "postgres"),
             "-D", str(self.data_dir),
@@ -182,7 +182,7 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 30.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # started again: the same URL as before
         args = [
             str(self.binary),
             "--bind", "127.0.0.1",
