@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import time
 from datetime import timedelta
 
 from celery import Celery, schedules, signals
@@ -110,3 +111,34 @@ def _per_task_lines_at_debug(loglevel: int | str | None = None, **kwargs) -> Non
     if level is None or level > logging.DEBUG:
         for name in PER_TASK_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+HEARTBEAT_EVERY = 2.0  # s; /ready counts a worker whose report is under 10 s old
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender=None, **kwargs) -> None:
+    """Report this worker alive every few seconds (`apps.ops.status`, kind "worker"), for
+    `/ready`: Celery's own heartbeats are events only a monitor listening on the broker
+    sees, and a broadcast ping from every probe would cost each worker a reply."""
+    import logging
+    import socket
+    import threading
+
+    import redis
+
+    from apps.ops import status
+
+    log = logging.getLogger("marketflux.worker")
+
+    name = getattr(sender, "hostname", None) or f"{socket.gethostname()}:{os.getpid()}"
+
+    def beat() -> None:
+        while True:
+            try:
+                status.publish(status.WORKERS, name, {"pid": os.getpid()})
+            except redis.RedisError as error:  # the next beat tries again; /ready says so
+                log.debug("heartbeat not reported: %s", error)
+            time.sleep(HEARTBEAT_EVERY)
+
+    threading.Thread(target=beat, name="marketflux-heartbeat", daemon=True).start()

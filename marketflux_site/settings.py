@@ -267,6 +267,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # MarketFlux itself.
 TICK_INTERVAL = env_float("TICK_INTERVAL", 0.5, minimum=0.0)
+# /ready fails "ticks" when no shard has reported a tick run for this long (s).
+MARKETFLUX_READY_TICK_AGE = env_float(
+    "MARKETFLUX_READY_TICK_AGE", max(5.0, 10 * (TICK_INTERVAL or 0.5)), minimum=0.1
+)
 MARKETFLUX_SYMBOLS = [s.upper() for s in env_list("MARKETFLUX_SYMBOLS", [])]
 MARKETFLUX_SEED = env_int("MARKETFLUX_SEED", 42)
 MARKETFLUX_SHARDS = env_int("MARKETFLUX_SHARDS", 1, minimum=1)

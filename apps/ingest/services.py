@@ -18,7 +18,7 @@ from django.conf import settings
 from apps.ingest import pipeline
 from apps.market import keys, messages, selectors, simulator
 from apps.market.models import Symbol
-from apps.ops import fanout
+from apps.ops import fanout, status
 from apps.ops.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ def market_tick(
         symbols = selectors.active_symbols_for_shard(shard=shard, shards=shards)
         if not symbols:
             run.status = "empty"
+            _report(run)
             return run
         batch = simulate_batch(symbols=symbols, scheduled_at=scheduled_at)
         result = pipeline.ingest(batch)
@@ -235,7 +236,18 @@ def _record_batch_stats(
     pipe = redis_client().pipeline(transaction=False)
     pipe.lpush(keys.BATCH_STATS, entry)
     pipe.ltrim(keys.BATCH_STATS, 0, keys.BATCH_STATS_KEEP - 1)
+    _report(run, pipe=pipe)
     pipe.execute()
+
+
+def _report(run: TickRun, *, pipe=None) -> None:
+    """The shard's last run, for `/ready`'s tick freshness (`apps.ops.status`, kind
+    "pipeline"): a shard without symbols reports too, so an idle market is not "stuck"."""
+    status.publish(
+        status.PIPELINE, f"shard-{run.shard}",
+        {"slot": run.scheduled_at.isoformat(), "status": run.status, "stored": run.stored},
+        pipe=pipe,
+    )  # fmt: skip
 
 
 def publish_overview_if_due(known: dict[str, dict]) -> bool:

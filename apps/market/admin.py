@@ -22,7 +22,6 @@ from django.utils.html import format_html
 from apps.market import backfill, selectors, services
 from apps.market.models import Source, Symbol
 from apps.ops import status
-from apps.ops.views import SOURCES
 
 
 class SymbolForm(forms.ModelForm):
@@ -193,6 +192,6 @@ class SourceAdmin(admin.ModelAdmin):
 
 def _source_reports() -> dict[str, dict]:
     try:
-        return status.read(SOURCES)
+        return status.read(status.SOURCES)
     except redis.RedisError:
         return {}

@@ -16,13 +16,20 @@ import orjson
 from apps.ops.redis_client import redis_client
 
 _KEY = "mf:status:{kind}"
+# The kinds: who reports under each.
+SOURCES = "source"  # each live source's connector (apps/sources/live)
+PIPELINE = "pipeline"  # each shard's last tick run (apps/ingest/services.py)
+WORKERS = "worker"  # each Celery worker, every few seconds (marketflux_site/celery.py)
 STALE_AFTER = 10.0  # s: a report older than this is from a process that stopped reporting
 
 
-def publish(kind: str, name: str, state: dict[str, Any]) -> None:
-    """Replace the report of `name` (a source's name, say) under `kind`."""
+def publish(kind: str, name: str, state: dict[str, Any], *, pipe: Any = None) -> None:
+    """Replace the report of `name` (a source's name, say) under `kind`; with `pipe` (a
+    redis-py pipeline), as one more command of it."""
     report = {**state, "reported_at": time.time()}
-    redis_client().hset(_KEY.format(kind=kind), name, orjson.dumps(report))
+    (pipe if pipe is not None else redis_client()).hset(
+        _KEY.format(kind=kind), name, orjson.dumps(report)
+    )
 
 
 def read(kind: str) -> dict[str, dict[str, Any]]:

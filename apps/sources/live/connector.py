@@ -38,7 +38,6 @@ from apps.ingest.pipeline import BatchError, IngestResult, TickBatch, ingest
 from apps.ingest.services import publish_overview_if_due
 from apps.market.models import Tick
 from apps.ops import status
-from apps.ops.views import SOURCES
 from apps.sources.live.conflator import LiveConflator
 from apps.sources.live.feeds import (
     AuthFailed,
@@ -439,7 +438,7 @@ class Connector:
         while True:
             self.state.held = self.conflator.held
             try:
-                await asyncio.to_thread(status.publish, SOURCES, self.name,
+                await asyncio.to_thread(status.publish, status.SOURCES, self.name,
                                         self.state.report(time.time()))  # fmt: skip
             except redis.RedisError as error:
                 log.debug("%s: state not reported: %s", self.name, error)

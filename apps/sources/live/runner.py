@@ -18,7 +18,6 @@ from django.conf import settings
 
 from apps.market.models import Source, Symbol
 from apps.ops import status
-from apps.ops.views import SOURCES
 from apps.sources.live.alpaca import AlpacaFeed
 from apps.sources.live.connector import Backoff, Connector, Store
 from apps.sources.live.feeds import Feed, FeedConfig
@@ -92,7 +91,7 @@ class Runner:
                     await task
                 del self.running[name]
                 if name not in wanted:
-                    await asyncio.to_thread(status.forget, SOURCES, name)
+                    await asyncio.to_thread(status.forget, status.SOURCES, name)
                     log.info("%s: stopped (disabled, removed or without symbols)", name)
         for name, signature in wanted.items():
             config, symbols = signature
