@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.ops.logcontext.RequestIdMiddleware",  # first: every line of the request has its id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -283,11 +284,23 @@ MARKETFLUX_REQUIRE_TIMESCALE = env_bool("MARKETFLUX_REQUIRE_TIMESCALE", False)
 MARKETFLUX_TICK_RETENTION_DAYS = env_int("MARKETFLUX_TICK_RETENTION_DAYS", 7, minimum=1)
 MARKETFLUX_BAR_RETENTION_DAYS = env_int("MARKETFLUX_BAR_RETENTION_DAYS", 0, minimum=0)
 
+# LOG_FORMAT=json: one JSON object a line (python-json-logger), with the request's and the
+# batch's ids (apps/ops/logcontext.py); the default stays readable for `make run`.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(batch_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

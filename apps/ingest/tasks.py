@@ -16,6 +16,7 @@ from django.db import InterfaceError, OperationalError
 
 from apps.ingest import services
 from apps.market import keys
+from apps.ops import logcontext
 from apps.ops.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,13 @@ def _scheduled_epoch(request, interval: float) -> float:
 
 @shared_task(bind=True, name="market.tick", max_retries=5, ignore_result=True)
 def tick(self, shard: int = 0, shards: int | None = None, scheduled_ts: float | None = None):
-    """Simulate one slot for a shard; the slot time comes from the schedule, not the clock."""
+    """Simulate one slot for a shard; the slot time comes from the schedule, not the clock.
+    Its log lines carry the task's id as `batch_id`."""
+    with logcontext.batch(self.request.id or ""):
+        return _tick(self, shard, shards, scheduled_ts)
+
+
+def _tick(self, shard: int, shards: int | None, scheduled_ts: float | None) -> str:
     interval = settings.TICK_INTERVAL
     shards = shards or settings.MARKETFLUX_SHARDS
     if scheduled_ts is None:
