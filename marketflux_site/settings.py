@@ -64,6 +64,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.ops.logcontext.RequestIdMiddleware",  # first: every line of the request has its id
     "django.middleware.security.SecurityMiddleware",
+    # Anonymous JSON reads of the hot state (/price, /indicators) answered here, past the
+    # rest of the chain and DRF, in one Redis round trip (apps/api/lean.py says when).
+    "apps.api.lean.LeanReadMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

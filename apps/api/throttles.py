@@ -12,7 +12,23 @@ from __future__ import annotations
 from rest_framework.throttling import SimpleRateThrottle
 
 from apps.market import keys
-from apps.ops.redis_client import redis_client
+from apps.ops.redis_client import execute_packed, redis_client
+
+# On the HttpRequest: {throttle key: (count, ttl_ms)} the lean path (apps/api/lean.py)
+# already counted in its own round trip, so the full path does not count the request twice.
+COUNTED_ATTR = "marketflux_throttle_counted"
+
+
+def window_commands(key: str, duration: int) -> list[list[bytes]]:
+    """A fixed window's commands: start it if new, count the request, read its remaining
+    time; the replies are (OK or None, count, ttl_ms)."""
+    name = key.encode()
+    return [
+        # A new window (EXPIRE NX needs Redis 7).
+        [b"SET", name, b"0", b"EX", str(int(duration)).encode(), b"NX"],
+        [b"INCR", name],
+        [b"PTTL", name],
+    ]
 
 
 class _WindowThrottle(SimpleRateThrottle):
@@ -25,11 +41,11 @@ class _WindowThrottle(SimpleRateThrottle):
         key = self.client_key(request)
         if key is None:
             return True
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.set(key, 0, ex=self.duration, nx=True)  # a new window (EXPIRE NX needs Redis 7)
-        pipe.incr(key)
-        pipe.pttl(key)
-        _, count, ttl_ms = pipe.execute()
+        counted = getattr(request, COUNTED_ATTR, None)  # DRF passes it through
+        if counted and key in counted:
+            count, ttl_ms = counted[key]
+        else:
+            _, count, ttl_ms = execute_packed(redis_client(), window_commands(key, self.duration))
         self._wait = max(ttl_ms, 0) / 1000.0
         return count <= self.num_requests
 

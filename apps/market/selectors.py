@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import orjson
+import psycopg
 from django.db import connection
+from psycopg.pq import Format
 
 from apps.market import keys, messages, sessions, timescale
 from apps.market.constants import BAR_INTERVAL_1M, BAR_INTERVALS
@@ -160,6 +162,16 @@ ORDER BY ts DESC LIMIT %(limit)s
 """
 
 
+# psycopg's own timestamptz loader (its C one with psycopg[binary]). Django registers a Python
+# subclass of it on every connection, to set each value's tzinfo to Django's time zone; for
+# 500 candles that was 3 of the 4 ms spent reading the rows (docs/operations.md#per-request-cost).
+# Django sets the session's TimeZone to that same zone, so psycopg's loader returns the same
+# aware datetimes: UTC, as `datetime.timezone.utc`.
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
+    psycopg.postgres.types["timestamptz"].oid, Format.TEXT
+)
+
+
 def floor_to_interval(ts: datetime, interval: str) -> datetime:
     return floor_to(ts, BAR_INTERVALS[interval])
 
@@ -201,6 +213,7 @@ def bars_for_range(
     else:
         sql = _BARS_ROLLED_UP
     with connection.cursor() as cursor:
+        cursor.cursor.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [Candle(*row) for row in reversed(rows)]
