@@ -1,4 +1,5 @@
-# One image for web (Daphne), worker and beat; docker-compose.yml picks the command.
+# One image for web (granian, WSGI), asgi (Daphne), worker, beat and sources;
+# docker-compose.yml picks the command.
 
 # The dashboard's chart library comes from npm (package-lock.json); only its dist files are
 # kept, served as static files like ours (settings.STATICFILES_DIRS).
@@ -29,4 +30,4 @@ RUN SECRET_KEY=build-only-collectstatic-key-not-used-at-runtime-0123456789 \
 
 USER marketflux
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "marketflux_site.asgi:application"]
+CMD ["python", "-m", "marketflux_site.serving", "web", "--host", "0.0.0.0", "--port", "8000"]

@@ -189,6 +189,10 @@ CHANNEL_LAYERS = {
     }
 }
 
+# The port the pages open their WebSockets on, when it is not their own: `make run` without
+# nginx serves them on a second port (docs/operations.md#serving). Empty: the page's origin.
+MARKETFLUX_WS_PORT = env_int("MARKETFLUX_WS_PORT", 0, minimum=0) or None
+
 # The API (apps/api). Market data is public unless MARKETFLUX_PUBLIC_READ=0; anything
 # per-user always needs a login.
 MARKETFLUX_PUBLIC_READ = env_bool("MARKETFLUX_PUBLIC_READ", True)

@@ -29,7 +29,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from apps.ops.embedded import EmbeddedPostgres, EmbeddedRedis
-from apps.ops.processes import die_with_parent, stop_process
+from apps.ops.processes import die_with_parent, free_port, stop_process
+from marketflux_site import serving
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Where embedded services keep their data (a test points a second stack elsewhere).
@@ -39,7 +40,9 @@ RUN_LOCK_FILE = VAR_DIR / "launcher.lock"  # held by the `make run` that owns VA
 BANNER_FILE = VAR_DIR / "banner.txt"  # the start-up banner, to read again
 ADMIN_PASSWORD_FILE = VAR_DIR / "admin-password.txt"  # written by ensure_dev_admin
 PYTHON = sys.executable
-ASGI_APP = "marketflux_site.asgi:application"
+ASGI_APP = serving.ASGI_APP
+NGINX_DIR = VAR_DIR / "nginx"  # the proxy's generated configuration and pid file
+NGINX_TEMPLATE = BASE_DIR / "deploy" / "nginx" / "marketflux.conf.template"
 CELERY = [PYTHON, "-m", "celery", "-A", "marketflux_site"]
 BEAT_FILE = str(VAR_DIR / "celerybeat-schedule")
 
@@ -86,10 +89,13 @@ def _manage(*args: str) -> None:
 
 @dataclass
 class Child:
-    """A supervised process of the stack."""
+    """A supervised process of the stack; `service` names its docker-compose.yml service
+    (several children may run one service, as the ASGI processes do)."""
 
     name: str
     args: list[str]
+    service: str = ""
+    pass_fds: tuple[int, ...] = ()  # open files it inherits (the ASGI tier's socket)
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     failures: int = 0
@@ -100,12 +106,16 @@ class Child:
         self.proc = subprocess.Popen(
             self.args,
             cwd=BASE_DIR,
+            pass_fds=self.pass_fds,
             preexec_fn=die_with_parent,
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops children in order
         )
         self.started_at = time.monotonic()
         self.restart_at = None
         log.info("started %s (pid %s)", self.name, self.proc.pid)
+
+    def __post_init__(self) -> None:
+        self.service = self.service or self.name
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None:
@@ -185,8 +195,114 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def banner(port: str, embedded: str) -> str:
+@dataclass(frozen=True)
+class Serving:
+    """How `make run` serves the site on 127.0.0.1:`port` (docs/operations.md#serving).
+
+    With nginx: one origin. nginx listens on `port` and routes WebSocket handshakes to the
+    ASGI tier (Daphne on `asgi_port`) and everything else to the WSGI tier (granian on
+    `wsgi_port`), both on loopback ports of their own. Without nginx: granian serves `port`
+    itself and Daphne a second port, `asgi_port`, which the pages open their WebSockets on
+    (MARKETFLUX_WS_PORT); a session cookie is per host, not per port, so logins carry over.
+    """
+
+    port: int
+    nginx: str | None
+    wsgi_port: int
+    asgi_port: int
+    asgi_processes: int
+    web_processes: int
+    web_threads: int
+
+    @property
+    def ws_port(self) -> int:
+        """The port browsers and programs open WebSockets on."""
+        return self.port if self.nginx else self.asgi_port
+
+    def describe(self) -> str:
+        tiers = (
+            f"HTTP on granian ({self.web_processes} processes x {self.web_threads} threads), "
+            f"WebSockets on Daphne ({self.asgi_processes} processes"
+        )
+        if self.nginx:
+            return f"one origin through nginx: {tiers}, port {self.asgi_port})"
+        return (
+            f"WITHOUT a proxy (no nginx: apt-get install nginx, or set MARKETFLUX_NGINX): "
+            f"{tiers}) on a second port, {self.asgi_port}, which the pages use"
+        )
+
+
+def find_nginx() -> str | None:
+    """MARKETFLUX_NGINX if set (a path, or empty for none), else the nginx on PATH or
+    Debian's."""
+    wanted = os.environ.get("MARKETFLUX_NGINX")
+    if wanted is not None:
+        return wanted if wanted and os.access(wanted, os.X_OK) else None
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    return found if os.access(found, os.X_OK) else None
+
+
+def plan_serving(port: int, nginx: str | None) -> Serving:
+    """The ports and process counts of a run; the loopback ports behind nginx are free ones."""
+    counts = {
+        "asgi_processes": serving.asgi_processes(),
+        "web_processes": serving.web_processes(),
+        "web_threads": serving.web_threads(),
+    }
+    if nginx:
+        return Serving(port, nginx, wsgi_port=free_port(), asgi_port=free_port(), **counts)
+    ws_port = int(os.environ.get("MARKETFLUX_WS_PORT") or port + 1)
+    return Serving(port, None, wsgi_port=port, asgi_port=ws_port, **counts)
+
+
+def listen_socket(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """The ASGI tier's listening socket, opened here and inherited by every Daphne process
+    (`daphne --fd`): the kernel hands each new connection to one of them, and a Daphne that
+    is restarted finds connections waiting instead of refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_nginx_config(plan: Serving) -> Path:
+    """nginx.conf for `make run` in var/nginx/: the shared template (deploy/nginx/, also
+    Docker Compose's) with loopback upstreams, in the foreground, logging to stderr, with
+    every path it writes under var/ (it runs as the user of `make run`)."""
+    from string import Template
+
+    tmp = NGINX_DIR / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    routes = Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+        MF_RESOLVER="",
+        MF_LISTEN=f"127.0.0.1:{plan.port}",
+        MF_WSGI_SERVERS=f"server 127.0.0.1:{plan.wsgi_port};",
+        MF_ASGI_SERVERS=f"server 127.0.0.1:{plan.asgi_port};",
+    )
+    (NGINX_DIR / "marketflux.conf").write_text(routes)
+    temp_paths = "".join(
+        f"    {kind}_temp_path {tmp / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = NGINX_DIR / "nginx.conf"
+    conf.write_text(
+        "# Written by apps/ops/launcher.py at every `make run`; edit the template instead:\n"
+        f"# {NGINX_TEMPLATE.relative_to(BASE_DIR)}\n"
+        "daemon off;\nworker_processes 1;\n"
+        f"pid {NGINX_DIR / 'nginx.pid'};\nerror_log stderr warn;\n"
+        "events {\n    worker_connections 4096;\n}\n"
+        "http {\n    access_log off;\n"
+        f"{temp_paths}"
+        f"    include {NGINX_DIR / 'marketflux.conf'};\n}}\n"
+    )
+    return conf
+
+
+def banner(port: str, embedded: str, plan: Serving | None = None) -> str:
     site = f"http://127.0.0.1:{port}"
+    ws_port = plan.ws_port if plan else port
     password = ADMIN_PASSWORD_FILE.read_text().strip() if ADMIN_PASSWORD_FILE.exists() else None
     login = (
         f"admin / {password}  (from {ADMIN_PASSWORD_FILE})"
@@ -197,8 +313,9 @@ def banner(port: str, embedded: str) -> str:
         f"\nMarketFlux is running:\n"
         f"  site    {site}/\n  admin   {site}/admin/   login: {login}\n"
         f"  api     {site}/api/v1/  (docs {site}/docs)\n"
-        f"  feed    ws://127.0.0.1:{port}/ws/market\n  health  {site}/health\n"
-        f"  embedded services: {embedded}; data in {VAR_DIR}\n"
+        f"  feed    ws://127.0.0.1:{ws_port}/ws/market\n  health  {site}/health\n"
+        + (f"  serving {plan.describe()}\n" if plan else "")
+        + f"  embedded services: {embedded}; data in {VAR_DIR}\n"
         f"  Press Enter to show this again (it is also in {BANNER_FILE}). Ctrl-C stops "
         f"everything.\n"
     )
@@ -217,20 +334,25 @@ def _show_banner_on_enter(text: str) -> None:
 
 
 def run() -> int:
-    """`make run`: services, migrations, seed, then Daphne, a Celery worker, beat and the
-    live sources."""
-    port = os.environ.get("PORT", "8000")
+    """`make run`: services, migrations, seed, then both HTTP tiers (behind nginx when it is
+    installed), a Celery worker, beat and the live sources."""
+    port = int(os.environ.get("PORT", "8000"))
     site = f"http://127.0.0.1:{port}"
     try:
         with own_var_dir(site):
-            if not port_is_free(int(port)):
-                print(
-                    f"marketflux: port {port} is in use by another program; "
-                    f"set PORT to a free one (PORT=8001 make run).",
-                    file=sys.stderr,
-                )
-                return 1
-            return _run_stack(port)
+            plan = plan_serving(port, find_nginx())
+            for needed in sorted({port, plan.ws_port}):
+                if not port_is_free(needed):
+                    setting, example = (
+                        ("PORT", 8001) if needed == port else ("MARKETFLUX_WS_PORT", 8011)
+                    )
+                    print(
+                        f"marketflux: port {needed} is in use by another program; "
+                        f"set {setting} to a free one ({setting}={example} make run).",
+                        file=sys.stderr,
+                    )
+                    return 1
+            return _run_stack(plan)
     except AlreadyRunning as running:
         print(
             f"marketflux: another MarketFlux is running on {VAR_DIR} ({running}); "
@@ -240,10 +362,21 @@ def run() -> int:
         return 1
 
 
-def stack_children(port: str) -> list[Child]:
-    """The processes of `make run` (docker-compose.yml has a service for each)."""
+def stack_children(plan: Serving, asgi_fd: int) -> list[Child]:
+    """The processes of `make run` (docker-compose.yml has a service for each `service`)."""
+    daphne = [PYTHON, "-m", "daphne", "--fd", str(asgi_fd), ASGI_APP]
+    children = [Child("web", serving.web_command("127.0.0.1", plan.wsgi_port))]
+    children += [
+        Child(f"asgi-{n}", daphne, service="asgi", pass_fds=(asgi_fd,))
+        for n in range(1, plan.asgi_processes + 1)
+    ]
+    if plan.nginx:
+        conf = NGINX_DIR / "nginx.conf"
+        children.append(
+            Child("proxy", [plan.nginx, "-e", "stderr", "-p", str(NGINX_DIR), "-c", str(conf)])
+        )
     return [
-        Child("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, ASGI_APP]),
+        *children,
         Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
         Child("beat", [*CELERY, "beat", "--loglevel", "INFO", "--schedule", BEAT_FILE]),
         # The live vendor feeds (docs/sources.md#live-feeds); idle while no source is enabled.
@@ -251,8 +384,20 @@ def stack_children(port: str) -> list[Child]:
     ]
 
 
-def _run_stack(port: str) -> int:
-    children = stack_children(port)
+def _serving_env(plan: Serving) -> None:
+    """What the children read about the serving: behind nginx, the API throttle trusts its
+    X-Forwarded-For (NUM_PROXIES, unless set) and pages open WebSockets on their own
+    origin; without it, on the second port."""
+    if plan.nginx:
+        os.environ.setdefault("NUM_PROXIES", "1")
+        os.environ["MARKETFLUX_WS_PORT"] = ""
+    else:
+        os.environ["MARKETFLUX_WS_PORT"] = str(plan.asgi_port)
+
+
+def _run_stack(plan: Serving) -> int:
+    asgi_socket = listen_socket(plan.asgi_port)
+    children = stack_children(plan, asgi_socket.fileno())
     try:
         with services(VAR_DIR, durable=True) as started:
             try:
@@ -262,8 +407,11 @@ def _run_stack(port: str) -> int:
                 _manage("migrate", "--noinput")
                 _manage("seed_symbols")
                 _manage("ensure_dev_admin")
+                if plan.nginx:
+                    write_nginx_config(plan)
+                _serving_env(plan)
                 embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
-                text = banner(port, embedded)
+                text = banner(str(plan.port), embedded, plan)
                 BANNER_FILE.write_text(text.lstrip())
                 print(text, flush=True)
                 _show_banner_on_enter(text)
@@ -277,6 +425,8 @@ def _run_stack(port: str) -> int:
                 RUN_ENV_FILE.unlink(missing_ok=True)
     except (_Stop, KeyboardInterrupt) as why:
         log.info("stopped (%s)", why or "SIGINT")
+    finally:
+        asgi_socket.close()
     return 0
 
 

@@ -9,9 +9,13 @@ const FINAL_CODES = new Set([4401, 4404]); // unauthorised, unknown symbol: retr
 
 const feeds = new Set();
 
+// The page's own origin, or the port the server names when WebSockets are served on a
+// second one (`make run` without a proxy: <meta name="marketflux-ws-port">).
 function wsUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${path}`;
+  const port = document.querySelector('meta[name="marketflux-ws-port"]')?.content;
+  const host = port ? `${location.hostname}:${port}` : location.host; // [::1] keeps its brackets
+  return `${scheme}//${host}${path}`;
 }
 
 /** The delay before reconnect attempt `n` (0-based): half fixed, half random, capped. */

@@ -1,25 +1,120 @@
 """docker-compose.yml runs what `make run` runs: Docker does not run here, so this keeps the
-two from drifting apart (a process added to the launcher needs its compose service)."""
+two from drifting apart (a process added to the launcher needs its compose service), and
+checks what review would: the proxy in front, routing as the launcher's nginx does."""
 
 from __future__ import annotations
 
+from string import Template
+
+import pytest
 import yaml
 
-from apps.ops.launcher import stack_children
+from apps.ops import launcher
+from apps.ops.launcher import NGINX_TEMPLATE, Serving, stack_children
 from apps.testing import BASE_DIR
+from marketflux_site import serving
 
-# What identifies each process's program in a command line.
-PROGRAMS = {"web": "daphne", "worker": "worker", "beat": "beat", "sources": "run_sources"}
+# What identifies each service's program in a command line.
+PROGRAMS = {
+    "web": "granian",
+    "asgi": "daphne",
+    "proxy": "nginx",
+    "worker": "worker",
+    "beat": "beat",
+    "sources": "run_sources",
+}
+PLAN = Serving(8000, "/usr/sbin/nginx", wsgi_port=8001, asgi_port=8002, asgi_processes=3,
+               web_processes=2, web_threads=4)  # fmt: skip
 
 
-def test_every_process_of_make_run_is_a_compose_service_running_the_same_program():
-    services = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())["services"]
-    children = stack_children("8000")
-    assert {child.name for child in children} == set(PROGRAMS)
+@pytest.fixture(scope="module")
+def services() -> dict:
+    return yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())["services"]
+
+
+def test_every_process_of_make_run_is_a_compose_service_running_the_same_program(services):
+    children = stack_children(PLAN, asgi_fd=3)
+    assert {child.service for child in children} == set(PROGRAMS)
     for child in children:
-        program = PROGRAMS[child.name]
-        assert program in child.args
-        assert program in services[child.name]["command"], child.name
+        program = PROGRAMS[child.service]
+        assert any(program in arg for arg in child.args), child.name
+        spec = services[child.service]
+        if child.service == "proxy":
+            assert spec["image"].startswith("nginx:")
+            continue
+        command = " ".join(spec["command"])
+        if child.service == "web":  # compose runs it through serving.py, which execs granian
+            assert "marketflux_site.serving web" in command
+            assert child.args == serving.web_command("127.0.0.1", PLAN.wsgi_port)
+        else:
+            assert program in command, child.name
         # The app's services share one image and environment (the YAML anchor).
-        assert services[child.name]["image"] == "marketflux:latest"
-        assert services[child.name]["environment"]["DATABASE_URL"].startswith("postgres://")
+        assert spec["image"] == "marketflux:latest"
+        assert spec["environment"]["DATABASE_URL"].startswith("postgres://")
+
+
+def test_the_asgi_tier_runs_as_many_processes_in_both():
+    children = stack_children(PLAN, asgi_fd=3)
+    daphnes = [c for c in children if c.service == "asgi"]
+    assert len(daphnes) == PLAN.asgi_processes
+    assert all(c.args[-3:-1] == ["--fd", "3"] and c.pass_fds == (3,) for c in daphnes)
+
+
+def test_compose_sizes_both_tiers_from_the_same_settings(services):
+    assert services["asgi"]["deploy"]["replicas"] == "${MARKETFLUX_ASGI_PROCESSES:-2}"
+    web_env = services["web"]["environment"]
+    assert web_env["MARKETFLUX_WEB_PROCESSES"] == "${MARKETFLUX_WEB_PROCESSES:-}"
+    assert web_env["MARKETFLUX_WEB_THREADS"] == "${MARKETFLUX_WEB_THREADS:-}"
+    assert web_env["NUM_PROXIES"] == "${NUM_PROXIES:-1}"  # throttles see the client's address
+
+
+def test_only_the_proxy_is_published_and_it_waits_for_both_tiers(services):
+    published = {name for name, spec in services.items() if spec.get("ports")}
+    assert published == {"proxy"}
+    assert services["proxy"]["ports"] == ["8000:80"]
+    assert set(services["proxy"]["depends_on"]) == {"web", "asgi"}
+    for tier in ("web", "asgi"):
+        assert "/health" in " ".join(services[tier]["healthcheck"]["test"])
+
+
+def test_compose_mounts_the_template_the_launcher_renders_with_every_name_filled(services):
+    proxy = services["proxy"]
+    (mount,) = proxy["volumes"]
+    source, target, _ = mount.split(":")
+    assert (BASE_DIR / source).resolve() == NGINX_TEMPLATE
+    assert target == "/etc/nginx/templates/default.conf.template"  # the image renders it
+    names = set(Template.pattern.findall(NGINX_TEMPLATE.read_text()))
+    placeholders = {braced for _, _, braced, _ in names if braced.startswith("MF_")}
+    assert placeholders == {k for k in proxy["environment"] if k.startswith("MF_")}
+    assert "server web:8000;" in proxy["environment"]["MF_WSGI_SERVERS"]
+    assert "server asgi:8000 resolve;" in proxy["environment"]["MF_ASGI_SERVERS"]
+
+
+def test_the_launchers_nginx_config_routes_to_its_loopback_tiers(tmp_path, monkeypatch):
+    monkeypatch.setattr(launcher, "NGINX_DIR", tmp_path)
+    conf = launcher.write_nginx_config(PLAN)
+    routes = (tmp_path / "marketflux.conf").read_text()
+    assert "${" not in routes.replace("${MF_*}", "")  # every placeholder filled in
+    assert "listen 127.0.0.1:8000;" in routes
+    assert "server 127.0.0.1:8001;" in routes  # WSGI
+    assert "server 127.0.0.1:8002;" in routes  # ASGI
+    main = conf.read_text()
+    assert "daemon off;" in main
+    assert f"include {tmp_path / 'marketflux.conf'};" in main
+    assert all(f"{kind}_temp_path {tmp_path}" in main for kind in ("proxy", "client_body"))
+
+
+def test_nginx_accepts_the_config_the_launcher_writes(tmp_path, monkeypatch):
+    """Debian's nginx (what `make run` starts; .ci/run installs it) checks the file itself."""
+    import subprocess
+
+    nginx = launcher.find_nginx()
+    assert nginx, "nginx is not installed: apt-get install nginx (.ci/run does)"
+    monkeypatch.setattr(launcher, "NGINX_DIR", tmp_path)
+    conf = launcher.write_nginx_config(PLAN)
+    check = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    assert "syntax is ok" in check.stderr
