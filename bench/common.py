@@ -166,13 +166,23 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.stop_all()
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        python: bool = True,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
+        """`python args` (or `args` as they are, with `python=False`) with its output in
+        `log_dir/<name>.log`."""
         log = open(self.log_dir / f"{name}.log", "wb")  # closed in stop_all
         self._logs[name] = log
         proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=BASE_DIR,
-            env=self.env,
+            [sys.executable, *args] if python else args,
+            cwd=cwd or BASE_DIR,
+            env=env or self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -243,12 +253,16 @@ class Stack:
             counts[pending] = counts.get(pending, 0) + 1
         return counts
 
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        """Stop one process (and its group), e.g. a server measured in its turn."""
+        processes.stop_process(self.procs.pop(name), timeout=timeout, group=True)
+        log = self._logs.pop(name, None)
+        if log is not None:
+            log.close()
+
     def stop_all(self, timeout: float = 15.0) -> None:
         for name in reversed(list(self.procs)):
-            processes.stop_process(self.procs.pop(name), timeout=timeout, group=True)
-            log = self._logs.pop(name, None)
-            if log is not None:
-                log.close()
+            self.stop(name, timeout)
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

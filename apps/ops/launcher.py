@@ -267,13 +267,15 @@ def listen_socket(port: int, host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def write_nginx_config(plan: Serving) -> Path:
-    """nginx.conf for `make run` in var/nginx/: the shared template (deploy/nginx/, also
-    Docker Compose's) with loopback upstreams, in the foreground, logging to stderr, with
-    every path it writes under var/ (it runs as the user of `make run`)."""
+def write_nginx_config(plan: Serving, directory: Path | None = None) -> Path:
+    """nginx.conf for `make run` in var/nginx/ (or `directory`): the shared template
+    (deploy/nginx/, also Docker Compose's) with loopback upstreams, in the foreground,
+    logging to stderr, with every path it writes under that directory (it runs as the user
+    of `make run`)."""
     from string import Template
 
-    tmp = NGINX_DIR / "tmp"
+    directory = directory or NGINX_DIR
+    tmp = directory / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     routes = Template(NGINX_TEMPLATE.read_text()).safe_substitute(
         MF_RESOLVER="",
@@ -281,21 +283,21 @@ def write_nginx_config(plan: Serving) -> Path:
         MF_WSGI_SERVERS=f"server 127.0.0.1:{plan.wsgi_port};",
         MF_ASGI_SERVERS=f"server 127.0.0.1:{plan.asgi_port};",
     )
-    (NGINX_DIR / "marketflux.conf").write_text(routes)
+    (directory / "marketflux.conf").write_text(routes)
     temp_paths = "".join(
         f"    {kind}_temp_path {tmp / kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    conf = NGINX_DIR / "nginx.conf"
+    conf = directory / "nginx.conf"
     conf.write_text(
         "# Written by apps/ops/launcher.py at every `make run`; edit the template instead:\n"
         f"# {NGINX_TEMPLATE.relative_to(BASE_DIR)}\n"
         "daemon off;\nworker_processes 1;\n"
-        f"pid {NGINX_DIR / 'nginx.pid'};\nerror_log stderr warn;\n"
+        f"pid {directory / 'nginx.pid'};\nerror_log stderr warn;\n"
         "events {\n    worker_connections 4096;\n}\n"
         "http {\n    access_log off;\n"
         f"{temp_paths}"
-        f"    include {NGINX_DIR / 'marketflux.conf'};\n}}\n"
+        f"    include {directory / 'marketflux.conf'};\n}}\n"
     )
     return conf
 

@@ -1,0 +1,1 @@
+"""Reference apps bench/api.py serves beside MarketFlux's API, in the same run."""
