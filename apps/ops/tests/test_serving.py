@@ -215,6 +215,12 @@ def test_pages_rest_static_files_and_health_are_served_on_one_origin(stack, sess
     anonymous = requests.get(f"{stack.site}/api/v1/stocks/AAPL/price", timeout=10)
     assert anonymous.status_code == 401  # MARKETFLUX_PUBLIC_READ=0: the login counted above
     assert requests.get(f"{stack.site}/health", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(f"{stack.site}/ready", timeout=10)
+    assert ready.status_code == 200, ready.text  # database, Redis, broker, worker, ticks
+    # nginx gives each request its own id, whatever the client sent, and the app answers it.
+    traced = requests.get(f"{stack.site}/health", headers={"X-Request-ID": "client-made"},
+                          timeout=10)  # fmt: skip
+    assert re.fullmatch(r"[0-9a-f]{32}", traced.headers["X-Request-ID"])
 
 
 async def first_ticks(ws: ClientConnection, symbols: set[str]) -> set[str]:
