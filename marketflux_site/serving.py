@@ -55,9 +55,11 @@ def asgi_processes() -> int:
 def web_command(host: str, port: int) -> list[str]:
     """granian's WSGI server on host:port, with the configured processes and threads.
 
-    granian rather than gunicorn: on this project's 2-core machine the same app served
-    /price about a tenth faster (docs/benchmarks.md#api), HTTP parsing and keep-alive
-    being granian's Rust code. A worker that dies is started again by granian itself.
+    granian rather than gunicorn: in every run of bench/api.py on this project's 2-core
+    machine, the same app with the same processes and threads served more /price requests
+    on granian than on gunicorn's gthread workers (docs/benchmarks.md#api); granian parses
+    HTTP and keeps connections alive in Rust. A worker that dies is started again by
+    granian itself.
     """
     return [
         sys.executable, "-m", "granian", "--interface", "wsgi",
