@@ -1,14 +1,15 @@
-"""WebSocket fan-out of /ws/market against a live Daphne with the real pipeline running.
+"""WebSocket fan-out of /ws/market against a live Daphne with the real pipeline running,
+beside the `websockets` library's broadcast server relaying the same batches.
 
-    python bench/ws_fanout.py [--quick] [--clients 100,1000] [--duration 45]
-                              [--slow-duration 300] [--client-procs 1]
+    python bench/ws_fanout.py [--quick] [--clients 1000,5000] [--duration 45]
+                              [--slow-duration 300] [--client-procs 1] [--no-anchor]
     (make bench runs it with real services: DATABASE_URL and REDIS_URL)
 
 The stack is the real one, on a fresh bench database (`<database>_bench`) with the default
 five symbols: a Celery worker (`--pool solo`) and beat ticking every 0.5 s (the default
 TICK_INTERVAL), and one Daphne process (DEBUG=0) serving /ws/market.
 
-Fan-out, for 100 and then 1,000 concurrent clients (websockets 17, in one client process
+Fan-out, for 1,000 and then 5,000 concurrent clients (websockets 17, in one client process
 unless --client-procs says more), each subscribed to "*":
 
 * delivered tick messages/s and frames/s (every frame is a JSON array; ticks of one
@@ -27,6 +28,13 @@ unless --client-procs says more), each subscribed to "*":
 * Daphne RSS per connection: (RSS once N clients are connected and subscribed - RSS just
   before they connected) / N; and the most RSS seen during the window (a backlog shows);
 * CPU of Daphne, the worker and the client process(es) over the window.
+
+The anchor: at each client count, right after MarketFlux's phase, the same clients connect
+to a server written with the `websockets` library (`anchor_server`, a process of its own):
+it joins the pipeline's `market` group once through the same channel layer, answers the
+subscribe, and writes each batch to every client with `websockets.broadcast` (one JSON
+encode per batch, the library's framing and writes). The same measures, the same gap check
+against the Tick table; the report gives MarketFlux's latency divided by the anchor's.
 
 Slow readers: 10 clients that subscribe to "*" and then never read (raw sockets doing the
 WebSocket handshake with a 4 KiB SO_RCVBUF), beside 10 clients that read normally, for
@@ -94,7 +102,7 @@ MAX_CATCH_UP = 60.0
 RESULTS_TIMEOUT = 180.0
 SLOW_RCVBUF = 4096
 SAMPLE_EVERY = 10.0  # s between RSS samples in the slow-reader phase
-TARGET_P99_MS_AT_1000 = 100.0
+TARGET_P99_MS = {1000: 100.0, 5000: 250.0}  # the issue's targets, by client count
 TARGET_RSS_GROWTH_PCT = 10.0
 
 
@@ -497,6 +505,72 @@ def server_side_queues(server_port: int, client_ports: set[int]) -> dict[int, tu
     return out
 
 
+# --- The anchor: the `websockets` library's broadcast server ----------------------------------
+
+
+def anchor_server(port: int) -> None:
+    """`python bench/ws_fanout.py --anchor-server PORT` (the stack's environment): a server
+    written with the `websockets` library that relays the pipeline's batches to every client.
+
+    It joins the `market` group once through the same channel layer as Daphne, answers a
+    client's first message with `subscribed` to "*", and sends each batch (and each
+    overview) as one JSON array with `websockets.broadcast`: one encode per batch, the
+    library's framing and writes, no backpressure and no per-client filtering.
+    """
+    import django
+
+    django.setup()
+    raise_open_files_limit()
+    asyncio.run(_anchor_main(port))
+
+
+async def _anchor_main(port: int) -> None:
+    from channels.layers import get_channel_layer
+    from websockets.asyncio.server import broadcast, serve
+
+    clients: set = set()
+    subscribed = orjson.dumps([{"type": "subscribed", "symbols": ["*"]}]).decode()
+
+    async def handler(ws) -> None:
+        try:
+            await ws.recv()  # the subscribe: everyone gets everything
+            await ws.send(subscribed)
+            clients.add(ws)
+            await ws.wait_closed()
+        finally:
+            clients.discard(ws)
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("market", channel)
+    async with serve(handler, "127.0.0.1", port, compression=None, max_size=2**16,
+                     backlog=CONNECT_CONCURRENCY * 4):  # fmt: skip
+        print(f"anchor serving on {port}", flush=True)
+        while True:
+            message = await layer.receive(channel)
+            if message["type"] == "market.batch":
+                broadcast(clients, orjson.dumps(message["messages"]).decode())
+            elif message["type"] == "market.overview":
+                broadcast(clients, orjson.dumps([message["overview"]]).decode())
+
+
+def start_anchor(stack: Stack) -> tuple[str, int]:
+    """The anchor server as one of the stack's processes; (its ws:// URL, its pid)."""
+    from apps.ops import processes
+
+    port = processes.free_port()
+    proc = stack.start("anchor", [__file__, "--anchor-server", str(port)])
+
+    def listening() -> bool:
+        stack.check_alive()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    wait_until(listening, timeout=60, what="the anchor server")
+    return f"ws://127.0.0.1:{port}/", proc.pid
+
+
 # --- The phases --------------------------------------------------------------------------------
 
 
@@ -561,10 +635,12 @@ def _pcts(values: list[float]) -> dict:
 
 
 def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, procs: int,
-                 stack: Stack, daphne_pid: int) -> dict:  # fmt: skip
+                 stack: Stack, daphne_pid: int, server: str = "daphne") -> dict:  # fmt: skip
+    """`n` clients of `ws_url` for one window; `daphne_pid` is the server measured (RSS,
+    CPU under the name `server`: Daphne, or the anchor)."""
     from apps.market import keys
 
-    print(f"\n{n} clients: connecting", flush=True)
+    print(f"\n{n} clients of {server}: connecting", flush=True)
     _wait_quiet(daphne_pid)
     rss_idle = _rss_now(daphne_pid)
     dropped_before = _redis_int(keys.WS_TICKS_DROPPED)
@@ -582,7 +658,7 @@ def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, pr
         t1 = t0 + duration
         fleet.start_window(t0, t1, symbols)
         time.sleep(max(0.0, t0 - time.time()))
-        meter = CpuMeter({"daphne": daphne_pid, "worker": stack.procs["worker"].pid,
+        meter = CpuMeter({server: daphne_pid, "worker": stack.procs["worker"].pid,
                           **fleet.pids}).start()  # fmt: skip
         rss_samples = []
         while time.time() < t1:
@@ -611,6 +687,7 @@ def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, pr
             label = f"close {c['close_code']}" if c["close_code"] else c["error"]
             closed[label] = closed.get(label, 0) + 1
     result = {
+        "server": server,
         "clients": n,
         "connected": connected,
         "connect_seconds": connect_s,
@@ -647,10 +724,14 @@ def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, pr
     print(
         f"  {result['ticks_per_s_delivered']:.0f} ticks/s delivered, latency p50 "
         f"{lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms, {len(gaps)} clients with gaps, "
-        f"daphne {cpu['daphne']:.0f}% cpu, caught up {_secs(catch_up)} after the window",
+        f"{server} {cpu[server]:.0f}% cpu, caught up {_secs(catch_up)} after the window",
         flush=True,
     )
     return result
+
+
+def _x(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio is not None else "-"
 
 
 def _secs(value: float | None) -> str:
@@ -786,7 +867,7 @@ def slow_phase(host: str, port: int, ws_url: str, *, symbols: list[str], slow: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--clients", default=None, help="comma-separated (default 100,1000)")
+    parser.add_argument("--clients", default=None, help="comma-separated (default 1000,5000)")
     parser.add_argument("--duration", type=float, default=None, help="s per fan-out window")
     parser.add_argument(
         "--slow-duration", type=float, default=None,
@@ -797,8 +878,16 @@ def main() -> None:
                         help="reading clients beside the slow ones")  # fmt: skip
     parser.add_argument("--client-procs", type=int, default=1,
                         help="processes the fan-out clients are split over")  # fmt: skip
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="skip the websockets broadcast server's phases")  # fmt: skip
+    parser.add_argument("--anchor-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    counts = [int(x) for x in (args.clients or ("50,200" if args.quick else "100,1000")).split(",")]
+    if args.anchor_server:  # the anchor's own process (see `start_anchor`)
+        anchor_server(args.anchor_server)
+        return
+    counts = [
+        int(x) for x in (args.clients or ("50,200" if args.quick else "1000,5000")).split(",")
+    ]
     duration = args.duration or (10.0 if args.quick else 45.0)
     slow_duration = args.slow_duration or (30.0 if args.quick else 300.0)
     raise_open_files_limit()
@@ -823,18 +912,27 @@ def main() -> None:
             url, daphne = stack.daphne()
             host, port = url.removeprefix("http://").split(":")
             ws_url = f"ws://{host}:{port}/ws/market"
-            print(f"stack up: Daphne {url} (pid {daphne.pid}), worker, beat; symbols {symbols}")
+            anchor_url, anchor_pid = start_anchor(stack) if not args.no_anchor else (None, None)
+            print(f"stack up: Daphne {url} (pid {daphne.pid}), worker, beat, anchor "
+                  f"{anchor_url} (pid {anchor_pid}); symbols {symbols}")  # fmt: skip
             wait_until(
                 lambda: stack.check_alive() or _all_priced(url, symbols),
                 timeout=90,
                 what="the first live ticks of every symbol",
             )
             time.sleep(2.0)
-            phases = [
-                fanout_phase(ws_url, n, symbols=symbols, duration=duration,
-                             procs=args.client_procs, stack=stack, daphne_pid=daphne.pid)
-                for n in counts
-            ]  # fmt: skip
+            phases = []
+            for n in counts:  # MarketFlux, then the anchor at the same count
+                phases.append(fanout_phase(
+                    ws_url, n, symbols=symbols, duration=duration, procs=args.client_procs,
+                    stack=stack, daphne_pid=daphne.pid,
+                ))  # fmt: skip
+                if anchor_url:
+                    phases.append(fanout_phase(
+                        anchor_url, n, symbols=symbols, duration=duration,
+                        procs=args.client_procs, stack=stack, daphne_pid=anchor_pid,
+                        server="anchor",
+                    ))  # fmt: skip
             slow = slow_phase(
                 host, int(port), ws_url, symbols=symbols, slow=args.slow_clients,
                 control=args.control_clients,
@@ -868,11 +966,13 @@ def main() -> None:
                 "quick": args.quick,
             },
             "targets": {
-                "latency_p99_ms_at_1000": TARGET_P99_MS_AT_1000,
+                "latency_p99_ms": TARGET_P99_MS,
                 "no_loss_for_clients_that_keep_up": True,
                 "rss_flat_within_pct": TARGET_RSS_GROWTH_PCT,
             },
             "fanout": phases,
+            "anchor": "websockets 17 broadcast server, one process, relaying the market group",
+            "against_anchor": anchor_ratios(phases),
             "slow_readers": slow,
             "server_errors_logged": server_errors,
         },
@@ -888,6 +988,24 @@ def _all_priced(url: str, symbols: list[str]) -> bool:
     return set(symbols) <= priced
 
 
+def anchor_ratios(phases: list[dict]) -> list[dict]:
+    """Per client count: MarketFlux's latency p50 and p99 divided by the anchor's."""
+    out = []
+    for ours in phases:
+        if ours.get("server", "daphne") != "daphne":
+            continue
+        anchor = next((p for p in phases if p.get("server") == "anchor"
+                       and p["clients"] == ours["clients"]), None)  # fmt: skip
+        if anchor is None:
+            continue
+        ratio = {}
+        for q in ("p50", "p99"):
+            a, b = ours["latency_ms"][q], anchor["latency_ms"][q]
+            ratio[q] = a / b if a is not None and b else None
+        out.append({"clients": ours["clients"], "latency_ratio": ratio})
+    return out
+
+
 def report(phases: list[dict], slow: dict, symbols: list[str]) -> None:
     cores = os.cpu_count()
     print(
@@ -901,28 +1019,37 @@ def report(phases: list[dict], slow: dict, symbols: list[str]) -> None:
     for p in phases:
         lat, first, spread = p["latency_ms"], p["first_receiver_latency_ms"], p["fanout_spread_ms"]
         target = "-"
-        if p["clients"] >= 1000:
-            good = (lat["p99"] or 1e9) < TARGET_P99_MS_AT_1000 and p["missing_ticks"] == 0
-            target = f"p99 < {TARGET_P99_MS_AT_1000:g} ms, no loss: {'met' if good else 'MISSED'}"
+        server = p.get("server", "daphne")
+        goal = TARGET_P99_MS.get(p["clients"])
+        if goal and server == "daphne":
+            good = (lat["p99"] or 1e9) < goal and p["missing_ticks"] == 0
+            target = f"p99 < {goal:g} ms, no loss: {'met' if good else 'MISSED'}"
         rows.append([
-            p["clients"], p["connected"], p["ticks_per_s_delivered"], p["frames_per_s_delivered"],
+            server, p["clients"], p["connected"], p["ticks_per_s_delivered"],
+            p["frames_per_s_delivered"],
             lat["p50"], lat["p99"], lat["max"], first["p50"], first["p99"], spread["p99"],
             f"{p['clients_with_gaps']}/{p['missing_ticks']}", p["server_ticks_dropped"],
-            p["rss_per_connection_kb"], p["cpu_pct"]["daphne"],
+            p["rss_per_connection_kb"], p["cpu_pct"][server],
             sum(v for k, v in p["cpu_pct"].items() if k.startswith("clients")), target,
         ])  # fmt: skip
     print_table(
-        "fan-out on /ws/market (latency = receive time - tick ts, every tick of every client)",
-        ["clients", "conn", "ticks/s", "frames/s", "p50 ms", "p99 ms", "max ms", "1st p50",
-         "1st p99", "spread p99", "gaps cl/ticks", "srv dropped", "KiB/conn", "daphne %cpu",
-         "client %cpu", "target"],
+        "fan-out on /ws/market and on the anchor (latency = receive time - tick ts, every "
+        "tick of every client)",
+        ["server", "clients", "conn", "ticks/s", "frames/s", "p50 ms", "p99 ms", "max ms",
+         "1st p50", "1st p99", "spread p99", "gaps cl/ticks", "srv dropped", "KiB/conn",
+         "server %cpu", "client %cpu", "target"],
         rows,
     )  # fmt: skip
+    for r in anchor_ratios(phases):
+        q = r["latency_ratio"]
+        print(f"{r['clients']} clients: /ws/market latency / anchor's: p50 "
+              f"{_x(q['p50'])}, p99 {_x(q['p99'])}")  # fmt: skip
     rows = []
     for p in phases:
         pl = p["pipeline"]
         rows.append([
-            p["clients"], p["db_ticks_in_window"], p["slots_in_window"], pl["batches"],
+            p.get("server", "daphne"), p["clients"], p["db_ticks_in_window"],
+            p["slots_in_window"], pl["batches"],
             pl["lag_ms"]["p50"], pl["lag_ms"]["p99"], pl["ingest_ms"]["p50"],
             pl["ingest_ms"]["p99"], p["cpu_pct"]["worker"], p["cpu_pct"]["machine"],
             p["rss_idle_mb"], p["rss_with_clients_mb"], p["rss_window_max_mb"], p["duplicates"],
@@ -930,14 +1057,15 @@ def report(phases: list[dict], slow: dict, symbols: list[str]) -> None:
         ])  # fmt: skip
     print_table(
         "the same windows: pipeline (slot -> worker start lag, ingest time), machine, memory",
-        ["clients", "db ticks", "slots", "batches", "lag p50", "lag p99", "ingest p50",
+        ["server", "clients", "db ticks", "slots", "batches", "lag p50", "lag p99", "ingest p50",
          "ingest p99", "worker %cpu", "machine %cpu", "rss idle MB", "rss conn. MB",
          "rss max MB", "dupes", "out of order"],
         rows,
     )  # fmt: skip
     for p in phases:
         print(
-            f"{p['clients']} clients: the slowest client's latency by 5 s of the window "
+            f"{p.get('server', 'daphne')}, {p['clients']} clients: the slowest client's "
+            f"latency by 5 s of the window "
             f"{p['slowest_client_ms_by_5s']} ms; every client had every tick of the window "
             f"{_secs(p['catch_up_after_window_s'])} after it ended"
         )
