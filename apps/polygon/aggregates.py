@@ -1,6 +1,8 @@
 """The gateway's aggregate events (docs/polygon.md#websocket): `AM` from the stored
-1-minute bars, read once per process for all its sockets, and `A` summed per socket from
-the trades it receives. The consumer (`consumers.py`) only routes batches to them."""
+1-minute bars, read once per process for all its sockets, and `A` summed once per process
+from the trades of the batches. Which socket may have which closed second or minute is
+decided per socket by the batch its subscription began with (`need`); the feed
+(`feed.py`) routes batches to them."""
 
 from __future__ import annotations
 
@@ -117,15 +119,23 @@ minute_bars = MinuteBars()
 
 
 class SecondAggregates:
-    """A socket's `A` events, summed from the trades it receives: a second goes out when a
-    trade of a later second arrives. The first second a socket sees of a symbol is not sent
-    (it may have joined in the middle of it); every one after it is whole, because every
-    batch reaches the socket, whatever its outbox later coalesces."""
+    """`A` events summed once per process from the trades of the batches, for the symbols any
+    local socket wants: a second closes when a trade of a later second arrives.
+
+    Which socket may have a closed second (`need`): one whose subscription covered the
+    symbol since a batch no later than the last batch with a trade of the second before it.
+    Such a socket saw a trade of an earlier second, so it saw this second from its first
+    trade: the rule of docs/polygon.md ("the first second a socket sees of a symbol is not
+    sent; every one after it is whole"), without summing per socket. The first second
+    summed here has no second before it and goes to no one.
+    """
 
     def __init__(self) -> None:
-        self.open: dict[str, messages.SecondOfTrades] = {}
+        # symbol -> [the open second, the last batch with a trade in it, its `need`]
+        self.open: dict[str, list] = {}
 
-    def add(self, ticks: list[dict], wanted: set[str]) -> list[dict]:
+    def add(self, ticks: list[dict], wanted: set[str], seq: int) -> list[tuple[dict, int]]:
+        """The batch numbered `seq`: the seconds it closes, as `(A event, need)`."""
         every = "*" in wanted
         closed = []
         for tick in ticks:
@@ -135,16 +145,50 @@ class SecondAggregates:
             micros = messages.tick_micros(tick["ts"])
             start = micros - micros % messages.SECOND_US
             current = self.open.get(symbol)
-            if current is None or start > current.start:
-                if current is not None and current.whole:
-                    closed.append(messages.second_agg(symbol, current))
-                self.open[symbol] = messages.SecondOfTrades.of(
-                    start, tick, whole=current is not None
-                )
-            elif start == current.start:
-                current.add(tick)
+            if current is None or start > current[0].start:
+                if current is not None and current[2] is not None:
+                    closed.append((messages.second_agg(symbol, current[0]), current[2]))
+                need = current[1] if current is not None else None
+                second = messages.SecondOfTrades.of(start, tick, whole=need is not None)
+                self.open[symbol] = [second, seq, need]
+            elif start == current[0].start:
+                current[0].add(tick)
+                current[1] = seq
         return closed
 
     def keep_only(self, wanted: set[str]) -> None:
         if "*" not in wanted:
             self.open = {s: agg for s, agg in self.open.items() if s in wanted}
+
+
+class MinuteCloser:
+    """The minutes the batches close, once per process, for the symbols any local socket
+    wants `AM` of: a symbol's minute closes with its first tick of a later minute. A socket
+    may have a minute's `AM` (`need`) if its subscription covered the symbol by the last
+    batch with a tick in that minute: it saw a tick of the minute, as docs/polygon.md has
+    it."""
+
+    def __init__(self) -> None:
+        self.minutes: dict[str, list[int]] = {}  # symbol -> [minute µs, last batch with a tick]
+
+    def add(self, ticks: list[dict], wanted: set[str], seq: int) -> list[tuple[str, int, int]]:
+        """The batch numbered `seq`: the minutes it closes, as `(symbol, minute µs, need)`."""
+        every = "*" in wanted
+        closed = []
+        for tick in ticks:
+            symbol = tick["symbol"]
+            if not (every or symbol in wanted):
+                continue
+            minute = messages.minute_of(tick["ts"])
+            last = self.minutes.get(symbol)
+            if last is None or minute > last[0]:
+                if last is not None:
+                    closed.append((symbol, last[0], last[1]))
+                self.minutes[symbol] = [minute, seq]
+            elif minute == last[0]:
+                last[1] = seq
+        return closed
+
+    def keep_only(self, wanted: set[str]) -> None:
+        if "*" not in wanted:
+            self.minutes = {s: m for s, m in self.minutes.items() if s in wanted}

@@ -4,11 +4,14 @@
 `/ws/market` sends frames that are JSON arrays of messages: the ticks of the symbols a
 client subscribed to (one frame per pipeline batch), an `overview` about once a second, and
 answers to what the client sends.
+
+The consumers own their connections: authentication, the first messages, the client's
+messages and the flood limits. What the pipeline publishes is written by the process's
+broadcaster (`broadcast.py`), where each socket has its place by feed and subscription.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -16,7 +19,6 @@ from datetime import datetime
 
 import orjson
 from asgiref.sync import sync_to_async
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -26,31 +28,30 @@ from apps.market.messages import history_tick, overview_message
 from apps.market.models import TICKER_PATTERN, Symbol
 from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
-from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
-from apps.streaming.outbox import Outbox, SocketFlow
-from apps.streaming.publisher import (
-    ALERTS_EVENT,
-    MARKET_BATCH_EVENT,
-    MARKET_OVERVIEW_EVENT,
-    STOCK_TICKS_EVENT,
-    watch_symbol,
+from apps.streaming.broadcast import (
+    ALERTS,
+    ALL,
+    ARRAY,
+    EACH,
+    MARKET,
+    NOTHING,
+    STOCKS,
+    Framing,
+    SkipSeen,
+    Socket,
+    broadcaster,
 )
+from apps.streaming.outbox import SocketFlow
+from apps.streaming.publisher import watch_symbol
 
 logger = logging.getLogger(__name__)
 
-GROUP_EVENTS = frozenset(
-    {ALERTS_EVENT, MARKET_BATCH_EVENT, MARKET_OVERVIEW_EVENT, STOCK_TICKS_EVENT}
-)
 SNAPSHOT_TICKS = 120  # the history a /ws/stocks/{symbol} snapshot carries
 MAX_MESSAGE_BYTES = 64 * 1024
 FLOOD_MESSAGES_PER_SECOND = 20
 # Replies (acks, errors) waiting for a client that does not read: past this, it is closed.
 MAX_PENDING_REPLIES = 2 * FLOOD_MESSAGES_PER_SECOND
 UNKNOWN_LISTED = 50  # an error names at most this many unknown symbols
-
-
-def _dumps(payload: object) -> str:
-    return orjson.dumps(payload).decode()
 
 
 @database_sync_to_async
@@ -82,18 +83,23 @@ def _known_tickers() -> set[str]:
 
 
 class FeedConsumer(AsyncWebsocketConsumer):
-    """Authentication, the outbox and its sender, shared by both feeds."""
+    """Authentication, the socket's place in the broadcaster and the flood limits, shared by
+    both feeds (and the gateway's `/stocks`).
+
+    The consumer owns the connection; what the pipeline publishes reaches the socket through
+    the process's broadcaster (`apps/streaming/broadcast.py`), not through the consumer.
+    """
+
+    channel_layer_alias = None  # no channel per socket: the broadcaster receives for all
+    framing: Framing = ARRAY
 
     def open_flow(self) -> None:
-        """The socket's outbox, write gate and flood window (before it is accepted); the
-        sender starts with `start_sending` once the socket may receive messages."""
-        self.outbox = Outbox()
+        """The socket's write gate, its place with the broadcaster (held until `start`) and
+        its flood window, before it is accepted."""
         self.recent: deque[float] = deque(maxlen=FLOOD_MESSAGES_PER_SECOND + 1)
         self.gate = SocketFlow.attach(self.base_send)
-        self.sender: asyncio.Task | None = None
-
-    def start_sending(self) -> None:
-        self.sender = asyncio.get_running_loop().create_task(self._send_forever())
+        self.socket = Socket.attach(self.base_send, self.gate, self.framing)
+        self.broadcaster = broadcaster()
 
     async def connect(self) -> None:
         self.open_flow()
@@ -108,47 +114,28 @@ class FeedConsumer(AsyncWebsocketConsumer):
         # What the client sends before it has been answered waits in the kernel, not here.
         self.gate.reading(False)
         if await self.start():
-            self.start_sending()
             self.gate.reading(True)
 
     async def start(self) -> bool:
-        """Join groups and queue the first messages; False when the socket was closed."""
+        """Join the broadcaster's feeds and start the socket with its first messages; False
+        when the socket was closed."""
         raise NotImplementedError
 
-    async def dispatch(self, message: dict) -> None:
-        """Group messages go straight to their handler.
-
-        Channels first hops to its database thread to close stale connections before
-        every message, for every consumer: at 1,000 sockets, 3,000 hops a second and half
-        of Daphne's CPU. Our group handlers touch no database (what does goes through
-        `database_sync_to_async`, which cleans up itself), so only the socket's own events
-        (connect, receive, disconnect) take Channels' path.
-        """
-        if message["type"] in GROUP_EVENTS:
-            await getattr(self, get_handler_name(message))(message)
-        else:
-            await super().dispatch(message)
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Close the connection: nothing more is written to it."""
+        if hasattr(self, "socket"):
+            self.socket.close()
+        await super().close(code=code, reason=reason)
 
     async def disconnect(self, code: int) -> None:
-        if self.sender is not None:
-            self.sender.cancel()
-        if self.outbox.dropped:
-            await sync_to_async(redis_client().incrby)(keys.WS_TICKS_DROPPED, self.outbox.dropped)
-            logger.info("socket closed (%s); %d ticks dropped", code, self.outbox.dropped)
-
-    def frames(self, pending: list[dict]) -> list[object]:
-        """How pending messages go out: one frame each unless a feed says otherwise."""
-        return pending
-
-    async def _send_forever(self) -> None:
-        while True:
-            await self.outbox.ready.wait()
-            await self.gate.wait()  # the client reads again: its newest ticks go out
-            for frame in self.frames(self.outbox.take()):
-                await self.send(text_data=_dumps(frame))
-
-    def queue_ticks(self, ticks: list[dict]) -> None:
-        self.outbox.add_ticks(ticks, coalesce=not self.gate.is_open)
+        if not hasattr(self, "socket"):
+            return
+        self.socket.close()
+        await self.broadcaster.leave(self.socket)
+        dropped = self.socket.outbox.dropped
+        if dropped:
+            await sync_to_async(redis_client().incrby)(keys.WS_TICKS_DROPPED, dropped)
+            logger.info("socket closed (%s); %d ticks dropped", code, dropped)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         """Answer a client message, unless the client floods or never reads its answers."""
@@ -157,15 +144,15 @@ class FeedConsumer(AsyncWebsocketConsumer):
         flooding = (
             len(self.recent) > FLOOD_MESSAGES_PER_SECOND and now - self.recent[0] < 1.0
         ) or self.gate.backlog() > FLOOD_MESSAGES_PER_SECOND  # more waiting than a second's
-        if flooding or len(self.outbox.others) >= MAX_PENDING_REPLIES:
+        if flooding or len(self.socket.outbox.others) >= MAX_PENDING_REPLIES:
             await self.close(code=close_codes.FLOODING)
             self.gate.drop()
             # A dropped (muted) connection never reports its disconnect to us: end the
-            # socket's groups and tasks now, as its disconnect would (raises StopConsumer).
+            # socket's place in the broadcaster now, as its disconnect would (raises
+            # StopConsumer).
             flooded = {"type": "websocket.disconnect", "code": close_codes.FLOODING}
             await self.websocket_disconnect(flooded)
-        for message in await self.answer(text_data, bytes_data):
-            self.outbox.add(message)
+        self.socket.send(await self.answer(text_data, bytes_data))
 
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
         return [messages.error("this feed takes no messages")]
@@ -174,6 +161,8 @@ class FeedConsumer(AsyncWebsocketConsumer):
 class StockConsumer(FeedConsumer):
     """`/ws/stocks/{symbol}`: a snapshot, then each tick of one symbol."""
 
+    framing = EACH
+
     async def start(self) -> bool:
         raw = self.scope["url_route"]["kwargs"]["symbol"]
         self.ticker = await _known_symbol(raw)
@@ -181,14 +170,13 @@ class StockConsumer(FeedConsumer):
             await self.close(code=close_codes.UNKNOWN_SYMBOL)
             return False
         # Join first, then read the snapshot, so no tick falls between the two; ticks the
-        # snapshot already holds are skipped below.
-        await self.channel_layer.group_add(ticks_group(self.ticker), self.channel_name)
-        self.groups.append(ticks_group(self.ticker))
+        # snapshot already holds are skipped (`SkipSeen`).
+        await self.broadcaster.join(self.socket, STOCKS, self.ticker)
         await sync_to_async(watch_symbol)(self.ticker, 1)
         self.watching = True
         snapshot = await _stock_snapshot(self.ticker)
-        self.seen = {t["ts"] for t in snapshot["history"]} | {snapshot["ts"]}
-        self.outbox.add(snapshot)
+        seen = {t["ts"] for t in snapshot["history"]} | {snapshot["ts"]}
+        self.socket.start([snapshot], keep=SkipSeen(seen))
         return True
 
     async def disconnect(self, code: int) -> None:
@@ -196,47 +184,20 @@ class StockConsumer(FeedConsumer):
             await sync_to_async(watch_symbol)(self.ticker, -1)
         await super().disconnect(code)
 
-    async def stock_ticks(self, event: dict) -> None:
-        ticks = event["messages"]
-        if self.seen:
-            ticks = [t for t in ticks if t["ts"] not in self.seen]
-            if ticks:
-                self.seen = set()
-        self.queue_ticks(ticks)
-
 
 class MarketConsumer(FeedConsumer):
     """`/ws/market`: ticks of the subscribed symbols, the overview, the signed-in user's
-    alerts, answers."""
+    alerts, answers. Every frame is a JSON array."""
 
     async def start(self) -> bool:
         self.all_symbols = False
         self.symbols: set[str] = set()
-        groups = [MARKET_GROUP]
+        await self.broadcaster.join(self.socket, MARKET, NOTHING)
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
-            groups.append(alerts_group(user.pk))
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups += groups  # Channels leaves them on disconnect
-        self.outbox.replace(await _overview())
+            await self.broadcaster.join(self.socket, ALERTS, user.pk)
+        self.socket.start(latest=await _overview())
         return True
-
-    def frames(self, pending: list[dict]) -> list[object]:
-        return [pending]  # one frame, a JSON array, per drain of the outbox
-
-    async def market_batch(self, event: dict) -> None:
-        ticks = event["messages"]
-        if not self.all_symbols:
-            ticks = [t for t in ticks if t["symbol"] in self.symbols]
-        self.queue_ticks(ticks)
-
-    async def market_overview(self, event: dict) -> None:
-        self.outbox.replace(event["overview"])
-
-    async def alerts_fired(self, event: dict) -> None:
-        for alert in event["alerts"]:  # never coalesced: each one is news
-            self.outbox.add(alert)
 
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
         raw = text.encode() if text is not None else data or b""
@@ -278,6 +239,10 @@ class MarketConsumer(FeedConsumer):
             self.all_symbols, self.symbols = False, known - named
         else:
             self.symbols -= named
+        # The new set takes effect with the next message the broadcaster delivers; the
+        # answer is written before it (nothing awaits between here and the write).
+        key = ALL if self.all_symbols else frozenset(self.symbols)
+        self.broadcaster.move(self.socket, MARKET, key)
         current = ["*"] if self.all_symbols else sorted(self.symbols)
         replies.append(messages.subscribed(current))
         return replies
@@ -290,6 +255,8 @@ class NoSuchFeed(AsyncWebsocketConsumer):
     and answers with an HTTP 500; a client deserves the same clear "not found" as for an
     unknown symbol.
     """
+
+    channel_layer_alias = None  # it takes no group messages
 
     async def connect(self) -> None:
         await self.accept()

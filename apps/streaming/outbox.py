@@ -3,11 +3,12 @@
 (And what comes in: `SocketFlow` also lets a consumer see and stop a client that sends
 faster than it is answered.)
 
-Daphne writes whatever a consumer sends straight into Twisted's transport buffer, which
-grows without limit when the client does not read. So a socket's sender waits on a
-`SocketFlow` (Twisted calls it when the buffer passes 64 KiB and again when it drains), and
-while it waits, new ticks replace older ones of the same symbol in the `Outbox`: at most
-one pending tick per symbol, the rest counted as dropped.
+Daphne writes whatever it is given straight into Twisted's transport buffer, which grows
+without limit when the client does not read. So the broadcaster (`broadcast.py`) writes to a
+socket only while its `SocketFlow` is open (Twisted closes it when the buffer passes 64 KiB
+and opens it again when it has drained); meanwhile what the socket would have got waits in
+its `Outbox`, where a newer tick replaces an older one of the same symbol: at most one
+pending tick per symbol, the rest counted as dropped.
 """
 
 from __future__ import annotations
@@ -15,11 +16,35 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable, Hashable, Iterable
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 logger = logging.getLogger(__name__)
+
+KEEP = 0  # an answer, an alert, a snapshot: never dropped
+LATEST = 1  # only the newest of its key matters (the overview)
+TICK = 2  # while the client is behind, only the newest of its key (its symbol) is kept
+
+
+class Item:
+    """One message as it goes out: encoded once (`data`, JSON), shared by every socket that
+    gets it. `key` is what it coalesces by; `ref` what a filter may look at (the tick
+    message); `need` a feed's condition on who may have it (the gateway's aggregates)."""
+
+    __slots__ = ("data", "key", "mode", "need", "ref")
+
+    def __init__(self, key: Hashable, data: bytes, mode: int = TICK, ref: object = None,
+                 need: int | None = None) -> None:  # fmt: skip
+        self.key = key
+        self.data = data
+        self.mode = mode
+        self.ref = ref
+        self.need = need
+
+    def __repr__(self) -> str:
+        return f"Item({self.key!r}, {self.data[:40]!r}, {self.mode})"
 
 
 @implementer(IPushProducer)
@@ -27,9 +52,10 @@ class SocketFlow:
     """Open while the socket's write buffer has room; a Twisted push producer."""
 
     def __init__(self) -> None:
-        self._open = asyncio.Event()
-        self._open.set()
+        self._open = True
         self._protocol = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_resume: Callable[[], None] | None = None  # called (soon) when it opens again
 
     @classmethod
     def attach(cls, send) -> SocketFlow:
@@ -41,12 +67,13 @@ class SocketFlow:
         transport has one, so it is replaced.
         """
         gate = cls()
-        protocol = _daphne_protocol(send)
+        protocol = daphne_protocol(send)
         if hasattr(protocol, "registerProducer") and getattr(protocol, "transport", None):
             try:
                 protocol.unregisterProducer()
                 protocol.registerProducer(gate, True)
                 gate._protocol = protocol
+                gate._loop = asyncio.get_running_loop()
             except Exception:  # a transport that refuses: the gate stays open
                 logger.warning("no write flow control on this connection", exc_info=True)
         return gate
@@ -80,24 +107,33 @@ class SocketFlow:
         protocol.dropConnection(abort=False)  # the close frame still goes out first
 
     @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
+    def attached(self) -> bool:
+        """Whether it follows a Daphne connection's write buffer."""
+        return self._protocol is not None
 
-    async def wait(self) -> None:
-        await self._open.wait()
+    @property
+    def is_open(self) -> bool:
+        return self._open
 
     # IPushProducer, called by Twisted on the event loop thread.
     def pauseProducing(self) -> None:
-        self._open.clear()
+        self._open = False
 
     def resumeProducing(self) -> None:
-        self._open.set()
+        self._open = True
+        if self.on_resume is not None:
+            # Not from inside Twisted's write callback: on the loop's next turn.
+            (self._loop or asyncio.get_running_loop()).call_soon(self._resumed)
 
     def stopProducing(self) -> None:
-        self._open.set()
+        self._open = True  # the connection is gone: nothing waits on it any more
+
+    def _resumed(self) -> None:
+        if self._open and self.on_resume is not None:
+            self.on_resume()
 
 
-def _daphne_protocol(send):
+def daphne_protocol(send):
     """The protocol in Daphne's send callable, through Channels' session wrapper."""
     for _ in range(10):
         if isinstance(send, functools.partial):
@@ -110,39 +146,42 @@ def _daphne_protocol(send):
 
 
 class Outbox:
-    """Messages waiting for one socket: ticks by symbol, then everything else."""
+    """Items waiting for one socket: the others in order, the newest of each `LATEST` key,
+    then ticks by key."""
+
+    __slots__ = ("dropped", "latest", "others", "ticks")
 
     def __init__(self) -> None:
-        self.ticks: dict[str, list[dict]] = {}
-        self.others: list[dict] = []
-        self.latest: dict[str, dict] = {}  # messages where only the newest matters, by type
+        self.others: list[Item] = []
+        self.latest: dict[Hashable, Item] = {}
+        self.ticks: dict[Hashable, list[Item]] = {}
         self.dropped = 0
-        self.ready = asyncio.Event()
 
-    def add_ticks(self, messages: list[dict], *, coalesce: bool) -> None:
-        """Queue ticks; with `coalesce` (the client is behind) keep only the newest each."""
-        for message in messages:
-            pending = self.ticks.setdefault(message["symbol"], [])
-            if coalesce and pending:
-                self.dropped += len(pending)
-                pending.clear()
-            pending.append(message)
-        if messages:
-            self.ready.set()
+    def add(self, items: Iterable[Item], *, coalesce: bool) -> None:
+        """Queue items; with `coalesce` (the client is behind) keep only the newest tick of
+        each key."""
+        for item in items:
+            mode = item.mode
+            if mode == TICK:
+                pending = self.ticks.get(item.key)
+                if pending is None:
+                    self.ticks[item.key] = [item]
+                    continue
+                if coalesce:
+                    self.dropped += len(pending)
+                    pending.clear()
+                pending.append(item)
+            elif mode == LATEST:
+                self.latest[item.key] = item
+            else:
+                self.others.append(item)
 
-    def add(self, message: dict) -> None:
-        self.others.append(message)
-        self.ready.set()
-
-    def replace(self, message: dict) -> None:
-        """Queue a message that supersedes any pending one of its type (the overview)."""
-        self.latest[message["type"]] = message
-        self.ready.set()
-
-    def take(self) -> list[dict]:
+    def take(self) -> list[Item]:
         out = self.others + list(self.latest.values())
         for pending in self.ticks.values():
             out += pending
         self.others, self.latest, self.ticks = [], {}, {}
-        self.ready.clear()
         return out
+
+    def __bool__(self) -> bool:
+        return bool(self.others or self.latest or self.ticks)

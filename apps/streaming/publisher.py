@@ -16,10 +16,11 @@ from apps.market import keys
 from apps.ops.redis_client import redis_client
 from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
 
-MARKET_BATCH_EVENT = "market.batch"  # handler name on consumers: market_batch
-STOCK_TICKS_EVENT = "stock.ticks"  # handler name on consumers: stock_ticks
-MARKET_OVERVIEW_EVENT = "market.overview"  # handler name on consumers: market_overview
-ALERTS_EVENT = "alerts.fired"  # handler name on consumers: alerts_fired
+# The group messages' types; the process's broadcaster (`broadcast.py`) routes them to feeds.
+MARKET_BATCH_EVENT = "market.batch"  # to `market`: {"messages": a batch's tick messages}
+STOCK_TICKS_EVENT = "stock.ticks"  # to `ticks.<SYMBOL>`: {"messages": that symbol's}
+MARKET_OVERVIEW_EVENT = "market.overview"  # to `market`: {"overview": ...}
+ALERTS_EVENT = "alerts.fired"  # to `alerts.user.<id>`: {"user": id, "alerts": [...]}
 
 
 def watch_symbol(symbol: str, delta: int) -> None:
@@ -126,7 +127,9 @@ async def _send(
         body = {k: v for k, v in event.items() if k != "owner"}
         by_owner[event["owner"]].append(alert(body))
     sends += [
-        layer.group_send(alerts_group(owner), {"type": ALERTS_EVENT, "alerts": fired})
+        layer.group_send(
+            alerts_group(owner), {"type": ALERTS_EVENT, "user": owner, "alerts": fired}
+        )
         for owner, fired in by_owner.items()
     ]
     await asyncio.gather(*sends)
