@@ -2,15 +2,16 @@
 beside the `websockets` library's broadcast server relaying the same batches.
 
     python bench/ws_fanout.py [--quick] [--clients 1000,5000] [--duration 45]
-                              [--slow-duration 300] [--client-procs 1] [--no-anchor]
+                              [--slow-duration 300] [--client-procs 2] [--no-anchor]
     (make bench runs it with real services: DATABASE_URL and REDIS_URL)
 
 The stack is the real one, on a fresh bench database (`<database>_bench`) with the default
 five symbols: a Celery worker (`--pool solo`) and beat ticking every 0.5 s (the default
 TICK_INTERVAL), and one Daphne process (DEBUG=0) serving /ws/market.
 
-Fan-out, for 1,000 and then 5,000 concurrent clients (websockets 17, in one client process
-unless --client-procs says more), each subscribed to "*":
+Fan-out, for 1,000 and then 5,000 concurrent clients (websockets 17, split over two client
+processes unless --client-procs says otherwise: one cannot read 5,000 sockets' frames), each
+subscribed to "*":
 
 * delivered tick messages/s and frames/s (every frame is a JSON array; ticks of one
   pipeline batch share a frame, the overview comes about once a second);
@@ -876,7 +877,7 @@ def main() -> None:
     parser.add_argument("--slow-clients", type=int, default=10)
     parser.add_argument("--control-clients", type=int, default=10,
                         help="reading clients beside the slow ones")  # fmt: skip
-    parser.add_argument("--client-procs", type=int, default=1,
+    parser.add_argument("--client-procs", type=int, default=2,
                         help="processes the fan-out clients are split over")  # fmt: skip
     parser.add_argument("--no-anchor", action="store_true",
                         help="skip the websockets broadcast server's phases")  # fmt: skip
@@ -961,8 +962,8 @@ def main() -> None:
                 "tick_interval": TICK_INTERVAL,
                 "symbols": symbols,
                 "worker": "celery worker --pool solo, celery beat",
-                "client": "websockets 17 asyncio, compression off, one process per "
-                f"{args.client_procs} share; raw sockets for slow readers",
+                "client": f"websockets 17 asyncio, compression off, {args.client_procs} "
+                "client processes sharing the fan-out clients; raw sockets for slow readers",
                 "quick": args.quick,
             },
             "targets": {

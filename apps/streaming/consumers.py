@@ -139,6 +139,8 @@ class FeedConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         """Answer a client message, unless the client floods or never reads its answers."""
+        if self.socket.closed:  # closed by us (4401, 4404): its messages go unanswered
+            return
         now = time.monotonic()
         self.recent.append(now)
         flooding = (
