@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 CITING = ["apps", "marketflux_site", "static", "templates", "bench"]
 SUFFIXES = {".py", ".js", ".html", ".css", ".mjs", ".toml", ".txt"}
-CITATION = re.compile(r"docs/([a-z_-]+\.md)(?:#([a-z0-9-]+))?")
+CITATION = re.compile(r"docs/([a-z_-]+\.md)(?:#([a-z0-9_-]+))?")
 
 
 def _anchors(markdown: str) -> set[str]:
