@@ -8,6 +8,7 @@ from apps.ops import views as ops_views
 
 urlpatterns = [
     path("", dashboard_views.home, name="home"),
+    re_path(r"^sparklines/?$", dashboard_views.sparklines, name="sparklines"),
     # Symbol pages answer with and without the trailing slash (no redirect), like the API.
     re_path(r"^stocks/?$", dashboard_views.search, name="stock-search"),
     re_path(r"^stocks/(?P<symbol>[^/]+)/$", dashboard_views.symbol, name="stock"),

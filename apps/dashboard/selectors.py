@@ -26,20 +26,19 @@ FIRST_PAINT_CANDLES = 500
 OVERLAYS = {"sma": "SMA 20", "ema": "EMA 20", "bb": "Bollinger 20/2"}  # the chart's, in order
 DEFAULT_OVERLAYS = frozenset({"sma"})
 SPARKLINE_MINUTES = 30
+# The market page's first paint: this many table rows as HTML (the first screen), every
+# symbol as JSON data; sparklines of further rows are read as they scroll into view.
+FIRST_SCREEN_ROWS = 20
+MAX_SPARKLINE_SYMBOLS = 200  # per request of the page's sparklines endpoint
 RECENT_ANOMALIES = 10
 RECENT_ANOMALY_WINDOW = timedelta(hours=1)  # bounds the scan: one hour of snapshots per symbol
 MAX_CHART_MARKERS = 200
-# Change % buckets of the heatmap's diverging scale: -5..5, each BUCKET_STEP wide.
-BUCKET_STEP = 0.5
-BUCKETS = 5
-
-
-def change_bucket(change_pct: float | None) -> int | None:
-    """The colour step of a change % (the JS in overview.js uses the same rule)."""
-    if change_pct is None:
-        return None
-    step = int(abs(change_pct) / BUCKET_STEP + 0.5)  # round half away from zero
-    return max(-BUCKETS, min(BUCKETS, step if change_pct >= 0 else -step))
+# The market page's embedded rows: one array per symbol, in this order (sector: an index
+# into the page's list of sectors), so 5,000 symbols do not repeat 5,000 sets of keys.
+OVERVIEW_COLUMNS = (
+    "symbol", "name", "sector", "price", "change", "change_pct", "volume", "rsi_14", "anomaly",
+)  # fmt: skip
+NO_SECTOR = "Other"
 
 
 def canonical_ticker(raw: str) -> str | None:
@@ -75,7 +74,6 @@ CROSS JOIN LATERAL (
     WHERE m.symbol_id = s.ticker AND m.interval = '1m' AND m.ts >= %(since)s
     ORDER BY m.ts DESC LIMIT %(limit)s
 ) AS b
-ORDER BY s.ticker, b.ts
 """
 
 # Per symbol, its anomalous snapshots of the last hour: a bounded range of the (symbol, ts) key.
@@ -91,34 +89,36 @@ ORDER BY a.ts DESC LIMIT %(limit)s
 """
 
 
-def sparklines(tickers: list[str], *, now: datetime | None = None) -> dict[str, list[dict]]:
-    """The closes of each ticker's last SPARKLINE_MINUTES 1-minute bars, oldest first."""
-    if not tickers:
-        return {}
+def sparklines(tickers: list[str], *, now: datetime | None = None) -> dict[str, dict]:
+    """Each ticker's closes of the SPARKLINE_MINUTES 1-minute buckets up to now's: `start`
+    (the first bucket's time) and `closes`, one per minute, null where no bar was."""
     now = now or datetime.now(UTC)
-    since = now - timedelta(minutes=SPARKLINE_MINUTES)
-    out: dict[str, list[dict]] = {t: [] for t in tickers}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SPARKLINES, {"tickers": tickers, "since": since, "limit": SPARKLINE_MINUTES}
-        )
-        for ticker, ts, close in cursor.fetchall():
-            out[ticker].append({"t": int(ts.timestamp()), "v": close})
-    return out
+    first = now.replace(second=0, microsecond=0) - timedelta(minutes=SPARKLINE_MINUTES - 1)
+    out = {t: [None] * SPARKLINE_MINUTES for t in tickers}
+    if tickers:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SPARKLINES, {"tickers": tickers, "since": first, "limit": SPARKLINE_MINUTES}
+            )
+            for ticker, ts, close in cursor.fetchall():
+                index = int((ts - first).total_seconds()) // 60
+                if 0 <= index < SPARKLINE_MINUTES:
+                    out[ticker][index] = close
+    start = messages.format_ts(first)
+    return {t: {"start": start, "closes": closes} for t, closes in out.items()}
 
 
-def sparkline_points(values: list[float], *, width: int = 100, height: int = 24) -> str:
-    """SVG polyline points for a sparkline (overview.js draws live ones the same way)."""
-    if not values:
+def sparkline_points(closes: list[float | None], *, width: int = 100, height: int = 24) -> str:
+    """SVG polyline points of a sparkline, one x step per minute (static/js/table.js draws
+    live ones the same way)."""
+    known = [(i, v) for i, v in enumerate(closes) if v is not None]
+    if not known:
         return ""
-    if len(values) == 1:
-        values = [values[0], values[0]]
+    values = [v for _, v in known]
     low, high = min(values), max(values)
     span = (high - low) or 1.0
-    step = width / (len(values) - 1)
-    return " ".join(
-        f"{i * step:.1f},{height - (v - low) / span * height:.1f}" for i, v in enumerate(values)
-    )
+    step = width / (len(closes) - 1 or 1)
+    return " ".join(f"{i * step:.1f},{height - (v - low) / span * height:.1f}" for i, v in known)
 
 
 def recent_anomalies(tickers: list[str], *, now: datetime | None = None) -> list[dict]:
@@ -137,67 +137,57 @@ def recent_anomalies(tickers: list[str], *, now: datetime | None = None) -> list
         ]
 
 
-def _reference(state: dict) -> float | None:
-    """The price a symbol's change is against (docs/contracts.md#sessions)."""
-    prev_close = state.get("prev_close")
-    return prev_close if prev_close is not None else state.get("session_open")
-
-
 def overview_page() -> dict:
-    """Everything the market page paints first: one row per active symbol, grouped views.
+    """What the market page paints first: the first screen of table rows as HTML, every
+    active symbol as compact JSON data (OVERVIEW_COLUMNS), the movers and anomalies.
 
-    The overview itself is `market.market_overview()` (the shape `/ws/market` sends), joined
-    with the Symbol rows (name, sector) and the hot state's session change.
+    The overview itself is `messages.overview` (the shape `/ws/market` sends), joined with
+    the Symbol rows (name, sector) and the hot state's session change.
     """
-    symbols = {
-        row["ticker"]: row
-        for row in Symbol.objects.filter(active=True)
-        .order_by("ticker")
-        .values("ticker", "name", "sector", "exchange")
-    }
-    tickers = list(symbols)
+    active = Symbol.objects.filter(active=True).order_by("ticker")
+    symbols = list(active.values_list("ticker", "name", "sector"))
+    tickers = [t for t, _, _ in symbols]
     hot = market.hot_states(tickers)
     overview = messages.overview(hot, now=datetime.now(UTC))
-    lines = sparklines(tickers)
-    rows = []
-    for entry in overview["symbols"]:
-        ticker = entry["symbol"]
-        state = hot.get(ticker) or {}
-        closes = [p["v"] for p in lines.get(ticker, [])]
-        rows.append(
-            {
-                **entry,
-                "name": symbols[ticker]["name"],
-                "sector": symbols[ticker]["sector"] or "Other",
-                "change": state.get("change"),
-                "reference": _reference(state),
-                "ts": state.get("ts"),
-                "bucket": change_bucket(entry["change_pct"]),
-                "sparkline": sparkline_points(closes),
-            }
-        )
-    sectors: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: (r["sector"], r["symbol"])):
-        sectors.setdefault(row["sector"], []).append(row)
+    sectors = sorted({sector or NO_SECTOR for _, _, sector in symbols})
+    index = {sector: i for i, sector in enumerate(sectors)}
+    data = []
+    for (ticker, name, sector), entry in zip(symbols, overview["symbols"], strict=True):
+        change = (hot.get(ticker) or {}).get("change")
+        values = [entry[k] for k in ("price", "change_pct", "volume", "rsi_14", "anomaly")]
+        data.append([ticker, name, index[sector or NO_SECTOR], values[0], change, *values[1:]])
+    first = data[:FIRST_SCREEN_ROWS]
+    lines = sparklines([row[0] for row in first])
+    rows = [
+        {**dict(zip(OVERVIEW_COLUMNS, row, strict=True)), "position": i + 2,
+         "sparkline": sparkline_points(lines[row[0]]["closes"])}
+        for i, row in enumerate(first)
+    ]  # fmt: skip
+    del overview["symbols"], overview["anomalies"]  # in `data`; the list is the page's own
     return {
         "overview": overview,
         "rows": rows,
-        "sectors": sectors,
+        "blank_row": {**dict.fromkeys(OVERVIEW_COLUMNS), "symbol": "", "name": ""},
+        "count": len(data),
         "anomalies": recent_anomalies(tickers),
         "sparkline_minutes": SPARKLINE_MINUTES,
         "initial": {
-            "symbols": {
-                r["symbol"]: {
-                    "name": r["name"],
-                    "sector": r["sector"],
-                    "reference": r["reference"],
-                    "spark": lines.get(r["symbol"], []),
-                }
-                for r in rows
-            },
-            "overview": overview,
+            "columns": OVERVIEW_COLUMNS,
+            "sectors": sectors,
+            "rows": data,
+            "sparklines": {t: lines[t] for t, *_ in first},
+            "sparkline_minutes": SPARKLINE_MINUTES,
         },
     }
+
+
+def page_sparklines(raw: str) -> dict[str, dict] | None:
+    """The sparklines the market page asks for (`?symbols=A,B`), or None for a bad list:
+    empty, over MAX_SPARKLINE_SYMBOLS, or not tickers. Unknown tickers get empty closes."""
+    tickers = list(dict.fromkeys(canonical_ticker(t) for t in raw.split(",") if t))
+    if not tickers or len(tickers) > MAX_SPARKLINE_SYMBOLS or None in tickers:
+        return None
+    return sparklines(tickers)
 
 
 def anomaly_times(symbol: str, *, since: datetime, limit: int = MAX_CHART_MARKERS) -> list[str]:

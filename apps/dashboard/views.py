@@ -8,6 +8,7 @@ from django.http import (
     HttpResponse,
     HttpResponsePermanentRedirect,
     HttpResponseRedirect,
+    JsonResponse,
 )
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -19,6 +20,16 @@ from apps.dashboard import selectors
 def home(request: HttpRequest) -> HttpResponse:
     """The market overview, painted with live values from the hot state."""
     return render(request, "dashboard/home.html", selectors.overview_page())
+
+
+def sparklines(request: HttpRequest) -> HttpResponse:
+    """The market page's sparklines of the rows scrolled into view: `?symbols=A,B` (up to
+    MAX_SPARKLINE_SYMBOLS) answers `{"minutes", "sparklines": {symbol: {start, closes}}}`."""
+    found = selectors.page_sparklines(request.GET.get("symbols", ""))
+    if found is None:
+        limit = selectors.MAX_SPARKLINE_SYMBOLS
+        return JsonResponse({"symbols": [f"1 to {limit} tickers, comma-separated"]}, status=400)
+    return JsonResponse({"minutes": selectors.SPARKLINE_MINUTES, "sparklines": found})
 
 
 def symbol(request: HttpRequest, symbol: str) -> HttpResponse:

@@ -3,8 +3,9 @@
 // changes a value's look. The one price formatter of the browser: `price`.
 
 export const DASH = "—";
-const grouped = (digits) =>
-  new Intl.NumberFormat("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const formats = {}; // made once: making one costs far more than using it
+const grouped = (digits) => (formats[digits] ??=
+  new Intl.NumberFormat("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }));
 const two = grouped(2);
 const four = grouped(4);
 const whole = grouped(0);
@@ -42,12 +43,17 @@ export function show(symbol, field, text, { dir, value } = {}) {
   }
 }
 
-/** Briefly flash a price that moved: colour plus an arrow, for readers who cannot tell the colours apart. */
+/** Flash a price that moved: colour plus an arrow, for readers who cannot tell colours
+ * apart. A twin animation restarts it without forcing a layout. */
+export function flashCell(el, up) {
+  const name = up ? "flash-up" : "flash-down";
+  const again = el.classList.contains(name) ? `${name}-2` : name;
+  el.classList.remove("flash-up", "flash-down", "flash-up-2", "flash-down-2");
+  el.classList.add(again);
+  el.dataset.move = up ? "up" : "down";
+}
+
+/** Flash every element showing the price of `symbol`. */
 export function flash(symbol, up) {
-  for (const el of cells(symbol, "price")) {
-    el.classList.remove("flash-up", "flash-down");
-    void el.offsetWidth; // restart the animation
-    el.classList.add(up ? "flash-up" : "flash-down");
-    el.dataset.move = up ? "up" : "down";
-  }
+  for (const el of cells(symbol, "price")) flashCell(el, up);
 }

@@ -1,6 +1,6 @@
 // The header's symbol search: suggestions that match a ticker's start or any part of the
 // company's name ("micro" finds MSFT), from the known symbols the page lists in its
-// <datalist>. Enter (or a click) on a suggestion opens it; anything else is submitted to
+// <datalist> (or, on the market page, in its data). Enter (or a click) on a suggestion opens it; anything else is submitted to
 // /stocks/?q=, which resolves a ticker or a name the same way (apps/dashboard/views.search).
 
 const MAX_SUGGESTIONS = 8;
@@ -18,11 +18,17 @@ export function matchSymbols(known, query) {
 }
 
 const go = (ticker) => location.assign(`/stocks/${encodeURIComponent(ticker)}/`);
+const known = [];
+
+/** More symbols to suggest ({ticker, name}): the market page lists them in its data. */
+export function addKnownSymbols(symbols) {
+  known.push(...symbols);
+}
 
 export function initSearch(form) {
   const input = form.elements.q;
   const list = document.getElementById(input.getAttribute("list") ?? "");
-  const known = [...(list?.options ?? [])].map((o) => ({ ticker: o.value, name: o.label }));
+  addKnownSymbols([...(list?.options ?? [])].map((o) => ({ ticker: o.value, name: o.label })));
   input.removeAttribute("list"); // our suggestions replace the browser's
 
   const box = document.createElement("ul");

@@ -195,9 +195,10 @@ function drawMarkers() {
   container.dataset.markers = String(buckets.length);
 }
 
-function setCandles(results) {
-  candles = results.map((r) => ({ time: toTime(r.ts), open: r.open, high: r.high, low: r.low,
-    close: r.close, volume: r.volume }));
+const toCandle = (r) => ({ time: toTime(r.ts), open: r.open, high: r.high, low: r.low,
+  close: r.close, volume: r.volume });
+function setCandles(results, older = false) {
+  candles = older ? [...results.map(toCandle), ...candles] : results.map(toCandle);
   candleSeries.setData(candles.map(({ volume, ...ohlc }) => ohlc));
   volumeSeries.setData(candles.map(volumeBar));
   drawStudies();
@@ -206,20 +207,51 @@ function setCandles(results) {
   container.dataset.interval = interval;
 }
 
+// History loads as the reader scrolls (or zooms) back: LIMIT more candles whenever they move
+// the view to near the first one, until the bars endpoint has no older ones.
 let loading = 0;
+let older = null; // the request for older candles under way
+let oldest = false; // the first stored candle is in the chart
+let engaged = false; // the reader has moved the chart (not a resize or a fit)
+for (const kind of ["pointerdown", "wheel", "touchstart", "keydown"]) {
+  container.addEventListener(kind, () => { engaged = true; }, { passive: true });
+}
+const bars = (next, end = "") => fetch(`/api/v1/stocks/${encodeURIComponent(SYMBOL)}/bars`
+  + `?interval=${next}&limit=${LIMIT}${end && `&end=${end}`}`, { headers: { Accept: "application/json" } })
+  .then((answer) => {
+    if (!answer.ok) throw new Error(`bars: HTTP ${answer.status}`);
+    return answer.json();
+  });
+chart.timeScale().subscribeVisibleLogicalRangeChange((range) => {
+  if (!engaged || !range || range.from > 50 || older || oldest || !candles.length) return;
+  const ticket = loading;
+  const first = candles[0].time;
+  older = bars(interval, new Date(first * 1000).toISOString()).then((body) => {
+    if (ticket !== loading) return; // the interval changed meanwhile
+    const more = body.results.filter((r) => toTime(r.ts) < first);
+    oldest = more.length < LIMIT;
+    if (!more.length) return;
+    const scale = chart.timeScale();
+    const view = scale.getVisibleLogicalRange();
+    setCandles(more, true);
+    if (Math.abs(scale.getVisibleLogicalRange().from - view.from) < 1) { // the same bars in view
+      scale.setVisibleLogicalRange({ from: view.from + more.length, to: view.to + more.length });
+    }
+  }).catch(() => {}).finally(() => { older = null; });
+});
+
 async function loadBars(next) {
   const ticket = ++loading;
+  oldest = false;
   container.dataset.state = "loading";
-  const url = `/api/v1/stocks/${encodeURIComponent(SYMBOL)}/bars?interval=${next}&limit=${LIMIT}`;
   try {
-    const answer = await fetch(url, { headers: { Accept: "application/json" } });
-    if (!answer.ok) throw new Error(`bars: HTTP ${answer.status}`);
-    const body = await answer.json();
+    const body = await bars(next);
     if (ticket !== loading) return; // a newer switch won
     interval = next;
     setCandles(body.results);
     keepInUrl();
     chartTs = null; // the bars hold every stored tick; the next live one moves them on
+    engaged = false;
     chart.timeScale().fitContent();
     container.dataset.state = "loaded";
   } catch (error) {

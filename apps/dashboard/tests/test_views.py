@@ -64,14 +64,18 @@ class Elements(HTMLParser):
         super().__init__()
         self.elements: list[dict] = []
         self._open: list[dict] = []
+        self._template = 0
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         element = {"tag": tag, "attrs": dict(attrs), "text": ""}
-        self.elements.append(element)
+        if not self._template:  # a <template>'s content is not on the page
+            self.elements.append(element)
+        self._template += tag == "template"
         if tag not in {"input", "link", "meta", "br", "img", "option", "polyline"}:
             self._open.append(element)
 
     def handle_endtag(self, tag: str) -> None:
+        self._template -= tag == "template"
         while self._open:
             if self._open.pop()["tag"] == tag:
                 break
@@ -116,20 +120,27 @@ def signed(value: float, suffix: str = "") -> str:
 # --- The market overview ---------------------------------------------------------------------
 
 
+def overview_rows(initial: dict) -> dict[str, dict]:
+    """The market page's embedded rows, by symbol, as dicts of its columns."""
+    columns = initial["columns"]
+    rows = {row[0]: dict(zip(columns, row, strict=True)) for row in initial["rows"]}
+    for row in rows.values():
+        row["sector"] = initial["sectors"][row["sector"]]
+    return rows
+
+
 def test_the_overview_paints_every_symbol_with_its_hot_state(client, live_market):
     html = client.get("/").content.decode()
     for ticker in TICKERS:
         hot = live_market[ticker]
         assert hot is not None
-        assert f"{hot['price']:,.2f}" in live_values(html, ticker, "price")
+        assert live_values(html, ticker, "price") == [f"{hot['price']:,.2f}"]
         assert signed(hot["change_pct"], "%") in live_values(html, ticker, "change_pct")
         assert live_values(html, ticker, "change") == [signed(hot["change"])]
         assert live_values(html, ticker, "volume") == [f"{hot['volume']:,}"]
         assert live_values(html, ticker, "rsi_14") == [f"{hot['indicators']['rsi_14']:,.1f}"]
     names = Symbol.objects.values_list("name", flat=True)
     assert all(name.replace("&", "&amp;") in html for name in names)
-    for sector in {"Technology", "Communication Services", "Consumer Discretionary"}:
-        assert f'aria-label="{sector}"' in html
     # The jump made AAPL an anomaly: its badge shows, it is in the latest anomalies.
     assert live_market["AAPL"]["indicators"]["anomaly"] is True
     badge = re.search(
@@ -139,23 +150,111 @@ def test_the_overview_paints_every_symbol_with_its_hot_state(client, live_market
     assert not badge.group(1), "the badge is not hidden"
     anomalies = re.search(r'data-list="anomalies">(.*?)</ol>', html, re.S).group(1)
     assert "AAPL" in anomalies
-    # The data the page's script starts from is the same overview.
+    # The data the page's script starts from: every symbol's values at full precision, its
+    # name and sector, and the first screen's sparklines from the minute bars.
     initial = json_script(html, "overview-initial")
-    assert {s["symbol"] for s in initial["overview"]["symbols"]} == set(TICKERS)
-    aapl = live_market["AAPL"]
-    assert initial["symbols"]["AAPL"]["reference"] == pytest.approx(aapl["price"] - aapl["change"])
-    assert initial["symbols"]["AAPL"]["spark"], "a sparkline from the minute bars"
+    rows = overview_rows(initial)
+    assert set(rows) == set(TICKERS)
+    for ticker, row in rows.items():
+        hot = live_market[ticker]
+        assert row["price"] == hot["price"]
+        assert row["change"] == hot["change"]
+        assert row["change_pct"] == hot["change_pct"]
+        assert row["volume"] == hot["volume"]
+        assert row["rsi_14"] == hot["indicators"]["rsi_14"]
+        assert row["anomaly"] is hot["indicators"]["anomaly"]
+        symbol = Symbol.objects.get(ticker=ticker)
+        assert (row["name"], row["sector"]) == (symbol.name, symbol.sector)
+    assert {"Technology", "Communication Services", "Consumer Discretionary"} <= set(
+        initial["sectors"]
+    )
+    spark = initial["sparklines"]["AAPL"]
+    assert len(spark["closes"]) == selectors.SPARKLINE_MINUTES
+    assert spark["closes"][-1] == live_market["AAPL"]["price"], "the current minute's close"
+    assert spark["start"].endswith(":00Z")
 
 
-def test_the_heatmap_colours_by_a_diverging_scale_and_lists_the_movers(client, live_market):
+def test_the_first_paint_has_the_first_screen_of_rows_and_the_rest_as_data(client, market):
+    """At market scale the page stays small: rows for the first screen, every symbol in the
+    page's data, the header's suggestions from that data instead of a <datalist>."""
+    from apps.market.services import symbols_seed
+
+    tickers = [f"Z{i:03d}" for i in range(3 * selectors.FIRST_SCREEN_ROWS)]
+    symbols_seed(tickers=tickers)
     html = client.get("/").content.decode()
-    tiles = [e for e in parse(html) if e["attrs"].get("data-field") == "tile"]
-    assert {t["attrs"]["data-symbol"] for t in tiles} == set(TICKERS)
-    for tile in tiles:
-        pct = live_market[tile["attrs"]["data-symbol"]]["change_pct"]
-        assert tile["attrs"]["data-bucket"] == str(selectors.change_bucket(pct))
-    assert [selectors.change_bucket(p) for p in (5.0, 9.0, -0.3, 0.1, -0.26)] == [5, 5, -1, 0, -1]
-    assert selectors.change_bucket(None) is None
+    rows = re.findall(r'<tr data-row="([A-Z0-9]+)" aria-rowindex="(\d+)"', html)
+    shown = sorted([*TICKERS, *tickers])[: selectors.FIRST_SCREEN_ROWS]
+    assert rows == [(t, str(i + 2)) for i, t in enumerate(shown)]
+    assert f'aria-rowcount="{len(tickers) + len(TICKERS) + 1}"' in html
+    initial = json_script(html, "overview-initial")
+    assert len(initial["rows"]) == len(tickers) + len(TICKERS)
+    assert set(initial["sparklines"]) == set(shown)
+    assert "<option value=" not in html  # no <datalist> of every symbol
+    assert '<option value="AAPL"' in client.get("/stocks/AAPL/").content.decode()
+
+
+def test_the_sparklines_of_rows_scrolled_into_view(client, live_market):
+    answer = client.get("/sparklines", {"symbols": "aapl,MSFT,NOPE"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["minutes"] == selectors.SPARKLINE_MINUTES
+    assert set(body["sparklines"]) == {"AAPL", "MSFT", "NOPE"}
+    aapl = body["sparklines"]["AAPL"]
+    assert aapl["closes"][-1] == live_market["AAPL"]["price"]
+    assert body["sparklines"]["NOPE"]["closes"] == [None] * selectors.SPARKLINE_MINUTES
+    html = client.get("/").content.decode()
+    assert aapl == json_script(html, "overview-initial")["sparklines"]["AAPL"]
+    assert client.get("/sparklines/", {"symbols": "AAPL"}).status_code == 200
+    too_many = ",".join(f"Z{i}" for i in range(selectors.MAX_SPARKLINE_SYMBOLS + 1))
+    for bad in ("", "AAPL,%00", "1AB", too_many):
+        answer = client.get("/sparklines", {"symbols": bad})
+        assert answer.status_code == 400, bad
+        assert "symbols" in answer.json()
+
+
+def test_sparkline_points_skip_minutes_without_a_bar():
+    assert selectors.sparkline_points([None, None]) == ""
+    assert selectors.sparkline_points([1.0, None, 3.0]) == "0.0,24.0 100.0,0.0"
+    assert selectors.sparkline_points([2.0, 2.0]) == "0.0,24.0 100.0,24.0"
+
+
+HEATMAP_SCRIPT = """
+const { pathToFileURL } = await import("node:url");
+const h = await import(pathToFileURL(process.argv[1]).href);
+const buckets = [5.0, 9.0, -0.3, 0.1, -0.26, null, -12].map(h.changeBucket);
+const weights = [50, 20, 10, 10, 5, 3, 1, 1];
+const tiles = h.squarify(weights.map((weight) => ({ weight })), 10, 20, 300, 200);
+process.stdout.write(JSON.stringify({ buckets, tiles }));
+"""
+
+
+def test_the_heatmap_colours_by_a_diverging_scale_and_lays_out_a_squarified_treemap():
+    """static/js/heatmap.js: the colour step of a change %, and tiles that fill their
+    rectangle without overlapping, each with an area in proportion to its weight."""
+    run = subprocess.run(
+        ["node", "--input-type=module", "-e", HEATMAP_SCRIPT,
+         str(BASE_DIR / "static/js/heatmap.js")],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    out = json.loads(run.stdout)
+    assert out["buckets"] == [5, 5, -1, 0, -1, None, -5]
+    tiles = out["tiles"]
+    area = 300 * 200
+    assert sum(t["w"] * t["h"] for t in tiles) == pytest.approx(area)
+    for t, weight in zip(tiles, [50, 20, 10, 10, 5, 3, 1, 1], strict=True):
+        assert t["w"] * t["h"] == pytest.approx(area * weight / 100)
+        assert 10 - 1e-9 <= t["x"] <= t["x"] + t["w"] <= 310 + 1e-9
+        assert 20 - 1e-9 <= t["y"] <= t["y"] + t["h"] <= 220 + 1e-9
+    for i, a in enumerate(tiles):
+        for b in tiles[i + 1 :]:
+            overlap_w = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+            overlap_h = min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"])
+            assert overlap_w <= 1e-9 or overlap_h <= 1e-9, (a, b)
+    assert max(max(t["w"] / t["h"], t["h"] / t["w"]) for t in tiles[:4]) < 3  # squarish
+
+
+def test_the_movers_are_the_overviews(client, live_market):
+    html = client.get("/").content.decode()
     assert 'value="volume" data-tile-size' in html  # the equal / by volume toggle
     gainers = re.search(r'data-list="top_gainers">(.*?)</ol>', html, re.S).group(1)
     assert "AAPL" in gainers  # +5 % on its last tick
@@ -279,9 +378,10 @@ def test_the_header_search_goes_to_the_symbol_page(client, market):
     assert response.status_code == 302
     assert response["Location"] == "/stocks/MSFT/"
     assert client.get("/stocks/", {"q": "no such!"}).status_code == 404
-    html = client.get("/").content.decode()
+    html = client.get("/stocks/AAPL/").content.decode()
     assert '<label for="symbol-search">' in html
-    # The suggestions name each symbol's company (static/js/search.js matches on it too).
+    # The suggestions name each symbol's company (static/js/search.js matches on it too);
+    # the market page has them in its data instead.
     for symbol in market:
         assert f'<option value="{symbol.ticker}" label="{symbol.name}">' in html.replace(
             "&amp;", "&"
@@ -380,17 +480,20 @@ def module_graph(*entries: str) -> set[Path]:
 
 def test_static_files_are_found_and_within_budget():
     assert finders.find("vendor/lightweight-charts/lightweight-charts.standalone.production.mjs")
-    for name in ("js/site.js", "js/feed.js", "js/overview.js", "js/symbol.js", "js/alerts.js",
-                 "js/search.js", "favicon.svg"):  # fmt: skip
+    for name in ("js/site.js", "js/feed.js", "js/overview.js", "js/table.js", "js/heatmap.js",
+                 "js/symbol.js", "js/alerts.js", "js/search.js", "favicon.svg"):  # fmt: skip
         assert finders.find(name), name
-    # What each page loads (base.html's site.js, the page's own script, the stylesheet) stays
-    # within the budget, lightweight-charts excluded (docs/benchmarks.md#pages).
-    css = BASE_DIR / "static/css/marketflux.css"
-    for page_script in ("overview.js", "symbol.js", "alerts.js", None):
+    # What each page loads (base.html's site.js and stylesheet, the page's own script and
+    # stylesheet) stays within the budget, lightweight-charts excluded
+    # (docs/benchmarks.md#pages).
+    css = BASE_DIR / "static/css"
+    pages = {"overview.js": [], "symbol.js": ["symbol.css"], "alerts.js": [], None: []}
+    for page_script, sheets in pages.items():
         files = module_graph("site.js", *([page_script] if page_script else []))
-        total = css.stat().st_size + sum(p.stat().st_size for p in files)
+        files |= {css / name for name in ["marketflux.css", *sheets]}
+        total = sum(p.stat().st_size for p in files)
         assert total < JS_CSS_BUDGET, f"{page_script}: its JS+CSS is {total:,} bytes"
-    own = [*(BASE_DIR / "static/js").glob("*.js"), css]
+    own = [*(BASE_DIR / "static/js").glob("*.js"), *css.glob("*.css")]
     for path in own:
         assert "console.log" not in path.read_text(), path
 
