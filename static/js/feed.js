@@ -9,8 +9,7 @@ const FINAL_CODES = new Set([4401, 4404]); // unauthorised, unknown symbol: retr
 
 const feeds = new Set();
 
-// The page's own origin, or the port the server names when WebSockets are served on a
-// second one (`make run` without a proxy: <meta name="marketflux-ws-port">).
+// The page's origin, or the second port a page names (make run without nginx).
 function wsUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const port = document.querySelector('meta[name="marketflux-ws-port"]')?.content;

@@ -1,5 +1,4 @@
-// The heatmap: a squarified treemap of every symbol on one canvas, by sector, coloured by
-// change % (the stylesheet's --h-5 … --h5). The update pass redraws the tiles that changed.
+// The heatmap: a squarified treemap by sector on one canvas; changed tiles are redrawn.
 
 import * as fmt from "./format.js";
 

@@ -1,5 +1,4 @@
-// The market page. Ticks land in a store (a record per symbol); an update pass, at most 4
-// times a second in an animation frame, shows them in the table (table.js) and the heatmap.
+// The market page: ticks land in a store; an update pass (≤ 4/s) shows them.
 
 import { marketFeed } from "./feed.js";
 import * as fmt from "./format.js";
