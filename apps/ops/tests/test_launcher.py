@@ -118,7 +118,9 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
         wait_for(lambda: sum(tick_counts(var_dir).values()) > counted + 10, timeout=60,
                  what="ticks from the restarted worker")  # fmt: skip
         home = requests.get(f"{site}/", timeout=5).text
-        assert home.count('data-field="price">') == 5
+        # Five rows of the market table, each with a price (the row template has no symbol).
+        prices = re.findall(r'data-symbol="[A-Z]+" data-field="price">([^<]*)<', home)
+        assert len(prices) == 5 and all(re.fullmatch(r"[\d,]+\.\d+", p) for p in prices), prices
         assert "no tick yet" not in home
 
         # The banner can be read again, with the admin login, and the per-task lines of

@@ -197,7 +197,9 @@ def test_pages_rest_static_files_and_health_are_served_on_one_origin(stack, sess
     price_url = f"{stack.site}/api/v1/stocks/aapl/price"
     wait_for(lambda: session.get(price_url, timeout=10).json()["price"] is not None,
              timeout=60, what="the first tick of AAPL")  # fmt: skip
-    assert session.get(f"{stack.site}/", timeout=10).text.count('data-field="price">') == 5
+    home = session.get(f"{stack.site}/", timeout=10).text
+    prices = dict(re.findall(r'data-symbol="([A-Z]+)" data-field="price">([^<]*)<', home))
+    assert len(prices) == 5 and re.fullmatch(r"[\d,]+\.\d+", prices["AAPL"]), prices
     symbol = session.get(f"{stack.site}/stocks/AAPL/", timeout=10)
     assert symbol.status_code == 200
     assert "AAPL" in symbol.text
