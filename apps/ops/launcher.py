@@ -446,7 +446,8 @@ def test(pytest_args: list[str]) -> int:
         os.environ["REDIS_URL"] = _with_redis_db(os.environ["REDIS_URL"], TEST_REDIS_DB)
     try:
         with services(scratch, durable=False):
-            proc = subprocess.Popen([PYTHON, "-m", "pytest", *pytest_args], cwd=BASE_DIR)
+            command = [PYTHON, "-m", "pytest", *_test_workers(pytest_args), *pytest_args]
+            proc = subprocess.Popen(command, cwd=BASE_DIR)
             try:
                 return proc.wait()
             except (_Stop, KeyboardInterrupt):
@@ -481,6 +482,18 @@ def bench(names: list[str]) -> int:
 
 
 TEST_REDIS_DB = 15
+
+
+def _test_workers(pytest_args: list[str]) -> list[str]:
+    """pytest-xdist's options, unless the arguments choose: one worker more than the cores,
+    since most long tests wait on the processes they start (the suite: 20 min in one process
+    on 2 cores, 8 min in three); a file's tests stay on one worker, sharing its module
+    fixtures. At most 8: each worker takes two Redis databases (apps/testing/xdist_redis.py)."""
+    chosen = ("-n", "--numprocesses", "--dist")
+    if any(a.startswith(chosen) or a == "no:xdist" for a in pytest_args):
+        return []
+    workers = os.environ.get("MARKETFLUX_TEST_WORKERS") or str(min(8, (os.cpu_count() or 1) + 1))
+    return ["-n", workers, "--dist", "loadfile"]
 
 
 def _with_redis_db(url: str, db: int) -> str:

@@ -49,7 +49,7 @@ def vendor_instance(tmp_path: Path, *, tick_interval: str = "0.5") -> Iterator[V
     admin = _with_path(ours, "/postgres")
     database_url = _with_path(ours, f"/{name}")
     db = int(urlsplit(settings.REDIS_URL).path.lstrip("/") or 0)
-    redis_url = _with_path(settings.REDIS_URL, f"/{(db + 1) % 16}")
+    redis_url = _with_path(settings.REDIS_URL, f"/{(db - 1) % 16}")  # apps/testing/xdist_redis.py
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

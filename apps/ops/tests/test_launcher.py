@@ -120,7 +120,8 @@ def test_make_run_serves_ticks_and_stops_cleanly_then_continues(tmp_path):
         home = requests.get(f"{site}/", timeout=5).text
         # Five rows of the market table, each with a price (the row template has no symbol).
         prices = re.findall(r'data-symbol="[A-Z]+" data-field="price">([^<]*)<', home)
-        assert len(prices) == 5 and all(re.fullmatch(r"[\d,]+\.\d+", p) for p in prices), prices
+        assert len(prices) == 5
+        assert all(re.fullmatch(r"[\d,]+\.\d+", p) for p in prices), prices
         assert "no tick yet" not in home
 
         # The banner can be read again, with the admin login, and the per-task lines of

@@ -199,7 +199,8 @@ def test_pages_rest_static_files_and_health_are_served_on_one_origin(stack, sess
              timeout=60, what="the first tick of AAPL")  # fmt: skip
     home = session.get(f"{stack.site}/", timeout=10).text
     prices = dict(re.findall(r'data-symbol="([A-Z]+)" data-field="price">([^<]*)<', home))
-    assert len(prices) == 5 and re.fullmatch(r"[\d,]+\.\d+", prices["AAPL"]), prices
+    assert len(prices) == 5
+    assert re.fullmatch(r"[\d,]+\.\d+", prices["AAPL"]), prices
     symbol = session.get(f"{stack.site}/stocks/AAPL/", timeout=10)
     assert symbol.status_code == 200
     assert "AAPL" in symbol.text
