@@ -172,11 +172,11 @@ STORAGES = {
 # the number of sockets, and each Daphne process copies it to its own consumers in memory;
 # the default layer instead writes one copy per consumer channel into Redis and drops
 # silently (logged at INFO) once a channel holds `capacity` messages. Delivery is
-# at-most-once, which suits ticks: a socket that reconnects gets a fresh snapshot, and our
-# consumers never block on a slow client (apps/streaming/consumers.py coalesces per
-# symbol), so their in-process queues stay short; our subclass decodes each group message
-# once per process instead of once per consumer. Hosts are dicts so redis-py's 5 s socket
-# timeout can be switched off: an idle subscription must not time out.
+# at-most-once, which suits ticks: a socket that reconnects gets a fresh snapshot. Each
+# process's broadcaster (apps/streaming/broadcast.py) is the one member of a group in that
+# process and never blocks on a slow socket (its outbox keeps the newest tick per symbol),
+# so the in-process queue stays short. Hosts are dicts so redis-py's 5 s socket timeout can
+# be switched off: an idle subscription must not time out.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "apps.streaming.layers.FanOutChannelLayer",
