@@ -25,6 +25,9 @@ Here, per process:
 - a socket whose write buffer is full (Twisted's 64 KiB, `SocketFlow`) gets nothing written:
   what it would have got waits in its `Outbox`, the newest tick per symbol, and goes out as
   one frame when the buffer has drained. A client that keeps up never waits there.
+- a conflated subscription (`/ws/market`'s `"every"`, key `Every`) is a set of its own: what
+  the feed gives it waits in the set's `Held`, the newest tick per symbol, and goes out to
+  every socket of the set as one shared frame once a period, from one flush loop per period.
 
 Off Daphne (Channels' test communicator, another ASGI server) frames go through the ASGI
 send in order (`AsgiSink`), as they did before the broadcaster.
@@ -403,7 +406,9 @@ def offer_all(sockets: dict[Socket, None], rendered: Rendered) -> None:
 
 
 class MarketFeed(Feed):
-    """`/ws/market`: keys are `ALL`, or the frozen set of subscribed symbols."""
+    """`/ws/market`: keys are `ALL`, or the frozen set of subscribed symbols. A conflated
+    set, `Every(key, period)`, reaches `deliver` under its `key`, its `Held` in place of its
+    sockets."""
 
     events = frozenset({MARKET_BATCH_EVENT, MARKET_OVERVIEW_EVENT})
 
@@ -479,12 +484,85 @@ class SkipSeen:
         return kept if len(kept) != len(items) else items
 
 
+# --- Conflated subscriptions ------------------------------------------------------------------
+
+MIN_PERIOD = 0.25  # seconds: the shortest and longest conflation periods a socket may ask for
+MAX_PERIOD = 60.0
+PERIOD_STEP = 0.25  # periods are rounded to this, so sockets share sets and flush loops
+
+
+def conflation_period(value: object) -> float:
+    """A subscription's `"every"` as the broadcaster takes it: seconds between flushes,
+    rounded to `PERIOD_STEP`, or 0 for every tick; ValueError for anything else (a bool,
+    a string, a number out of range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a number: {value!r}")
+    if value == 0:
+        return 0.0
+    if not MIN_PERIOD <= value <= MAX_PERIOD:  # NaN fails it too
+        raise ValueError(f"out of range: {value!r}")
+    return round(value / PERIOD_STEP) * PERIOD_STEP
+
+
+@dataclass(frozen=True, slots=True)
+class Every:
+    """A conflated subscription key: the feed's own `key`, flushed every `period` seconds.
+    Sockets with the same key and period share a `Held` and its frames."""
+
+    key: Hashable
+    period: float
+
+
+def plain(key: Hashable) -> Hashable:
+    """The feed's own key of a subscription key (conflated or not)."""
+    return key.key if isinstance(key, Every) else key
+
+
+class Held:
+    """What waits for the sockets of one conflated set until the next flush: the newest item
+    of each key (a symbol's tick, the overview), in the order the newest ones came in, and
+    items that are never coalesced (`KEEP`) in order. The feed offers it what it would
+    offer a socket of the set."""
+
+    __slots__ = ("keep", "newest")
+
+    def __init__(self) -> None:
+        self.newest: dict[tuple[int, Hashable], Item] = {}
+        self.keep: list[Item] = []
+
+    def offer(self, rendered: Rendered) -> None:
+        newest = self.newest
+        for item in rendered.items:
+            if item.mode == KEEP:
+                self.keep.append(item)
+            else:
+                key = (item.mode, item.key)
+                newest.pop(key, None)  # to the end: the order of the newest ones
+                newest[key] = item
+
+    def items(self) -> list[Item]:
+        return [*self.keep, *self.newest.values()]
+
+    def take(self) -> list[Item]:
+        items = self.items()
+        self.newest, self.keep = {}, []
+        return items
+
+    def __bool__(self) -> bool:
+        return bool(self.newest or self.keep)
+
+
 # --- The broadcaster ---------------------------------------------------------------------------
 
 
 class Broadcaster:
     """The process's fan-out, on the ASGI event loop: one channel, each needed group joined
-    once, each group message delivered to every local socket that wants it."""
+    once, each group message delivered to every local socket that wants it.
+
+    A conflated set (an `Every` key) is fed like any other, under the feed's own key, but
+    what the feed offers it goes to its `Held`; one flush loop per period sends each held
+    set of that period to its sockets (`_flush_every`).
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -493,12 +571,15 @@ class Broadcaster:
         self.task: asyncio.Task | None = None
         self.groups: dict[str, int] = {}  # group -> local sockets in it
         self.sets: dict[Feed, dict[Hashable, dict[Socket, None]]] = {}
+        self.held: dict[float, dict[tuple[Feed, Every], Held]] = {}  # by period
+        self.flushers: dict[float, asyncio.Task] = {}  # a flush loop per period held
+        self._views: dict[Feed, dict[Hashable, dict]] = {}  # what `deliver` gives each feed
         self._lock = asyncio.Lock()
 
     async def join(self, socket: Socket, feed: Feed, key: Hashable) -> None:
         """Add a socket to a feed under a subscription key; the group is joined (once per
         process) before this returns, so nothing published after it is missed."""
-        group = feed.group(key)
+        group = feed.group(plain(key))
         async with self._lock:
             if not self.groups.get(group):
                 if self.channel is None:
@@ -506,19 +587,22 @@ class Broadcaster:
                     self.task = self.loop.create_task(self._receive_forever(self.channel))
                 await self.layer.group_add(group, self.channel)
             self.groups[group] = self.groups.get(group, 0) + 1
-        self.sets.setdefault(feed, {}).setdefault(key, {})[socket] = None
-        socket.memberships[feed] = key
+        self._add(socket, feed, key)
 
     def move(self, socket: Socket, feed: Feed, key: Hashable) -> None:
-        """A socket's new subscription key within a feed (the same group)."""
+        """A socket's new subscription key within a feed (the same group). What was held
+        for it under a conflated key goes out first, as the old key's ticks would have."""
         old = socket.memberships[feed]
         if old == key:
             return
-        if feed.group(old) != feed.group(key):
+        if feed.group(plain(old)) != feed.group(plain(key)):
             raise ValueError(f"{feed!r}: {old!r} and {key!r} are in different groups")
+        if isinstance(old, Every):
+            held = self.held.get(old.period, {}).get((feed, old))
+            if held:
+                socket.offer(Rendered(held.items(), feed.framing))
         self._remove(socket, feed, old)
-        self.sets.setdefault(feed, {}).setdefault(key, {})[socket] = None
-        socket.memberships[feed] = key
+        self._add(socket, feed, key)
 
     async def leave(self, socket: Socket) -> None:
         """Take a socket out of every feed; groups no local socket needs are left."""
@@ -526,7 +610,7 @@ class Broadcaster:
         async with self._lock:
             for feed, key in memberships.items():
                 self._remove(socket, feed, key)
-                group = feed.group(key)
+                group = feed.group(plain(key))
                 self.groups[group] -= 1
                 if not self.groups[group]:
                     del self.groups[group]
@@ -537,15 +621,79 @@ class Broadcaster:
                 self.task.cancel()
                 self.task, self.channel = None, None
 
+    def _add(self, socket: Socket, feed: Feed, key: Hashable) -> None:
+        sets = self.sets.setdefault(feed, {})
+        if key not in sets:
+            sets[key] = {}
+            if isinstance(key, Every):
+                self._hold(feed, key)
+        sets[key][socket] = None
+        socket.memberships[feed] = key
+        self._views.pop(feed, None)
+
     def _remove(self, socket: Socket, feed: Feed, key: Hashable) -> None:
         sets = self.sets.get(feed, {})
         sockets = sets.get(key)
         if sockets is not None:
             sockets.pop(socket, None)
+            self._views.pop(feed, None)
             if not sockets:
                 del sets[key]
+                if isinstance(key, Every):
+                    self._unhold(feed, key)
                 if not sets:
                     feed.idle()
+
+    def _hold(self, feed: Feed, key: Every) -> None:
+        """A new conflated set: its `Held`, and its period's flush loop if none runs yet."""
+        self.held.setdefault(key.period, {})[(feed, key)] = Held()
+        if key.period not in self.flushers:
+            task = self.loop.create_task(self._flush_every(key.period))
+            self.flushers[key.period] = task
+
+    def _unhold(self, feed: Feed, key: Every) -> None:
+        """A conflated set without sockets: what it held is dropped, and the flush loop
+        of its period ends with the last set of the period."""
+        held = self.held.get(key.period, {})
+        held.pop((feed, key), None)
+        if not held:
+            self.held.pop(key.period, None)
+            task = self.flushers.pop(key.period, None)
+            if task is not None:
+                task.cancel()
+
+    async def _flush_every(self, period: float) -> None:
+        """The flush loop of one period: every `period` seconds (at least: the flush itself
+        comes on top), each set of that period that holds something gets it as one message,
+        its frames built once and shared by its sockets."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                for (feed, key), held in list(self.held.get(period, {}).items()):
+                    sockets = self.sets.get(feed, {}).get(key)
+                    if held and sockets:
+                        offer_all(sockets, Rendered(held.take(), feed.framing))
+            except Exception:  # one bad flush must not end the loop
+                logger.exception("could not flush the %s s conflated sets", period)
+
+    def _view(self, feed: Feed) -> dict[Hashable, dict]:
+        """A feed's sets as its `deliver` sees them: by the feed's own keys, a conflated
+        set's `Held` standing in for its sockets (beside the sockets of a plain set of the
+        same key). Without conflated sets, the sets themselves. Rebuilt after a change."""
+        view = self._views.get(feed)
+        if view is None:
+            sets = self.sets.get(feed, {})
+            view = sets
+            if any(isinstance(key, Every) for key in sets):
+                view = {}
+                for key, sockets in sets.items():
+                    if isinstance(key, Every):
+                        receivers = view.setdefault(key.key, {})
+                        receivers[self.held[key.period][(feed, key)]] = None
+                    else:
+                        view.setdefault(key, {}).update(sockets)
+            self._views[feed] = view
+        return view
 
     async def _receive_forever(self, channel: str) -> None:
         while True:
@@ -569,9 +717,8 @@ class Broadcaster:
             batch = Batch(message["messages"], _last_batch)
         feeds = [f for f, sets in self.sets.items() if sets and kind in f.events]
         for feed in sorted(feeds, key=lambda f: f.awaits):
-            sets = self.sets.get(feed)
-            if sets:
-                await feed.deliver(message, sets, batch)
+            if self.sets.get(feed):
+                await feed.deliver(message, self._view(feed), batch)
 
 
 _current: Broadcaster | None = None

@@ -2,8 +2,9 @@
 
 `/ws/stocks/{symbol}` sends a snapshot, then one `tick` frame per tick of that symbol.
 `/ws/market` sends frames that are JSON arrays of messages: the ticks of the symbols a
-client subscribed to (one frame per pipeline batch), an `overview` about once a second, and
-answers to what the client sends.
+client subscribed to (one frame per pipeline batch, or with `"every"` the newest tick per
+symbol once a period), an `overview` about once a second, and answers to what the client
+sends.
 
 The consumers own their connections: authentication, the first messages, the client's
 messages and the flood limits. What the pipeline publishes is written by the process's
@@ -34,12 +35,16 @@ from apps.streaming.broadcast import (
     ARRAY,
     EACH,
     MARKET,
+    MAX_PERIOD,
+    MIN_PERIOD,
     NOTHING,
     STOCKS,
+    Every,
     Framing,
     SkipSeen,
     Socket,
     broadcaster,
+    conflation_period,
 )
 from apps.streaming.outbox import SocketFlow
 from apps.streaming.publisher import watch_symbol
@@ -52,6 +57,7 @@ FLOOD_MESSAGES_PER_SECOND = 20
 # Replies (acks, errors) waiting for a client that does not read: past this, it is closed.
 MAX_PENDING_REPLIES = 2 * FLOOD_MESSAGES_PER_SECOND
 UNKNOWN_LISTED = 50  # an error names at most this many unknown symbols
+BAD_EVERY = f'"every" must be 0 (every tick) or seconds from {MIN_PERIOD:g} to {MAX_PERIOD:g}'
 
 
 @database_sync_to_async
@@ -194,6 +200,7 @@ class MarketConsumer(FeedConsumer):
     async def start(self) -> bool:
         self.all_symbols = False
         self.symbols: set[str] = set()
+        self.every = 0.0  # the conflation period; 0: every tick
         await self.broadcaster.join(self.socket, MARKET, NOTHING)
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
@@ -217,9 +224,19 @@ class MarketConsumer(FeedConsumer):
             symbols = ["*"]
         if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
             return [messages.error('"symbols" must be a list of tickers, or "*"')]
-        return await self._change_subscription(action, [s.upper() for s in symbols])
+        every = None  # unchanged
+        if "every" in request:
+            if action != "subscribe":
+                return [messages.error('"every" goes with "subscribe" only')]
+            try:
+                every = conflation_period(request["every"])
+            except ValueError:
+                return [messages.error(BAD_EVERY)]
+        return await self._change_subscription(action, [s.upper() for s in symbols], every)
 
-    async def _change_subscription(self, action: str, symbols: list[str]) -> list[dict]:
+    async def _change_subscription(
+        self, action: str, symbols: list[str], every: float | None
+    ) -> list[dict]:
         replies = []
         everything = "*" in symbols
         named = set(symbols) - {"*"}
@@ -241,12 +258,15 @@ class MarketConsumer(FeedConsumer):
             self.all_symbols, self.symbols = False, known - named
         else:
             self.symbols -= named
-        # The new set takes effect with the next message the broadcaster delivers; the
-        # answer is written before it (nothing awaits between here and the write).
+        if every is not None:
+            self.every = every
+        # The new set takes effect with the next message the broadcaster delivers (or, with
+        # a period, flushes); the answer is written before it (nothing awaits between here
+        # and the write).
         key = ALL if self.all_symbols else frozenset(self.symbols)
-        self.broadcaster.move(self.socket, MARKET, key)
+        self.broadcaster.move(self.socket, MARKET, Every(key, self.every) if self.every else key)
         current = ["*"] if self.all_symbols else sorted(self.symbols)
-        replies.append(messages.subscribed(current))
+        replies.append(messages.subscribed(current, self.every))
         return replies
 
 

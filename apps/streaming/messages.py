@@ -20,8 +20,9 @@ def snapshot(symbol: str, hot: Mapping | None, history: list[dict]) -> dict:
     }
 
 
-def subscribed(symbols: list[str]) -> dict:
-    return {"type": "subscribed", "symbols": symbols}
+def subscribed(symbols: list[str], every: float = 0.0) -> dict:
+    """The answer to a /ws/market subscription change; `every` only when conflated."""
+    return {"type": "subscribed", "symbols": symbols, **({"every": every} if every else {})}
 
 
 def error(message: str, **details: object) -> dict:
