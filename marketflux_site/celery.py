@@ -97,6 +97,15 @@ def freeze_startup_objects(**kwargs) -> None:
     gc.freeze()
 
 
+@signals.worker_process_shutdown.connect
+def _forget_process_metrics(**kwargs) -> None:
+    """A pool child exits: its live gauges (its database pool's) go with it; a child killed
+    outright is forgotten at the next scrape instead (docs/operations.md#metrics)."""
+    from apps.ops import metrics
+
+    metrics.process_exited()
+
+
 # Celery's lines for every task (received, succeeded) and every beat send: at two ticks a
 # second, about 277 lines a minute at INFO, which scroll `make run`'s banner away within
 # seconds. They show at DEBUG (`--loglevel DEBUG`); everything else keeps its level.

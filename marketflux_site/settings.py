@@ -5,6 +5,7 @@ See env.py, and docs/operations.md#settings for the list.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,6 +64,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.ops.logcontext.RequestIdMiddleware",  # first: every line of the request has its id
+    # Every request counted and timed by route template (/metrics), the lean path's too.
+    "apps.ops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Anonymous JSON reads of the hot state (/price, /indicators) answered here, past the
     # rest of the chain and DRF, in one Redis round trip (apps/api/lean.py says when).
@@ -290,6 +293,17 @@ MARKETFLUX_SOURCE_RECONNECT_MAX = env_float("MARKETFLUX_SOURCE_RECONNECT_MAX", 6
 MARKETFLUX_REQUIRE_TIMESCALE = env_bool("MARKETFLUX_REQUIRE_TIMESCALE", False)
 MARKETFLUX_TICK_RETENTION_DAYS = env_int("MARKETFLUX_TICK_RETENTION_DAYS", 7, minimum=1)
 MARKETFLUX_BAR_RETENTION_DAYS = env_int("MARKETFLUX_BAR_RETENTION_DAYS", 0, minimum=0)
+
+# GET /metrics is for scrapers only (docs/operations.md#metrics): a client whose address is
+# in these networks (through NUM_PROXIES proxies, the address they saw), or one that sends
+# `Authorization: Bearer <MARKETFLUX_METRICS_TOKEN>` when that is set.
+MARKETFLUX_METRICS_ALLOW = env_list("MARKETFLUX_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+for _network in MARKETFLUX_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"MARKETFLUX_METRICS_ALLOW: {_error}") from None
+MARKETFLUX_METRICS_TOKEN = env_str("MARKETFLUX_METRICS_TOKEN", "")
 
 # LOG_FORMAT=json: one JSON object a line (python-json-logger), with the request's and the
 # batch's ids (apps/ops/logcontext.py); the default stays readable for `make run`.

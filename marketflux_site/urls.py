@@ -17,6 +17,7 @@ urlpatterns = [
     path("alerts/", include("apps.alerts.urls")),
     re_path(r"^health/?$", ops_views.health, name="health"),
     re_path(r"^ready/?$", ops_views.ready, name="ready"),
+    re_path(r"^metrics/?$", ops_views.metrics, name="metrics"),
     path("api/v1/", include("apps.api.urls")),
     # The API root without its trailing slash, answered (not redirected) like every API path;
     # the include's prefix ends in a slash, so this one route sits here. It is documented

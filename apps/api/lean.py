@@ -26,6 +26,7 @@ count the request a second time.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -33,11 +34,13 @@ import orjson
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import resolve
 
 from apps.api.renderers import FastJSONRenderer
 from apps.api.throttles import COUNTED_ATTR, AnonThrottle, window_commands
 from apps.market import keys, messages
 from apps.market.models import TICKER_PATTERN
+from apps.ops.metrics import ROUTE_ATTR, route_template
 from apps.ops.redis_client import execute_packed, redis_client
 
 # The routes of apps/api/router.py this path serves (each with and without its slash).
@@ -47,6 +50,12 @@ _JSON_ACCEPTS = frozenset({"*/*", "application/json", "application/*"})
 # apps/api/tests/test_lean.py against the full path).
 _VARY = "Accept, Cookie"
 _ALLOW = "GET, HEAD, OPTIONS"
+
+
+@functools.cache
+def _route(what: str) -> str:
+    """The route template the full path would have counted this request under (/metrics)."""
+    return route_template(resolve(f"/api/v1/stocks/AAPL/{what}"))
 
 
 def _wants_plain_json(accept: str) -> bool:
@@ -113,4 +122,5 @@ class LeanReadMiddleware:
         response["Allow"] = _ALLOW
         response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
         response["Content-Length"] = str(len(body))
+        setattr(request, ROUTE_ATTR, _route(match["what"]))
         return response

@@ -30,6 +30,7 @@ from apps.alerts.evaluation import evaluate as evaluate_alerts
 from apps.indicators.engine import FIELDS, PRICE_MAX
 from apps.indicators.state import BatchStart
 from apps.indicators.state import store as state_store
+from apps.ingest import metrics
 from apps.market import keys, messages
 from apps.market.constants import BAR_INTERVAL_1M
 from apps.market.models import TICKER_PATTERN
@@ -546,6 +547,14 @@ def ingest(batch: TickBatch, *, live: bool = True) -> IngestResult:
     snapshots and the indicator states are stored as usual, but no alert fires, no hot
     state is written and nothing is published (`result.states` holds the hot states, for
     the caller to write where the history is the newest there is)."""
+    began = time.perf_counter()
+    result = _ingest(batch, live=live)
+    metrics.batch_done(result.received, result.stored, result.stage_ms, live=live,
+                       seconds=time.perf_counter() - began)  # fmt: skip
+    return result
+
+
+def _ingest(batch: TickBatch, *, live: bool) -> IngestResult:
     batch.validate()
     result = IngestResult(received=len(batch))
     if not len(batch):
@@ -597,6 +606,7 @@ def ingest(batch: TickBatch, *, live: bool = True) -> IngestResult:
         # 7. Fan-out to the channel groups.
         _publish(outputs=outputs, watched=watched, alerts=alerts.events)
         watch.lap("publish")
+        metrics.published(micros[-1])  # time order: the newest tick is last
         return result
     finally:
         speculation.discard()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 from django.conf import settings
 
-from apps.ingest import pipeline
+from apps.ingest import metrics, pipeline
 from apps.market import keys, messages, selectors, simulator
 from apps.market.models import Symbol
 from apps.ops import fanout, status
@@ -259,7 +259,9 @@ def publish_overview_if_due(known: dict[str, dict]) -> bool:
     """
     if not redis_client().set(keys.OVERVIEW_DUE, b"1", nx=True, px=OVERVIEW_EVERY_MS):
         return False
+    began = time.perf_counter()
     fanout.publisher().publish_overview(
         messages.overview_message(selectors.market_overview(known=known))
     )
+    metrics.STAGE_SECONDS.labels("overview").observe(time.perf_counter() - began)
     return True

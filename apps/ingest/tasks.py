@@ -10,11 +10,11 @@ import time
 from datetime import datetime
 
 import redis
-from celery import shared_task
+from celery import shared_task, signals
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from apps.ingest import services
+from apps.ingest import metrics, services
 from apps.market import keys
 from apps.ops import logcontext
 from apps.ops.redis_client import redis_client
@@ -51,6 +51,7 @@ def _tick(self, shard: int, shards: int | None, scheduled_ts: float | None) -> s
             _scheduled_epoch(self.request, interval)
         ).timestamp()
     if time.time() - scheduled_ts > MAX_TICK_AGE_INTERVALS * max(interval, 0.05):
+        metrics.TICK_DROPPED.labels("too_late").inc()
         redis_client().incr(keys.TICKS_EXPIRED)
         logger.warning("dropping tick for shard %s scheduled at %s: too late", shard, scheduled_ts)
         return "expired"
@@ -63,10 +64,22 @@ def _tick(self, shard: int, shards: int | None, scheduled_ts: float | None) -> s
         )
     except TRANSIENT_ERRORS as exc:
         logger.warning("tick for shard %s failed (%s); retrying", shard, exc)
+        if self.max_retries is None or self.request.retries < self.max_retries:
+            metrics.TICK_RETRIES.labels(type(exc).__name__).inc()
+        else:  # retry() raises `exc` itself: the slot is lost
+            metrics.TICK_DROPPED.labels("failed").inc()
         raise self.retry(
             exc=exc,
             kwargs={"shard": shard, "shards": shards, "scheduled_ts": scheduled_ts},
             countdown=min(interval, 1.0),
             expires=None,
         ) from exc
+    metrics.TICK_RUNS.labels(run.status).inc()
     return run.status
+
+
+@signals.task_revoked.connect
+def _count_expired(sender=None, expired: bool = False, **kwargs) -> None:
+    """A tick Celery discarded unrun, past its expiry (one interval after beat sent it)."""
+    if expired and getattr(sender, "name", None) == "market.tick":
+        metrics.TICK_DROPPED.labels("expired").inc()

@@ -386,6 +386,17 @@ def stack_children(plan: Serving, asgi_fd: int) -> list[Child]:
     ]
 
 
+def _metrics_env() -> Path:
+    """Every child keeps its Prometheus values under one directory, emptied first so that
+    a previous run's are not summed into this one's (docs/operations.md#metrics)."""
+    from apps.ops import metrics
+
+    directory = Path(os.environ.get(metrics.MULTIPROC_ENV) or VAR_DIR / "metrics")
+    metrics.reset_dir(directory)
+    os.environ[metrics.MULTIPROC_ENV] = str(directory)
+    return directory
+
+
 def _serving_env(plan: Serving) -> None:
     """What the children read about the serving: behind nginx, the API throttle trusts its
     X-Forwarded-For (NUM_PROXIES, unless set) and pages open WebSockets on their own
@@ -412,6 +423,7 @@ def _run_stack(plan: Serving) -> int:
                 if plan.nginx:
                     write_nginx_config(plan)
                 _serving_env(plan)
+                _metrics_env()
                 embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"
                 text = banner(str(plan.port), embedded, plan)
                 BANNER_FILE.write_text(text.lstrip())

@@ -7,10 +7,39 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
+from apps.ops import metrics
+
+
+class CountingConnection(redis.Connection):
+    """A TCP connection that counts its errors (`marketflux_redis_errors_total`): refused or
+    lost connections, timeouts, error replies. Nothing is added on the way of a reply."""
+
+    def connect(self, *args, **kwargs) -> None:
+        try:
+            super().connect(*args, **kwargs)
+        except redis.RedisError as error:
+            metrics.count_redis_error(error)
+            raise
+
+    def send_packed_command(self, *args, **kwargs) -> None:
+        try:
+            super().send_packed_command(*args, **kwargs)
+        except redis.RedisError as error:
+            metrics.count_redis_error(error)
+            raise
+
+    def read_response(self, *args, **kwargs):
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.RedisError as error:
+            metrics.count_redis_error(error)
+            raise
+
 
 @lru_cache(maxsize=1)
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    options = {"connection_class": CountingConnection} if url.startswith("redis://") else {}
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30, **options)
 
 
 def redis_client() -> redis.Redis:

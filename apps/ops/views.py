@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from apps.ops import metrics as ops_metrics
 from apps.ops import status
 from apps.ops.redis_client import redis_client
 
@@ -95,3 +98,34 @@ def ready(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "not ready", "failing": failing, "checks": checks},
                             status=503)  # fmt: skip
     return JsonResponse({"status": "ready", "checks": checks})
+
+
+def _may_scrape(request: HttpRequest) -> bool:
+    token = settings.MARKETFLUX_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and hmac.compare_digest(
+            given.removeprefix("Bearer ").strip().encode(), token.encode()
+        ):
+            return True
+    address = ops_metrics.client_address(
+        request.META, settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0
+    )
+    return ops_metrics.allowed(
+        address, ops_metrics.parse_networks(settings.MARKETFLUX_METRICS_ALLOW)
+    )
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text of every process of this host (docs/operations.md#metrics), for
+    scrapers only: a client in MARKETFLUX_METRICS_ALLOW or bearing MARKETFLUX_METRICS_TOKEN;
+    anyone else gets 403, and learns nothing of the numbers."""
+    if not _may_scrape(request):
+        return HttpResponse(
+            "403 Forbidden: /metrics is for the allowed scrapers only\n",
+            status=403, content_type="text/plain; charset=utf-8",
+        )  # fmt: skip
+    ops_metrics.sample_db_pool(every=0.0)
+    return HttpResponse(ops_metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

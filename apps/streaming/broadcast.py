@@ -46,6 +46,7 @@ import orjson
 from channels.layers import get_channel_layer
 from twisted.internet import tcp
 
+from apps.streaming import metrics
 from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
 from apps.streaming.outbox import KEEP, LATEST, TICK, Item, Outbox, SocketFlow, daphne_protocol
 from apps.streaming.publisher import (
@@ -339,6 +340,7 @@ class Socket:
                 self.outbox.add(items[first:], coalesce=True)
                 return
             sink.write(frame)
+            metrics.tally.frames += 1
 
     def _drain(self) -> None:
         while not self.held and not self.closed and self.outbox and self.sink.is_open:
@@ -719,6 +721,7 @@ class Broadcaster:
         for feed in sorted(feeds, key=lambda f: f.awaits):
             if self.sets.get(feed):
                 await feed.deliver(message, self._view(feed), batch)
+        metrics.delivered(message)
 
 
 _current: Broadcaster | None = None

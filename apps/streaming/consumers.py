@@ -29,6 +29,7 @@ from apps.market.messages import history_tick, overview_message
 from apps.market.models import TICKER_PATTERN, Symbol
 from apps.ops.redis_client import redis_client
 from apps.streaming import close_codes, messages
+from apps.streaming import metrics as ws_metrics
 from apps.streaming.broadcast import (
     ALERTS,
     ALL,
@@ -106,6 +107,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
         self.gate = SocketFlow.attach(self.base_send)
         self.socket = Socket.attach(self.base_send, self.gate, self.framing)
         self.broadcaster = broadcaster()
+        ws_metrics.opened(self)
 
     async def connect(self) -> None:
         self.open_flow()
@@ -134,6 +136,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
         await super().close(code=code, reason=reason)
 
     async def disconnect(self, code: int) -> None:
+        ws_metrics.closed(self)
         if not hasattr(self, "socket"):
             return
         self.socket.close()
@@ -153,6 +156,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
             len(self.recent) > FLOOD_MESSAGES_PER_SECOND and now - self.recent[0] < 1.0
         ) or self.gate.backlog() > FLOOD_MESSAGES_PER_SECOND  # more waiting than a second's
         if flooding or len(self.socket.outbox.others) >= MAX_PENDING_REPLIES:
+            ws_metrics.flooded(self)
             await self.close(code=close_codes.FLOODING)
             self.gate.drop()
             # A dropped (muted) connection never reports its disconnect to us: end the

@@ -21,6 +21,8 @@ from collections.abc import Callable, Hashable, Iterable
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from apps.streaming.metrics import tally
+
 logger = logging.getLogger(__name__)
 
 KEEP = 0  # an answer, an alert, a snapshot: never dropped
@@ -117,6 +119,7 @@ class SocketFlow:
 
     # IPushProducer, called by Twisted on the event loop thread.
     def pauseProducing(self) -> None:
+        tally.pauses += self._open  # a pause, not a repeat of one
         self._open = False
 
     def resumeProducing(self) -> None:
@@ -169,6 +172,7 @@ class Outbox:
                     continue
                 if coalesce:
                     self.dropped += len(pending)
+                    tally.coalesced += len(pending)
                     pending.clear()
                 pending.append(item)
             elif mode == LATEST:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from apps.alerts import conditions as c
+from apps.alerts import metrics
 from apps.alerts.evaluation import history
 from apps.alerts.evaluation.batch import Candidates, Evaluation, Pairs, Ticks
 from apps.alerts.evaluation.fired import FiredTable
@@ -31,16 +34,36 @@ def evaluate(
     prev_micros: dict[str, int | None],
 ) -> Evaluation:
     """Evaluate every rule of the batch's symbols on each of its new ticks, in order."""
-    index = rule_index(client)
+    began = time.perf_counter()
     result = Evaluation()
+    pairs = _evaluate(cursor, client, result, symbols=symbols, micros=micros, prices=prices,
+                      values=values, sizes=sizes, prev_micros=prev_micros)  # fmt: skip
+    metrics.evaluated(pairs, len(result.events), time.perf_counter() - began)
+    return result
+
+
+def _evaluate(
+    cursor,
+    client,
+    result: Evaluation,
+    *,
+    symbols: list[str],
+    micros: list[int],
+    prices: np.ndarray,
+    values: dict[str, np.ndarray],
+    sizes: list[int],
+    prev_micros: dict[str, int | None],
+) -> int:
+    """`evaluate` into `result`; answers the (tick, rule) pairs evaluated."""
+    index = rule_index(client)
     if not len(index.ids):
-        return result
+        return 0
 
     # The (tick, rule) pairs to evaluate.
     tick_rows = [index.rows_for(s) for s in symbols]
     counts = np.fromiter(map(len, tick_rows), np.int64, len(tick_rows))
     if not counts.sum():
-        return result
+        return 0
     ticks = Ticks(
         symbols=symbols,
         micros=micros,
@@ -77,7 +100,7 @@ def evaluate(
             candidates=candidates,
             result=result,
         )
-    return result
+    return int(np.count_nonzero(pairs.live))  # a rule past its expiry is not evaluated
 
 
 def _pairs(

@@ -38,6 +38,7 @@ from apps.ingest.pipeline import BatchError, IngestResult, TickBatch, ingest
 from apps.ingest.services import publish_overview_if_due
 from apps.market.models import Tick
 from apps.ops import status
+from apps.sources import metrics
 from apps.sources.live.conflator import LiveConflator
 from apps.sources.live.feeds import (
     AuthFailed,
@@ -246,6 +247,7 @@ class Connector:
                 log.info("%s: reconnecting in %.1f s", self.name, pause)
                 await asyncio.sleep(pause)
         finally:
+            metrics.report(self.name, self.state, time.time(), running=False)
             closer.cancel()
             reporter.cancel()
             if self._tasks:  # a gap cut short now would stay a gap: give the fills a while
@@ -382,6 +384,7 @@ class Connector:
                     added += 1
             gap["trades"] = added
             gap["seconds"] = round(time.time() - began, 2)
+            metrics.gap_filled(self.name, added)
             self.state.duplicates = self.conflator.duplicates
             log.info("%s: gap %s to %s filled from the vendor's history: %d trades",
                      self.name, gap["from"], gap["to"], gap["trades"])  # fmt: skip
@@ -437,6 +440,7 @@ class Connector:
     async def _report(self) -> None:
         while True:
             self.state.held = self.conflator.held
+            metrics.report(self.name, self.state, time.time())
             try:
                 await asyncio.to_thread(status.publish, status.SOURCES, self.name,
                                         self.state.report(time.time()))  # fmt: skip
