@@ -70,8 +70,11 @@ def test_compose_sizes_both_tiers_from_the_same_settings(services):
 
 def test_only_the_proxy_is_published_and_it_waits_for_both_tiers(services):
     published = {name for name, spec in services.items() if spec.get("ports")}
-    assert published == {"proxy"}
+    assert published == {"proxy", "prometheus", "grafana"}
     assert services["proxy"]["ports"] == ["8000:80"]
+    # Monitoring is for this machine only (docs/operations.md#metrics).
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
     assert set(services["proxy"]["depends_on"]) == {"web", "asgi"}
     for tier in ("web", "asgi"):
         assert "/health" in " ".join(services[tier]["healthcheck"]["test"])
@@ -118,3 +121,31 @@ def test_nginx_accepts_the_config_the_launcher_writes(tmp_path, monkeypatch):
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "syntax is ok" in check.stderr
+
+
+def test_every_app_container_shares_the_metrics_directory_prometheus_scrapes_web(services):
+    """Multiprocess metrics (docs/operations.md#metrics): every process of the app's image
+    writes one volume, emptied by metrics-init first; Prometheus and Grafana come from the
+    repository's files."""
+    app = [name for name, spec in services.items() if spec.get("image") == "marketflux:latest"]
+    assert {"web", "asgi", "worker", "beat", "sources", "migrate", "metrics-init"} <= set(app)
+    for name in app:
+        mounts = {m.split(":")[0]: m.split(":")[1] for m in services[name]["volumes"]}
+        assert mounts["metrics"] == "/var/lib/marketflux-metrics", name
+        if name != "metrics-init":
+            env = services[name]["environment"]
+            assert env["PROMETHEUS_MULTIPROC_DIR"] == "/var/lib/marketflux-metrics", name
+            assert "metrics-init" in services[name]["depends_on"], name
+    assert "/var/lib/marketflux-metrics" in " ".join(services["metrics-init"]["command"])
+
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    config = yaml.safe_load((BASE_DIR / "deploy/prometheus/prometheus.yml").read_text())
+    targets = [t for job in config["scrape_configs"] if job["job_name"] == "marketflux"
+               for c in job["static_configs"] for t in c["targets"]]  # fmt: skip
+    assert targets == ["web:8000"]  # one target: the web service sums the host
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
