@@ -7,7 +7,7 @@ import { addKnownSymbols } from "./search.js";
 import { sparkTick, symbolTable } from "./table.js";
 
 const PASS_MS = 250;
-const SUBSCRIPTION = { action: "subscribe", symbols: "*", every: 0.5 }; // conflated
+const SUBSCRIPTION = { action: "subscribe", symbols: "*", every: 1 }; // conflated
 
 const initial = JSON.parse(document.getElementById("overview-initial").textContent);
 const records = {}; // symbol -> {symbol, name, sector, price, change, change_pct, ...}
