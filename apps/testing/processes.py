@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from apps.ops.processes import free_port, stop_process
@@ -69,24 +70,18 @@ class Processes:
             **env,
         )  # fmt: skip
 
-    def daphne(self, name: str = "web", **env: str) -> str:
-        """A real Daphne on a free loopback port; returns its base URL once it answers."""
+    def daphne(self, name: str = "web", options: Sequence[str] = (), **env: str) -> str:
+        """A real Daphne on a free loopback port (and Daphne's `options`); returns its base
+        URL once it answers."""
         import requests
 
         port = free_port()
         self.start(
             name,
-            [
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "marketflux_site.asgi:application",
-            ],
+            ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options,
+             "marketflux_site.asgi:application"],
             **env,
-        )
+        )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:

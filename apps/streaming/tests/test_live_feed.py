@@ -261,7 +261,10 @@ def test_a_client_that_never_reads_cannot_grow_server_memory(db, redis_client, p
     symbols_seed()
     symbols_seed(tickers=[f"BP{i:03d}" for i in range(300)])
     pusher = Pusher(list(Symbol.objects.values_list("ticker", flat=True)))
-    base = processes.daphne()
+    # The slow client never answers a ping: Daphne's ping timeout (about 50 s) would cut it
+    # before a loaded machine has pushed the batches, and the test is about what the server
+    # holds for it while it stays.
+    base = processes.daphne(options=["--ping-interval", "600", "--ping-timeout", "600"])
     server = psutil.Process(processes.procs["web"].pid)
 
     # A client that reads everything, in its own process.

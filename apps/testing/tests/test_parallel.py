@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from apps.testing import BASE_DIR
 
@@ -30,12 +31,19 @@ def test_each_parallel_test_process_has_its_own_database_and_redis(tmp_path: Pat
     tests.mkdir()
     for n in range(2):
         (tests / f"test_probe_{n}.py").write_text(PROBE.format(n=n))
-    env = {**os.environ, "PROBE_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:6379/15"}
+    # The probe's own databases (test_<name>_probe_gw0, ...), beside this run's, and its own
+    # temporary directory: a pytest session makes /tmp/pytest-of-<user> private again as it
+    # starts, which would shut the embedded servers of this run's other tests out of theirs.
+    ours = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mf"))
+    probe_db = urlunsplit(ours._replace(path=ours.path.rstrip("/") + "_probe"))
+    env = {**os.environ, "PROBE_DIR": str(tmp_path), "DATABASE_URL": probe_db,
+           "REDIS_URL": "redis://127.0.0.1:6379/15"}  # fmt: skip
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("CELERY_BROKER_URL", None)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q",
-         "-p", "no:cacheprovider", "-c", str(BASE_DIR / "pyproject.toml"), str(tests)],
+         "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"),
+         "-c", str(BASE_DIR / "pyproject.toml"), str(tests)],
         cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -45,4 +53,5 @@ def test_each_parallel_test_process_has_its_own_database_and_redis(tmp_path: Pat
     assert seen["gw1"]["redis"] == "redis://127.0.0.1:6379/13"
     assert seen["gw1"]["broker"] == seen["gw1"]["redis"]  # Celery's tasks too
     assert seen["gw0"]["database"] != seen["gw1"]["database"]
+    assert seen["gw0"]["database"].endswith("_probe_gw0")
     assert all(s["database"].startswith("test_") for s in seen.values())
