@@ -43,6 +43,8 @@ PYTHON = sys.executable
 ASGI_APP = serving.ASGI_APP
 NGINX_DIR = VAR_DIR / "nginx"  # the proxy's generated configuration and pid file
 NGINX_TEMPLATE = BASE_DIR / "deploy" / "nginx" / "marketflux.conf.template"
+PROMETHEUS_DIR = VAR_DIR / "prometheus"  # its generated configuration and its data
+PROMETHEUS_CONFIG = BASE_DIR / "deploy" / "prometheus" / "prometheus.yml"
 CELERY = [PYTHON, "-m", "celery", "-A", "marketflux_site"]
 BEAT_FILE = str(VAR_DIR / "celerybeat-schedule")
 
@@ -213,6 +215,8 @@ class Serving:
     asgi_processes: int
     web_processes: int
     web_threads: int
+    prometheus: str | None = None  # Prometheus, scraping the stack (docs/operations.md#metrics)
+    prometheus_port: int = 0
 
     @property
     def ws_port(self) -> int:
@@ -232,23 +236,39 @@ class Serving:
         )
 
 
-def find_nginx() -> str | None:
-    """MARKETFLUX_NGINX if set (a path, or empty for none), else the nginx on PATH or
-    Debian's."""
-    wanted = os.environ.get("MARKETFLUX_NGINX")
+def _find_program(setting: str, name: str, debian: str) -> str | None:
+    """The `setting` if set (a path, or empty for none), else `name` on PATH or Debian's."""
+    wanted = os.environ.get(setting)
     if wanted is not None:
         return wanted if wanted and os.access(wanted, os.X_OK) else None
-    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    found = shutil.which(name) or debian
     return found if os.access(found, os.X_OK) else None
 
 
-def plan_serving(port: int, nginx: str | None) -> Serving:
-    """The ports and process counts of a run; the loopback ports behind nginx are free ones."""
+def find_nginx() -> str | None:
+    """MARKETFLUX_NGINX, or the nginx on PATH, or Debian's."""
+    return _find_program("MARKETFLUX_NGINX", "nginx", "/usr/sbin/nginx")
+
+
+def find_prometheus() -> str | None:
+    """MARKETFLUX_PROMETHEUS, or the prometheus on PATH, or Debian's."""
+    return _find_program("MARKETFLUX_PROMETHEUS", "prometheus", "/usr/bin/prometheus")
+
+
+def plan_serving(port: int, nginx: str | None, prometheus: str | None = None) -> Serving:
+    """The ports and process counts of a run; the loopback ports behind nginx are free ones.
+    Prometheus takes MARKETFLUX_PROMETHEUS_PORT (9090), or a free port when that is taken
+    (Debian's own prometheus service listens on 9090)."""
     counts = {
         "asgi_processes": serving.asgi_processes(),
         "web_processes": serving.web_processes(),
         "web_threads": serving.web_threads(),
+        "prometheus": prometheus,
+        "prometheus_port": 0,
     }
+    if prometheus:
+        wanted = int(os.environ.get("MARKETFLUX_PROMETHEUS_PORT") or 9090)
+        counts["prometheus_port"] = wanted if port_is_free(wanted) else free_port()
     if nginx:
         return Serving(port, nginx, wsgi_port=free_port(), asgi_port=free_port(), **counts)
     ws_port = int(os.environ.get("MARKETFLUX_WS_PORT") or port + 1)
@@ -302,6 +322,31 @@ def write_nginx_config(plan: Serving, directory: Path | None = None) -> Path:
     return conf
 
 
+def write_prometheus_config(plan: Serving, directory: Path | None = None) -> Path:
+    """prometheus.yml for `make run` in var/prometheus/ (or `directory`): Docker Compose's
+    (deploy/prometheus/), its rules included, scraping this stack's WSGI tier on loopback."""
+    import yaml
+
+    directory = directory or PROMETHEUS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / f) for f in config["rule_files"]]
+    targets = {
+        "marketflux": f"127.0.0.1:{plan.wsgi_port}",
+        "prometheus": f"127.0.0.1:{plan.prometheus_port}",
+    }
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            static["targets"] = [targets[job["job_name"]]]
+            static.get("labels", {}).update(host="local")
+    path = directory / "prometheus.yml"
+    path.write_text(
+        "# Written by apps/ops/launcher.py at every `make run`; edit the original instead:\n"
+        f"# {PROMETHEUS_CONFIG.relative_to(BASE_DIR)}\n" + yaml.safe_dump(config, sort_keys=False)
+    )
+    return path
+
+
 def banner(port: str, embedded: str, plan: Serving | None = None) -> str:
     site = f"http://127.0.0.1:{port}"
     ws_port = plan.ws_port if plan else port
@@ -317,10 +362,17 @@ def banner(port: str, embedded: str, plan: Serving | None = None) -> str:
         f"  api     {site}/api/v1/  (docs {site}/docs)\n"
         f"  feed    ws://127.0.0.1:{ws_port}/ws/market\n  health  {site}/health\n"
         + (f"  serving {plan.describe()}\n" if plan else "")
+        + (f"  metrics {site}/metrics; {_prometheus_line(plan)}\n" if plan else "")
         + f"  embedded services: {embedded}; data in {VAR_DIR}\n"
         f"  Press Enter to show this again (it is also in {BANNER_FILE}). Ctrl-C stops "
         f"everything.\n"
     )
+
+
+def _prometheus_line(plan: Serving) -> str:
+    if plan.prometheus:
+        return f"Prometheus http://127.0.0.1:{plan.prometheus_port}/ (deploy/prometheus/)"
+    return "no Prometheus (apt-get install prometheus, or set MARKETFLUX_PROMETHEUS)"
 
 
 def _show_banner_on_enter(text: str) -> None:
@@ -342,7 +394,7 @@ def run() -> int:
     site = f"http://127.0.0.1:{port}"
     try:
         with own_var_dir(site):
-            plan = plan_serving(port, find_nginx())
+            plan = plan_serving(port, find_nginx(), find_prometheus())
             for needed in sorted({port, plan.ws_port}):
                 if not port_is_free(needed):
                     setting, example = (
@@ -377,6 +429,15 @@ def stack_children(plan: Serving, asgi_fd: int) -> list[Child]:
         children.append(
             Child("proxy", [plan.nginx, "-e", "stderr", "-p", str(NGINX_DIR), "-c", str(conf)])
         )
+    if plan.prometheus:
+        children.append(
+            Child("prometheus", [
+                plan.prometheus, f"--config.file={PROMETHEUS_DIR / 'prometheus.yml'}",
+                f"--storage.tsdb.path={PROMETHEUS_DIR / 'data'}",
+                f"--web.listen-address=127.0.0.1:{plan.prometheus_port}",
+                "--storage.tsdb.retention.time=15d", "--log.level=warn",
+            ])
+        )  # fmt: skip
     return [
         *children,
         Child("worker", [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
@@ -422,6 +483,8 @@ def _run_stack(plan: Serving) -> int:
                 _manage("ensure_dev_admin")
                 if plan.nginx:
                     write_nginx_config(plan)
+                if plan.prometheus:
+                    write_prometheus_config(plan)
                 _serving_env(plan)
                 _metrics_env()
                 embedded = ", ".join(sorted(started)) or "none (using the URLs you set)"

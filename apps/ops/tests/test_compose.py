@@ -22,9 +22,11 @@ PROGRAMS = {
     "worker": "worker",
     "beat": "beat",
     "sources": "run_sources",
+    "prometheus": "prometheus",
 }
 PLAN = Serving(8000, "/usr/sbin/nginx", wsgi_port=8001, asgi_port=8002, asgi_processes=3,
-               web_processes=2, web_threads=4)  # fmt: skip
+               web_processes=2, web_threads=4, prometheus="/usr/bin/prometheus",
+               prometheus_port=9090)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,8 @@ def test_every_process_of_make_run_is_a_compose_service_running_the_same_program
         program = PROGRAMS[child.service]
         assert any(program in arg for arg in child.args), child.name
         spec = services[child.service]
-        if child.service == "proxy":
-            assert spec["image"].startswith("nginx:")
+        if child.service in ("proxy", "prometheus"):  # the official images of both
+            assert spec["image"].startswith(("nginx:", "prom/prometheus:"))
             continue
         command = " ".join(spec["command"])
         if child.service == "web":  # compose runs it through serving.py, which execs granian
@@ -121,6 +123,24 @@ def test_nginx_accepts_the_config_the_launcher_writes(tmp_path, monkeypatch):
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "syntax is ok" in check.stderr
+
+
+def test_promtool_accepts_the_prometheus_config_the_launcher_writes(tmp_path, monkeypatch):
+    """`make run`'s Prometheus: compose's configuration and rules, scraping the WSGI tier on
+    loopback; Debian's promtool (.ci/run installs it) checks the file and the rules it loads."""
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: apt-get install prometheus (.ci/run does)"
+    config = yaml.safe_load(launcher.write_prometheus_config(PLAN, tmp_path).read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"]
+               for job in config["scrape_configs"]}  # fmt: skip
+    assert targets == {"marketflux": ["127.0.0.1:8001"], "prometheus": ["127.0.0.1:9090"]}
+    check = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "rules found" in check.stdout  # the rules of deploy/prometheus/rules/ loaded
 
 
 def test_every_app_container_shares_the_metrics_directory_prometheus_scrapes_web(services):

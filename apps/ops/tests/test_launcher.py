@@ -26,7 +26,8 @@ pytestmark = pytest.mark.worker
 def start_stack(var_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL",
                                                           "CELERY_BROKER_URL"}}  # fmt: skip
-    env.update(MARKETFLUX_VAR_DIR=str(var_dir), PORT=str(port), TICK_INTERVAL="0.5")
+    env.update(MARKETFLUX_VAR_DIR=str(var_dir), PORT=str(port), TICK_INTERVAL="0.5",
+               MARKETFLUX_PROMETHEUS_PORT=str(free_port()))  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "apps.ops.launcher", "run"],
         cwd=BASE_DIR,

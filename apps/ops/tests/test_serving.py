@@ -65,7 +65,8 @@ def start_stack(tmp: Path, **env: str) -> Stack:
     var_dir, port = tmp / "var", free_port()
     full_env = {k: v for k, v in os.environ.items()
                 if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}  # fmt: skip
-    full_env.update(MARKETFLUX_VAR_DIR=str(var_dir), PORT=str(port), TICK_INTERVAL="0.5", **env)
+    full_env.update(MARKETFLUX_VAR_DIR=str(var_dir), PORT=str(port), TICK_INTERVAL="0.5",
+                    MARKETFLUX_PROMETHEUS_PORT=str(free_port()), **env)  # fmt: skip
     log = tmp / "run.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "apps.ops.launcher", "run"],
@@ -181,6 +182,31 @@ def token(stack, session) -> str:
     )
     assert answer.status_code == 201, answer.text
     return answer.json()["token"]
+
+
+def test_make_runs_prometheus_scrapes_the_stack_with_the_repositorys_rules(stack):
+    """Prometheus (Debian's; .ci/run installs it) runs under the launcher beside the tiers,
+    scrapes /metrics, which sums every process, and loads deploy/prometheus/rules/."""
+    banner = (stack.var_dir / "banner.txt").read_text()
+    match = re.search(r"Prometheus (http://127\.0\.0\.1:\d+)/", banner)
+    assert match, banner
+    prometheus = match.group(1)
+    assert stack.children("prometheus")
+
+    def query(promql: str) -> list:
+        answer = requests.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=5)
+        return answer.json()["data"]["result"] if answer.ok else []
+
+    up = wait_for(lambda: query('up{job="marketflux"} == 1'), timeout=90,
+                  what="Prometheus's first scrape of the stack")  # fmt: skip
+    assert up[0]["metric"]["host"] == "local"
+    # The pipeline's batches, counted by the Celery worker and summed by the web tier.
+    batches = wait_for(lambda: query("marketflux_pipeline_batches_total > 0"), timeout=60,
+                       what="batches in Prometheus")  # fmt: skip
+    assert float(batches[0]["value"][1]) > 0
+    groups = requests.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    assert groups, "deploy/prometheus/rules/ loaded"
+    assert all(rule["health"] != "err" for g in groups for rule in g["rules"])
 
 
 def test_pages_rest_static_files_and_health_are_served_on_one_origin(stack, session):
