@@ -18,6 +18,8 @@ urlpatterns = [
     re_path(r"^health/?$", ops_views.health, name="health"),
     re_path(r"^ready/?$", ops_views.ready, name="ready"),
     re_path(r"^metrics/?$", ops_views.metrics, name="metrics"),
+    path("ops/", dashboard_views.ops, name="ops"),
+    path("ops/status.json", dashboard_views.ops_status, name="ops-status"),
     path("api/v1/", include("apps.api.urls")),
     # The API root without its trailing slash, answered (not redirected) like every API path;
     # the include's prefix ends in a slash, so this one route sits here. It is documented

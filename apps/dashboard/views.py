@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import (
     Http404,
     HttpRequest,
@@ -13,7 +14,10 @@ from django.http import (
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
+from apps.dashboard import ops as ops_selectors
 from apps.dashboard import selectors
 
 
@@ -72,3 +76,26 @@ def favicon(request: HttpRequest) -> HttpResponse:
     /favicon.ico: the site's icon. (Resolved per request: in production the static
     manifest, which names the file, exists only once collectstatic has run.)"""
     return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
+@never_cache
+@require_GET
+@staff_member_required  # as the admin: anyone else goes to its login page
+def ops(request: HttpRequest) -> HttpResponse:
+    """The operators' status page (docs/operations.md#the-status-page): ingest, stages,
+    sockets, sources and errors, for those who run no Grafana; staff only."""
+    status = ops_selectors.ops_status()
+    stages = [
+        {"name": name, **ms} for name, ms in (status["ingest"] or {}).get("stages_ms", {}).items()
+    ]
+    return render(request, "dashboard/ops.html", {"status": status, "stages": stages})
+
+
+@never_cache
+@require_GET
+def ops_status(request: HttpRequest) -> JsonResponse:
+    """The status page's numbers, polled by static/js/ops.js; 403 for anyone but staff
+    (a script polling it wants an answer, not the login page)."""
+    if not (request.user.is_active and request.user.is_staff):
+        return JsonResponse({"detail": "staff only"}, status=403)
+    return JsonResponse(ops_selectors.ops_status())

@@ -211,19 +211,57 @@ def add_scrape_collector(collector: Collector) -> None:
         _scrape_collectors.append(collector)
 
 
-def exposition() -> bytes:
-    """The Prometheus text of every process of this host, and the scrape-time facts."""
+def _counted() -> CollectorRegistry:
+    """What the processes counted: every process of this host in multiprocess mode (the
+    files summed), else this process's own registry."""
     directory = multiprocess_dir()
     if directory:
         forget_dead_processes(directory)
         counted = CollectorRegistry()
         multiprocess.MultiProcessCollector(counted, path=directory)
-    else:
-        counted = REGISTRY
+        return counted
+    return REGISTRY
+
+
+def exposition() -> bytes:
+    """The Prometheus text of every process of this host, and the scrape-time facts."""
+    counted = _counted()
     scraped = CollectorRegistry(auto_describe=False)
     for collector in _scrape_collectors:
         scraped.register(collector)
     return generate_latest(counted) + generate_latest(scraped)
+
+
+class Readings:
+    """The values `/metrics` would show, read in process (the operators' status page):
+    the same multiprocess files summed the same way, without the scrape-time collectors
+    (their facts the page reads where they live)."""
+
+    def __init__(self, samples: Iterable[Any]) -> None:
+        self._samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for sample in samples:
+            self._samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of `name`'s samples whose labels include `labels` (0 when none)."""
+        return sum(
+            value
+            for have, value in self._samples.get(name, ())
+            if all(have.get(k) == v for k, v in labels.items())
+        )
+
+    def by(self, name: str, label: str, **labels: str) -> dict[str, float]:
+        """`name`'s samples summed per value of `label` (among those matching `labels`)."""
+        found: dict[str, float] = {}
+        for have, value in self._samples.get(name, ()):
+            if label in have and all(have.get(k) == v for k, v in labels.items()):
+                found[have[label]] = found.get(have[label], 0.0) + value
+        return found
+
+
+def read() -> Readings:
+    """Every counted sample of this host's processes, as the next scrape would sum them."""
+    return Readings(s for family in _counted().collect() for s in family.samples)
 
 
 _FILE = re.compile(r"^gauge_live[a-z]+_(?P<ident>[A-Za-z0-9.-]+)-(?P<pid>\d+)\.db$")
