@@ -4,6 +4,11 @@ checks what review would: the proxy in front, routing as the launcher's nginx do
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from string import Template
 
 import pytest
@@ -78,8 +83,61 @@ def test_only_the_proxy_is_published_and_it_waits_for_both_tiers(services):
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
     assert set(services["proxy"]["depends_on"]) == {"web", "asgi"}
+
+
+def _check_url(service: dict) -> str:
+    """The URL a service's health check asks for."""
+    (url,) = re.findall(r"http://[^'\" ]+", " ".join(service["healthcheck"]["test"]))
+    return url
+
+
+def test_the_proxy_opens_once_web_is_ready_and_asgi_is_alive(services):
+    """Health checks (docs/operations.md#health-checks): web's is readiness (/ready), so the
+    proxy, which waits for it to be healthy, opens the site when it serves live data;
+    asgi's is liveness (/health); the proxy's own goes through nginx to /health."""
+    assert _check_url(services["web"]) == "http://127.0.0.1:8000/ready"
+    assert _check_url(services["asgi"]) == "http://127.0.0.1:8000/health"
+    assert _check_url(services["proxy"]) == "http://127.0.0.1/health"
     for tier in ("web", "asgi"):
-        assert "/health" in " ".join(services[tier]["healthcheck"]["test"])
+        assert services["proxy"]["depends_on"][tier] == {"condition": "service_healthy"}
+        check = services[tier]["healthcheck"]
+        assert check["start_period"], tier  # the first tick comes after the worker starts
+        assert check["retries"] >= 3, tier
+    # The worker and beat, whose first tick makes web ready, do not wait for web.
+    for name in ("worker", "beat"):
+        assert "web" not in services[name]["depends_on"], name
+
+
+class _Answer(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_the_app_health_check_command_fails_on_a_503(services, status, healthy):
+    """The web and asgi check commands themselves, run against a server answering
+    `status` on their path: a 503 from /ready must fail the check, not pass it."""
+    handler = type("Answer", (_Answer,), {"status": status})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for tier in ("web", "asgi"):
+            kind, program, *args = services[tier]["healthcheck"]["test"]
+            assert (kind, program) == ("CMD", "python")
+            port = server.server_address[1]
+            args = [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in args]
+            done = subprocess.run([sys.executable, *args], capture_output=True, timeout=30)
+            assert (done.returncode == 0) is healthy, (tier, done.stderr[-300:])
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_compose_mounts_the_template_the_launcher_renders_with_every_name_filled(services):
@@ -111,8 +169,6 @@ def test_the_launchers_nginx_config_routes_to_its_loopback_tiers(tmp_path, monke
 
 def test_nginx_accepts_the_config_the_launcher_writes(tmp_path, monkeypatch):
     """Debian's nginx (what `make run` starts; .ci/run installs it) checks the file itself."""
-    import subprocess
-
     nginx = launcher.find_nginx()
     assert nginx, "nginx is not installed: apt-get install nginx (.ci/run does)"
     monkeypatch.setattr(launcher, "NGINX_DIR", tmp_path)
