@@ -56,6 +56,18 @@ def test_promtool_accepts_the_scrape_config_and_the_rules():
     assert rules.returncode == 0, rules.stdout + rules.stderr
 
 
+def test_the_slo_rules_compute_what_the_hand_worked_series_say():
+    """promtool's rule unit tests (deploy/prometheus/tests/): each SLO ratio, the REST p99
+    and its alert on series whose answers are worked out by hand (docs/operations.md#slos)."""
+    tests = sorted((PROMETHEUS_DIR / "tests").glob("*_test.yml"))
+    assert tests
+    done = subprocess.run(
+        [tool("promtool"), "test", "rules", *map(str, tests)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
 def rule_expressions() -> tuple[list[str], set[str]]:
     """Every rule's expression, and the names the recording rules define."""
     expressions, recorded = [], set()
