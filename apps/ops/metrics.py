@@ -136,15 +136,27 @@ class RequestMetricsMiddleware:
 
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
+        # The labelled children by (route, method, status), made once: `labels()` costs
+        # about 8 us a call in multiprocess mode, a counter's inc and a histogram's observe
+        # 6.7 us together (20,000 in a loop), against a lean /price of about 400 us of CPU.
+        # Routes are templates, so the keys are few.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def __call__(self, request: Any) -> Any:
         began = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - began
-        route = route_of(request)
         method = request.method if request.method in _METHODS else "other"
-        HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
-        HTTP_SECONDS.labels(route, method).observe(elapsed)
+        key = (route_of(request), method, response.status_code)
+        children = self._children.get(key)
+        if children is None:
+            route = key[0]
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(route, method, str(key[2])),
+                HTTP_SECONDS.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         sample_db_pool()
         return response
 
