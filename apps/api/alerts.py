@@ -31,6 +31,7 @@ from rest_framework.response import Response
 
 from apps.alerts import conditions, selectors, services
 from apps.alerts.models import AlertEvent, AlertRule
+from apps.api.query import CheckedQuery
 from apps.api.serializers import EARLIEST, LATEST, DetailSerializer
 from apps.api.views import validated
 from apps.market.models import TICKER_PATTERN, Symbol
@@ -59,6 +60,11 @@ _BAD_RULE = _bad_request(
     "The rule is invalid: each invalid field maps to its messages.",
     "threshold does not fit the condition",
     {"threshold": ["an RSI level is between 0 and 100"], "symbol": ["Unknown symbol: 'XYZ'."]},
+)
+_BAD_PAGE = _bad_request(
+    "A paging parameter is malformed: each one maps to its messages.",
+    "an empty page",
+    {"page": ["may not be empty; leave it out to get its default."]},
 )
 _BAD_FILTER = _bad_request(
     "A filter is invalid: each invalid parameter maps to its messages.",
@@ -214,6 +220,7 @@ _RULE_DESCRIPTION = "One of your rules: read, replace (PUT), change some fields 
         responses=answers(
             200,
             RuleSerializer(many=True),
+            _BAD_PAGE,
             {404: OpenApiResponse(DetailSerializer, description="No such page.")},
         ),
         examples=[OpenApiExample("A rule", response_only=True, value=_RULE_EXAMPLE)],
@@ -255,7 +262,7 @@ _RULE_DESCRIPTION = "One of your rules: read, replace (PUT), change some fields 
         responses={204: None, **_UNAUTHORIZED, **_THROTTLED, **_NOT_FOUND},
     ),
 )
-class RuleViewSet(viewsets.ModelViewSet):
+class RuleViewSet(CheckedQuery, viewsets.ModelViewSet):
     """Your alert rules (`alerts/rules`): list them newest first, create, read, replace
     (PUT), change some fields (PATCH), delete. Another user's rule is a 404."""
 
@@ -289,9 +296,7 @@ class EventSerializer(serializers.Serializer):
 
 
 class EventsQuery(serializers.Serializer):
-    symbol = serializers.CharField(
-        required=False, allow_blank=True, max_length=16, help_text="Ticker, any case."
-    )
+    symbol = serializers.CharField(required=False, max_length=16, help_text="Ticker, any case.")
     since = serializers.DateTimeField(
         required=False, help_text="Events at or after this (ISO 8601; UTC without an offset)."
     )
@@ -349,7 +354,7 @@ def _own_event(request: Request, id: str) -> AlertEvent:
         raise NotFound("No such event.") from None
 
 
-class EventViewSet(viewsets.GenericViewSet):
+class EventViewSet(CheckedQuery, viewsets.GenericViewSet):
     """Your fired alerts (`alerts/events`), in the shape of the WebSocket `alert` message:
     list them newest first, read one, acknowledge one or many. Another user's event is a 404
     (and is left alone by the bulk acknowledge)."""

@@ -1,11 +1,21 @@
-"""Filters of the stock list (`?active=&exchange=&sector=&search=`)."""
+"""Filters of the stock list (`?active=&exchange=&sector=&search=`), and the backend that
+shows them on the browsable page."""
 
 from __future__ import annotations
 
 import django_filters
 from django.db.models import Q, QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
 
 from apps.market.models import Symbol
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend whose browsable form leaves its empty fields out of the query
+    it submits: an empty parameter is a 400 (docs/contracts.md#bad-parameters), and the
+    stock form's four fields are rarely all filled."""
+
+    template = "api/filter_form.html"
 
 
 class SymbolFilter(django_filters.FilterSet):

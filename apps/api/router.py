@@ -16,6 +16,7 @@ from rest_framework.schemas.inspectors import DefaultSchema
 
 from apps.api import alerts, views
 from apps.api.permissions import MarketDataPermission
+from apps.api.query import CheckedQuery
 from apps.api.serializers import DetailSerializer
 
 
@@ -68,7 +69,7 @@ RootSerializer = type(
 _EXAMPLE_HOST = "https://marketflux.example"
 
 
-class ApiRoot(APIRootView):
+class ApiRoot(CheckedQuery, APIRootView):
     """The MarketFlux REST API (docs/contracts.md#rest-api): market data, your alerts and
     your API token. OpenAPI document at /api/schema/, Swagger UI at /docs, ReDoc at /redoc."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -24,8 +23,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api import serializers as s
-from apps.api.filters import SymbolFilter
+from apps.api.filters import FilterBackend, SymbolFilter
 from apps.api.permissions import MarketDataPermission
+from apps.api.query import CheckedQuery
 from apps.indicators.selectors import recent_snapshots
 from apps.market import messages, selectors
 from apps.market.models import TICKER_PATTERN, Symbol
@@ -109,13 +109,13 @@ def symbol_action(url_path: str):
     )
 
 
-class StockViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class StockViewSet(CheckedQuery, mixins.ListModelMixin, viewsets.GenericViewSet):
     """The symbols (`stocks`) and, per symbol (any case), its latest price and indicators,
     its tick and indicator history and its OHLCV bars."""
 
     permission_classes = [MarketDataPermission]
     serializer_class = s.StockSerializer
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     filterset_class = SymbolFilter
     queryset = Symbol.objects.order_by("ticker")
     # `{symbol}` in the paths; `find_symbol` reads it (any case), never `get_object`.
@@ -329,7 +329,7 @@ class StockViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         )
 
 
-class MarketOverviewViewSet(viewsets.ViewSet):
+class MarketOverviewViewSet(CheckedQuery, viewsets.ViewSet):
     """The market at a glance (`market/overview`): one answer, not a list of rows."""
 
     permission_classes = [MarketDataPermission]
@@ -372,7 +372,7 @@ _TOKEN_EXAMPLE = OpenApiExample(
 )
 
 
-class OwnToken(APIView):
+class OwnToken(CheckedQuery, APIView):
     """Your API token, for programs: `Authorization: Token <key>` or `?token=` on WebSockets.
 
     GET shows it, POST creates a new one (replacing any old one), DELETE revokes it.

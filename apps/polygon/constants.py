@@ -15,6 +15,11 @@ INDICATOR_LIMIT_DEFAULT = 10
 INDICATOR_LIMIT_MAX = 5000
 INDICATOR_WINDOW_MAX = 1000  # bars in an indicator's window (its warm-up grows with it)
 SNAPSHOT_TICKERS_MAX = 1000  # tickers one `?tickers=` may name
+# The longest `?tickers=` and `?cursor=` (a page's parameters, base64) a request may carry;
+# any other value is at most apps.api.query.QUERY_VALUE_MAX characters. A longer URL would
+# not pass the servers anyway (Daphne drops a request line over 16 KiB).
+SNAPSHOT_TICKERS_LENGTH = 8192
+CURSOR_LENGTH = 8192
 VENUES_TTL = 60.0  # seconds before a ticker missing from the venue map reloads it
 
 # Timespans of a fixed length, as one unit; `second` is summed from the ticks, the others

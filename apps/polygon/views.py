@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.permissions import MarketDataPermission
+from apps.api.query import CheckedQuery
 from apps.api.renderers import FastJSONRenderer
 from apps.api.views import find_symbol
 from apps.market import selectors, sessions
@@ -52,7 +53,7 @@ class JSONOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class GatewayView(APIView):
+class GatewayView(CheckedQuery, APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [MarketDataPermission]
     renderer_classes = [FastJSONRenderer]
@@ -127,6 +128,9 @@ def _example(name: str, value: dict) -> list[OpenApiExample]:
 
 SYMBOL = _path("symbol", description="Ticker, any case.")
 ADJUSTED = _query("adjusted", OpenApiTypes.BOOL, "Accepted; prices are never adjusted.")
+CURSOR = _query(
+    "cursor", {"type": "string", "maxLength": c.CURSOR_LENGTH}, "Opaque; from `next_url`."
+)
 _GATEWAY = {"tags": ["polygon"]}
 
 
@@ -162,7 +166,7 @@ class Aggregates(GatewayView):
             ADJUSTED,
             _query("sort", description="asc (default) or desc.", enum=["asc", "desc"]),
             _query("limit", OpenApiTypes.INT, f"Bars per page, 1-{c.AGGS_LIMIT_MAX}."),
-            _query("cursor", description="Opaque; from `next_url`."),
+            CURSOR,
         ],
         responses={200: s.AggsSerializer, **_ERRORS_400},
         **_GATEWAY,
@@ -393,7 +397,7 @@ class Trades(GatewayView):
             _query("order", description="desc (default) or asc.", enum=["asc", "desc"]),
             _query("sort", description="timestamp (the only one).", enum=["timestamp"]),
             _query("limit", OpenApiTypes.INT, f"Trades per page, 1-{c.TRADES_LIMIT_MAX}."),
-            _query("cursor", description="Opaque; from `next_url`."),
+            CURSOR,
         ],
         responses={200: s.TradesSerializer, **_ERRORS_400},
         **_GATEWAY,
@@ -439,6 +443,9 @@ class Trades(GatewayView):
 
 
 _TICKER_BOUNDS = {"ticker.gte": "gte", "ticker.gt": "gt", "ticker.lte": "lte", "ticker.lt": "lt"}
+# What the next page's cursor carries of a request: its filters (not the parameters the
+# gateway ignores, nor `apiKey`), so a cursor stays within CURSOR_LENGTH.
+_TICKERS_CARRIED = ("ticker", *_TICKER_BOUNDS, "search", "market")
 
 
 class Tickers(GatewayView):
@@ -456,7 +463,7 @@ class Tickers(GatewayView):
             _query("order", description="asc (default) or desc.", enum=["asc", "desc"]),
             _query("sort", description="ticker (the only one).", enum=["ticker"]),
             _query("limit", OpenApiTypes.INT, f"Tickers per page, 1-{c.TICKERS_LIMIT_MAX}."),
-            _query("cursor", description="Opaque; from `next_url`."),
+            CURSOR,
         ],
         responses={200: s.TickersSerializer, **_ERRORS_400},
         **_GATEWAY,
@@ -483,7 +490,7 @@ class Tickers(GatewayView):
         page = list(rows.order_by("-ticker" if order == "desc" else "ticker")[:limit])
         body = {"count": len(page), "results": [m.ticker_fields(x) for x in page]}
         if len(page) == limit:
-            after = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
+            after = {k: v for k, v in query.items() if k in _TICKERS_CARRIED}
             after.update(order=order, limit=limit, active=str(active).lower())
             after["ticker.gt" if order == "asc" else "ticker.lt"] = page[-1].ticker
             body["next_url"] = self.next_url("/v3/reference/tickers", after)
@@ -544,8 +551,10 @@ class SnapshotAll(GatewayView):
         parameters=[
             _query(
                 "tickers",
+                # Empty is allowed (every active symbol): the clients send `tickers=` for [].
+                {"type": "string", "minLength": 0, "maxLength": c.SNAPSHOT_TICKERS_LENGTH},
                 description="Comma-separated tickers (any case); unknown ones are left out. "
-                "Without it: every active symbol.",
+                "Without it, or empty: every active symbol.",
             ),
         ],
         responses={200: s.SnapshotAllSerializer, **_ERRORS_400},
