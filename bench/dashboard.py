@@ -24,9 +24,9 @@ every sparkline has its 30 minutes), a Celery worker (`--pool solo`) and beat ti
   the longest frame.
 
 `--profile N` also records a CPU profile of the first N seconds after navigation at each
-size and prints the functions with the most self time. Everything shares one machine:
-the browser, Daphne, the worker, beat, PostgreSQL and Redis. Writes
-bench/results/dashboard.json.
+size, and another of the scrolling, and prints the functions with the most self time.
+Everything shares one machine: the browser, Daphne, the worker, beat, PostgreSQL and Redis.
+Writes bench/results/dashboard.json.
 """
 
 from __future__ import annotations
@@ -311,7 +311,11 @@ def _measure(browser, url: str, *, live: float, profile_s: float) -> dict:
         "longest_task_ms": max(durations, default=0.0),
     }
     out["dom_elements"] = page.evaluate("document.getElementsByTagName('*').length")
+    if profile_s:
+        cdp.send("Profiler.start")
     scroll = page.evaluate(SCROLL, [SCROLL_SECONDS])
+    if profile_s:
+        out["scroll_profile_top"] = cpu_profile_top(cdp.send("Profiler.stop")["profile"])
     scroll["fps"] = scroll["frames"] / scroll["seconds"] if scroll["seconds"] else 0.0
     out["scroll"] = scroll
     context.close()
@@ -354,6 +358,9 @@ def run_size(n: int, *, log_dir: Path, live: float, profile_s: float, requests: 
     if page.get("profile_top"):
         print_table(f"CPU profile, first {profile_s:g} s at {n} symbols: self time",
                     ["function", "ms", "%"], page["profile_top"])  # fmt: skip
+    if page.get("scroll_profile_top"):
+        print_table(f"CPU profile while scrolling at {n} symbols: self time",
+                    ["function", "ms", "%"], page["scroll_profile_top"])  # fmt: skip
     return {"symbols": n, "seeded": seeded, "server": server, "browser": page,
             "server_errors_logged": errors}  # fmt: skip
 
