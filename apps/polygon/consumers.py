@@ -19,7 +19,8 @@ from apps.polygon import messages, selectors
 from apps.polygon.feed import FRAMING, GATEWAY, SERVED, Topics
 from apps.streaming import close_codes
 from apps.streaming.broadcast import next_batch
-from apps.streaming.consumers import MAX_MESSAGE_BYTES, FeedConsumer
+from apps.streaming.consumers import FeedConsumer
+from apps.streaming.messages import BadMessage, is_ticker, read_message, shown
 
 
 def _dumps(payload: object) -> str:
@@ -51,32 +52,32 @@ class StocksConsumer(FeedConsumer):
         self.socket.start([messages.status("connected", "Connected Successfully")])
 
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
-        raw = text.encode() if text is not None else data or b""
-        if len(raw) > MAX_MESSAGE_BYTES:
-            return [messages.status("error", f"message too large: {len(raw)} bytes, the limit "
-                                  f"is {MAX_MESSAGE_BYTES}")]  # fmt: skip
+        """Statuses answering a client message; a bad one gets an `error` status naming
+        what is wrong and the socket stays open (docs/contracts.md#bad-messages)."""
         try:
-            request = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return [messages.status("error", "malformed JSON")]
-        action = request.get("action") if isinstance(request, dict) else None
-        params = request.get("params") if isinstance(request, dict) else None
+            action, request = read_message(text, data, messages.STOCKS_MESSAGES)
+        except BadMessage as bad:
+            return [messages.status("error", str(bad))]
+        params = request["params"]
         if action == "auth":
             return await self._auth(params)
-        if action not in ("subscribe", "unsubscribe"):
-            return [messages.status("error", 'unknown action: use "auth", "subscribe" or '
-                                  '"unsubscribe"')]  # fmt: skip
         if not self.authenticated:
             return [messages.status("error", 'not authorized: send {"action":"auth",'
                                   '"params":KEY} first')]  # fmt: skip
-        if not isinstance(params, str) or not params.strip():
-            return [messages.status("error", '"params" must be topics such as "T.AAPL,AM.*"')]
-        return await self._change(action, [t.strip() for t in params.split(",") if t.strip()])
+        topics = [t.strip() for t in params.split(",") if t.strip()]
+        if not topics:  # "," or " , ": nothing to answer one status each for
+            return [messages.status("error", f'"params" must be {messages.TOPICS.rule}')]
+        return await self._change(action, topics)
 
     async def _auth(self, params: object) -> list[dict]:
         if self.authenticated:
             return [messages.status("success", "already authenticated")]
-        user = await _key_user(params) if isinstance(params, str) and params else None
+        key = (
+            params
+            if isinstance(params, str) and params.strip() and len(params) <= messages.MAX_KEY_CHARS
+            else None
+        )
+        user = await _key_user(key) if key is not None else None
         if user is None and not settings.MARKETFLUX_PUBLIC_READ:
             # The client raises AuthError on this frame and does not reconnect.
             await self.socket.flush()  # what went before it (off Daphne, still in flight)
@@ -84,6 +85,9 @@ class StocksConsumer(FeedConsumer):
                                                             "authentication failed")]))  # fmt: skip
             await self.close(code=close_codes.UNAUTHORIZED)
             return []
+        if key is None:  # public read: any key, but a key
+            return [messages.status("error", '"params" must be your API key, a string of at '
+                                  f"most {messages.MAX_KEY_CHARS} characters")]  # fmt: skip
         self.authenticated = True
         await self.broadcaster.join(self.socket, GATEWAY, self.topics.key())
         return [messages.status("auth_success", "authenticated")]
@@ -93,16 +97,17 @@ class StocksConsumer(FeedConsumer):
         for topic in topics:
             prefix, _, symbol = topic.partition(".")
             parsed.append((topic, prefix, symbol if symbol == "*" else symbol.upper()))
-        named = {s for _, p, s in parsed if p in SERVED and s and s != "*"}
+        named = {s for _, p, s in parsed if p in SERVED and is_ticker(s)}
         known = (
             await database_sync_to_async(selectors.known_tickers)(tickers=named) if named else set()
         )
         replies = []
         since = next_batch()
         for topic, prefix, symbol in parsed:
-            if prefix not in SERVED or not symbol:
-                replies.append(messages.status("error", f"{topic}: unknown topic; served: "
-                                             "T, Q, A and AM, as T.<symbol> or T.*"))  # fmt: skip
+            if prefix not in SERVED or not (symbol == "*" or is_ticker(symbol)):
+                replies.append(messages.status("error", f"{shown(topic)}: unknown topic in "
+                                             '"params"; served: T, Q, A and AM, as T.<symbol> '
+                                             "or T.*"))  # fmt: skip
             elif symbol != "*" and symbol not in known:
                 replies.append(messages.status("error", f"{topic}: unknown symbol"))
             elif action == "subscribe":

@@ -18,6 +18,7 @@ from apps.market.models import Symbol
 from apps.ops.timestamps import epoch_micros
 from apps.polygon import constants as c
 from apps.polygon import params as p
+from apps.streaming.messages import KEY, TEXT, Field
 
 MINUTE_US = 60_000_000
 DAY_US = 86_400_000_000
@@ -111,6 +112,16 @@ def ticker_snapshot(symbol: Symbol, hot: dict | None, bars: selectors.SnapshotBa
 
 
 # WebSocket
+
+# What clients may send to `/stocks` (docs/polygon.md#websocket), as `/ws/market`'s are
+# declared (`apps.streaming.messages.MARKET_MESSAGES`): `params` is the key or the topics.
+TOPICS = Field(TEXT, rule='topics such as "T.AAPL,AM.*"')
+STOCKS_MESSAGES: dict[str, dict[str, Field]] = {
+    "auth": {"params": Field(KEY)},
+    "subscribe": {"params": TOPICS},
+    "unsubscribe": {"params": TOPICS},
+}
+MAX_KEY_CHARS = 256  # longer is no key (a token's is 40 characters)
 
 
 def status(state: str, message: str) -> dict:

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from datetime import datetime
 
-import orjson
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -53,7 +52,7 @@ from apps.streaming.publisher import watch_symbol
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_TICKS = 120  # the history a /ws/stocks/{symbol} snapshot carries
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = messages.MAX_MESSAGE_BYTES
 FLOOD_MESSAGES_PER_SECOND = 20
 # Replies (acks, errors) waiting for a client that does not read: past this, it is closed.
 MAX_PENDING_REPLIES = 2 * FLOOD_MESSAGES_PER_SECOND
@@ -167,7 +166,13 @@ class FeedConsumer(AsyncWebsocketConsumer):
         self.socket.send(await self.answer(text_data, bytes_data))
 
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
-        return [messages.error("this feed takes no messages")]
+        """An `error` saying why the message is not read: a feed that takes none still
+        says what was wrong with a malformed one (docs/contracts.md#bad-messages)."""
+        try:
+            messages.read_message(text, data, messages.STOCK_MESSAGES)
+        except messages.BadMessage as bad:
+            return [messages.error(str(bad))]
+        raise AssertionError("a feed that takes no messages read one")
 
 
 class StockConsumer(FeedConsumer):
@@ -213,30 +218,16 @@ class MarketConsumer(FeedConsumer):
         return True
 
     async def answer(self, text: str | None, data: bytes | None) -> list[dict]:
-        raw = text.encode() if text is not None else data or b""
-        if len(raw) > MAX_MESSAGE_BYTES:
-            return [messages.error(f"message too large: {len(raw)} bytes, the limit is 65536")]
+        """The answer to a subscription change: checked against `MARKET_MESSAGES`, so a bad
+        message gets an `error` naming its field and changes nothing."""
         try:
-            request = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return [messages.error("malformed JSON")]
-        action = request.get("action") if isinstance(request, dict) else None
-        if action not in ("subscribe", "unsubscribe"):
-            return [messages.error('unknown action: use "subscribe" or "unsubscribe"')]
-        symbols = request.get("symbols")
-        if symbols == "*":
-            symbols = ["*"]
-        if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
-            return [messages.error('"symbols" must be a list of tickers, or "*"')]
-        every = None  # unchanged
-        if "every" in request:
-            if action != "subscribe":
-                return [messages.error('"every" goes with "subscribe" only')]
-            try:
-                every = conflation_period(request["every"])
-            except ValueError:
-                return [messages.error(BAD_EVERY)]
-        return await self._change_subscription(action, [s.upper() for s in symbols], every)
+            action, request = messages.read_message(text, data, messages.MARKET_MESSAGES)
+            every = conflation_period(request["every"]) if "every" in request else None
+        except messages.BadMessage as bad:
+            return [messages.error(str(bad), **({"field": bad.field} if bad.field else {}))]
+        except ValueError:
+            return [messages.error(BAD_EVERY, field="every")]
+        return await self._change_subscription(action, request["symbols"], every)
 
     async def _change_subscription(
         self, action: str, symbols: list[str], every: float | None

@@ -258,9 +258,11 @@ def test_a_bad_period_is_refused_and_every_0_goes_back_to_every_tick(
         # Each refused with the documented error, and nothing changed (not even MSFT).
         for bad in (-1, 0.1, 0.24, 60.5, 1e6, "1", True, None, [1], {"seconds": 1}):
             refused = answer(ws, {"action": "subscribe", "symbols": ["MSFT"], "every": bad})
-            assert refused == [{"type": "error", "message": BAD_EVERY}], bad
+            assert refused == [{"type": "error", "message": BAD_EVERY, "field": "every"}], bad
         refused = answer(ws, {"action": "unsubscribe", "symbols": ["AAPL"], "every": 1})
-        assert refused == [{"type": "error", "message": '"every" goes with "subscribe" only'}]
+        assert refused == [
+            {"type": "error", "message": '"every" goes with "subscribe" only', "field": "every"}
+        ]
 
         # A subscribe without "every" keeps the period. What was held for the subscription
         # before it (an AAPL tick, which a plain subscriber beside it has got) comes first,
