@@ -68,6 +68,17 @@ def bob(db):
 
 
 @pytest.fixture(scope="module")
+def module_daphne(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real Daphne for a test module's many sockets: (its URL, its `Processes`, whose
+    logs a test can read)."""
+    procs = Processes(tmp_path_factory.mktemp("daphne"))
+    with django_db_blocker.unblock():
+        base = procs.daphne()
+    yield base, procs
+    procs.stop_all()
+
+
+@pytest.fixture(scope="module")
 def timescale_db(django_db_blocker):
     """Django's connection on a throw-away TimescaleDB (PGlite), migrated and seeded, for
     the module (`apps.testing.timescale.django_on_timescale`)."""

@@ -338,7 +338,8 @@ def write_prometheus_config(plan: Serving, directory: Path | None = None) -> Pat
     for job in config["scrape_configs"]:
         for static in job["static_configs"]:
             static["targets"] = [targets[job["job_name"]]]
-            static.get("labels", {}).update(host="local")
+            if "labels" in static:  # compose names its host; this one is the local machine
+                static["labels"]["host"] = "local"
     path = directory / "prometheus.yml"
     path.write_text(
         "# Written by apps/ops/launcher.py at every `make run`; edit the original instead:\n"

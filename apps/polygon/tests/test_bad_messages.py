@@ -29,21 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CASES = cases(STOCKS_MESSAGES)
 
 
-@pytest.fixture(scope="module")
-def web(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One Daphne for the module's cases (and its log)."""
-    from apps.testing.processes import Processes
-
-    procs = Processes(tmp_path_factory.mktemp("daphne"))
-    with django_db_blocker.unblock():
-        base = procs.daphne()
-    yield base, procs
-    procs.stop_all()
-
-
 @pytest.fixture
-def server(web, market, fresh_state):
-    return web
+def server(module_daphne, market, fresh_state):
+    return module_daphne
 
 
 def errors(received: list[dict]) -> list[dict]:
