@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.market",
+    "apps.accounts",
     "apps.indicators",
     "apps.alerts",
     "apps.ingest",

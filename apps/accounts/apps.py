@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Who may do what: roles, API tokens and the audit of changes (docs/security.md)."""
+
+    name = "apps.accounts"
+    label = "accounts"
+    verbose_name = "Accounts and access"
