@@ -159,6 +159,7 @@ class Stack:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, object] = {}
+        self._sockets: list = []  # listening sockets shared by several servers
 
     def __enter__(self) -> Stack:
         return self
@@ -174,6 +175,7 @@ class Stack:
         python: bool = True,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> subprocess.Popen:
         """`python args` (or `args` as they are, with `python=False`) with its output in
         `log_dir/<name>.log`."""
@@ -187,6 +189,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_child_setup,
+            pass_fds=pass_fds,
         )
         self.procs[name] = proc
         return proc
@@ -208,16 +211,32 @@ class Stack:
 
     def daphne(self, timeout: float = 60.0) -> tuple[str, subprocess.Popen]:
         """One Daphne process on a free loopback port; its base URL once /health answers."""
+        url, procs = self.daphnes(1, timeout)
+        return url, procs[0]
+
+    def daphnes(self, count: int, timeout: float = 60.0) -> tuple[str, list[subprocess.Popen]]:
+        """`count` Daphne processes on one free loopback port, as `make run` starts the ASGI
+        tier: one listening socket opened here and inherited by each (`daphne --fd`), the
+        kernel handing each new connection to one of them."""
+        from apps.ops.launcher import listen_socket
+
         port = processes.free_port()
-        proc = self.start(
-            "daphne",
-            ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "marketflux_site.asgi:application"],
-        )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
+        app = "marketflux_site.asgi:application"
+        if count == 1:
+            procs = [
+                self.start("daphne", ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app])
+            ]
+        else:
+            self._sockets.append(sock := listen_socket(port))
+            fd = sock.fileno()
+            procs = [
+                self.start(f"daphne-{n}", ["-m", "daphne", "--fd", str(fd), app], pass_fds=(fd,))
+                for n in range(1, count + 1)
+            ]
         wait_until(lambda: self.check_alive() or http_ok(f"{url}/health"),
                    timeout=timeout, what=f"Daphne on {url}")  # fmt: skip
-        return url, proc
+        return url, procs
 
     def check_alive(self) -> None:
         """RuntimeError naming the first process that has exited, with the end of its log."""
@@ -263,6 +282,9 @@ class Stack:
     def stop_all(self, timeout: float = 15.0) -> None:
         for name in reversed(list(self.procs)):
             self.stop(name, timeout)
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

@@ -7,7 +7,9 @@ beside the `websockets` library's broadcast server relaying the same batches.
 
 The stack is the real one, on a fresh bench database (`<database>_bench`) with the default
 five symbols: a Celery worker (`--pool solo`) and beat ticking every 0.5 s (the default
-TICK_INTERVAL), and one Daphne process (DEBUG=0) serving /ws/market.
+TICK_INTERVAL), and Daphne (DEBUG=0) serving /ws/market: one process, or with
+--asgi-processes N as `make run` starts the ASGI tier, N processes sharing one listening
+socket (the clients' spread over them is reported).
 
 Fan-out, for 1,000 and then 5,000 concurrent clients (websockets 17, split over two client
 processes unless --client-procs says otherwise: one cannot read 5,000 sockets' frames), each
@@ -58,6 +60,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import gc
 import json
 import multiprocessing
 import os
@@ -271,6 +274,12 @@ async def _client_main(pipe, url: str, count: int, first_index: int) -> None:
         if not c.connected:
             errors[c.error or "timeout"] = errors.get(c.error or "timeout", 0) + 1
     pipe.send(("connected", sum(c.connected for c in clients), errors))
+    # The window's bookkeeping keeps millions of small objects (a tick key and a latency per
+    # tick and client): the collector's full passes over them stalled this process's loop
+    # for hundreds of ms, which the figures then charged to the server. Nothing here makes
+    # reference cycles that need collecting before the process exits.
+    gc.freeze()
+    gc.disable()
     command = await loop.run_in_executor(None, pipe.recv)
     catch_up = None
     if command[0] == "window":
@@ -581,24 +590,39 @@ def _redis_int(key: str) -> int:
     return int(redis_client().get(key) or 0)
 
 
-def _rss_now(pid: int, samples: int = 3) -> int:
+def _rss(pids: list[int]) -> int:
+    """The RSS of the server's processes together."""
+    return sum(process_rss(pid) for pid in pids)
+
+
+def _rss_now(pids: list[int], samples: int = 3) -> int:
     values = []
     for _ in range(samples):
-        values.append(process_rss(pid))
+        values.append(_rss(pids))
         time.sleep(0.3)
     return sorted(values)[len(values) // 2]
 
 
-def _wait_quiet(pid: int, *, below_pct: float = 25.0, limit_s: float = 60.0) -> float:
-    """Wait (bounded) until Daphne is done with the last phase's backlog; its CPU %."""
+def _connections(pid: int, port: int) -> int:
+    """Clients connected to one server process on `port`: how the kernel spread them over
+    processes sharing a listening socket."""
     import psutil
 
-    proc = psutil.Process(pid)
-    proc.cpu_percent(None)
+    conns = psutil.Process(pid).net_connections(kind="tcp")
+    return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+
+
+def _wait_quiet(pids: list[int], *, below_pct: float = 25.0, limit_s: float = 60.0) -> float:
+    """Wait (bounded) until the server is done with the last phase's backlog; its CPU %."""
+    import psutil
+
+    procs = [psutil.Process(pid) for pid in pids]
+    for proc in procs:
+        proc.cpu_percent(None)
     deadline = time.monotonic() + limit_s
     while True:
         time.sleep(1.0)
-        busy = proc.cpu_percent(None)
+        busy = sum(proc.cpu_percent(None) for proc in procs)
         if busy < below_pct or time.monotonic() > deadline:
             return busy
 
@@ -636,14 +660,14 @@ def _pcts(values: list[float]) -> dict:
 
 
 def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, procs: int,
-                 stack: Stack, daphne_pid: int, server: str = "daphne") -> dict:  # fmt: skip
-    """`n` clients of `ws_url` for one window; `daphne_pid` is the server measured (RSS,
-    CPU under the name `server`: Daphne, or the anchor)."""
+                 stack: Stack, pids: list[int], server: str = "daphne") -> dict:  # fmt: skip
+    """`n` clients of `ws_url` for one window; `pids` are the server's processes measured
+    (RSS and CPU, summed under the name `server`: Daphne, or the anchor)."""
     from apps.market import keys
 
     print(f"\n{n} clients of {server}: connecting", flush=True)
-    _wait_quiet(daphne_pid)
-    rss_idle = _rss_now(daphne_pid)
+    _wait_quiet(pids)
+    rss_idle = _rss_now(pids)
     dropped_before = _redis_int(keys.WS_TICKS_DROPPED)
     fleet = ClientFleet(ws_url, n, procs)
     try:
@@ -654,18 +678,22 @@ def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, pr
               flush=True)  # fmt: skip
         stack.check_alive()
         time.sleep(2.0)
-        rss_connected = _rss_now(daphne_pid)  # before a backlog (if any) builds up
+        rss_connected = _rss_now(pids)  # before a backlog (if any) builds up
+        port = int(ws_url.split(":")[2].split("/")[0])
+        per_process = [_connections(pid, port) for pid in pids]
         t0 = time.time() + 1.0
         t1 = t0 + duration
         fleet.start_window(t0, t1, symbols)
         time.sleep(max(0.0, t0 - time.time()))
-        meter = CpuMeter({server: daphne_pid, "worker": stack.procs["worker"].pid,
+        servers = {f"{server}-{k}": pid for k, pid in enumerate(pids, 1)}
+        meter = CpuMeter({**servers, "worker": stack.procs["worker"].pid,
                           **fleet.pids}).start()  # fmt: skip
         rss_samples = []
         while time.time() < t1:
-            rss_samples.append(process_rss(daphne_pid))
+            rss_samples.append(_rss(pids))
             time.sleep(min(1.0, max(0.0, t1 - time.time())))
         cpu = meter.stop()
+        cpu[server] = sum(cpu.pop(name) for name in servers)
         print(f"  window of {duration:g} s done; waiting for clients to catch up", flush=True)
         clients, latencies, first, catch_up = fleet.results()
     finally:
@@ -694,6 +722,8 @@ def fanout_phase(ws_url: str, n: int, *, symbols: list[str], duration: float, pr
         "connect_seconds": connect_s,
         "connect_errors": connect_errors,
         "client_processes": len(fleet.children),
+        "server_processes": len(pids),
+        "connections_per_server_process": per_process,
         "window_seconds": duration,
         "db_ticks_in_window": len(expected),
         "slots_in_window": slots * len(symbols),
@@ -751,7 +781,7 @@ def _trend(first: dict, t0: float, duration: float, step: float = 5.0) -> list[f
 
 
 def slow_phase(host: str, port: int, ws_url: str, *, symbols: list[str], slow: int,
-               control: int, duration: float, stack: Stack, daphne_pid: int) -> dict:  # fmt: skip
+               control: int, duration: float, stack: Stack, pids: list[int]) -> dict:  # fmt: skip
     from apps.market import keys
 
     print(
@@ -759,8 +789,8 @@ def slow_phase(host: str, port: int, ws_url: str, *, symbols: list[str], slow: i
         f"for {duration:g} s",
         flush=True,
     )
-    _wait_quiet(daphne_pid)
-    rss_idle = _rss_now(daphne_pid)
+    _wait_quiet(pids)
+    rss_idle = _rss_now(pids)
     dropped_before = _redis_int(keys.WS_TICKS_DROPPED)
     fleet = ClientFleet(ws_url, control, 1) if control else None
     sockets: list[SlowSocket] = []
@@ -786,7 +816,7 @@ def slow_phase(host: str, port: int, ws_url: str, *, symbols: list[str], slow: i
                 states[state] = states.get(state, 0) + 1
             sample = {
                 "t": now - t0,
-                "rss_mb": process_rss(daphne_pid) / 2**20,
+                "rss_mb": _rss(pids) / 2**20,
                 "client_states": states,
                 "client_unread_bytes": sum(s.unread_bytes() for s in sockets),
                 "server_established": sum(1 for st, _ in server.values() if st == "ESTABLISHED"),
@@ -879,6 +909,9 @@ def main() -> None:
                         help="reading clients beside the slow ones")  # fmt: skip
     parser.add_argument("--client-procs", type=int, default=2,
                         help="processes the fan-out clients are split over")  # fmt: skip
+    parser.add_argument("--asgi-processes", type=int, default=1,
+                        help="Daphne processes sharing one listening socket, as make run "
+                        "starts them (default 1)")  # fmt: skip
     parser.add_argument("--no-anchor", action="store_true",
                         help="skip the websockets broadcast server's phases")  # fmt: skip
     parser.add_argument("--anchor-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -910,11 +943,12 @@ def main() -> None:
         with Stack(env, log_dir) as stack:
             stack.worker()
             stack.beat()
-            url, daphne = stack.daphne()
+            url, daphnes = stack.daphnes(args.asgi_processes)
+            pids = [proc.pid for proc in daphnes]
             host, port = url.removeprefix("http://").split(":")
             ws_url = f"ws://{host}:{port}/ws/market"
             anchor_url, anchor_pid = start_anchor(stack) if not args.no_anchor else (None, None)
-            print(f"stack up: Daphne {url} (pid {daphne.pid}), worker, beat, anchor "
+            print(f"stack up: Daphne {url} (pids {pids}), worker, beat, anchor "
                   f"{anchor_url} (pid {anchor_pid}); symbols {symbols}")  # fmt: skip
             wait_until(
                 lambda: stack.check_alive() or _all_priced(url, symbols),
@@ -926,21 +960,24 @@ def main() -> None:
             for n in counts:  # MarketFlux, then the anchor at the same count
                 phases.append(fanout_phase(
                     ws_url, n, symbols=symbols, duration=duration, procs=args.client_procs,
-                    stack=stack, daphne_pid=daphne.pid,
+                    stack=stack, pids=pids,
                 ))  # fmt: skip
                 if anchor_url:
                     phases.append(fanout_phase(
                         anchor_url, n, symbols=symbols, duration=duration,
-                        procs=args.client_procs, stack=stack, daphne_pid=anchor_pid,
+                        procs=args.client_procs, stack=stack, pids=[anchor_pid],
                         server="anchor",
                     ))  # fmt: skip
             slow = slow_phase(
                 host, int(port), ws_url, symbols=symbols, slow=args.slow_clients,
                 control=args.control_clients,
-                duration=slow_duration, stack=stack, daphne_pid=daphne.pid,
+                duration=slow_duration, stack=stack, pids=pids,
             )  # fmt: skip
             stack.check_alive()
-            server_errors = stack.log_errors("daphne")
+            server_errors: dict[str, int] = {}
+            for name in [name for name in stack.procs if name.startswith("daphne")]:
+                for error, count in stack.log_errors(name).items():
+                    server_errors[error] = server_errors.get(error, 0) + count
         keep_logs = False
     finally:
         drop_bench_database(name)
@@ -958,7 +995,8 @@ def main() -> None:
             "started": started,
             "machine_at_start": machine_before,
             "setup": {
-                "server": "one Daphne process, DEBUG=0, default ping interval/timeout (20/30 s)",
+                "server": f"{args.asgi_processes} Daphne process(es) sharing one listening "
+                "socket, DEBUG=0, default ping interval/timeout (20/30 s)",
                 "tick_interval": TICK_INTERVAL,
                 "symbols": symbols,
                 "worker": "celery worker --pool solo, celery beat",
@@ -1009,8 +1047,11 @@ def anchor_ratios(phases: list[dict]) -> list[dict]:
 
 def report(phases: list[dict], slow: dict, symbols: list[str]) -> None:
     cores = os.cpu_count()
+    ours = [p for p in phases if p.get("server") == "daphne"]
+    spread = [p["connections_per_server_process"] for p in ours]
     print(
-        f"\nsetup: one Daphne process (DEBUG=0), Celery worker --pool solo + beat at "
+        f"\nsetup: {ours[0]['server_processes'] if ours else 1} Daphne process(es) (DEBUG=0; "
+        f"clients per process {spread}), Celery worker --pool solo + beat at "
         f"TICK_INTERVAL={TICK_INTERVAL} s, {len(symbols)} symbols; every client subscribed "
         f'to "*". Clients, server, worker, PostgreSQL and Redis share {cores} cores '
         f"(load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())}: other work "

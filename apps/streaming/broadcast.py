@@ -48,6 +48,7 @@ from twisted.internet import tcp
 
 from apps.streaming import metrics
 from apps.streaming.groups import MARKET_GROUP, alerts_group, ticks_group
+from apps.streaming.heap import Freezer
 from apps.streaming.outbox import KEEP, LATEST, TICK, Item, Outbox, SocketFlow, daphne_protocol
 from apps.streaming.publisher import (
     ALERTS_EVENT,
@@ -577,6 +578,18 @@ class Broadcaster:
         self.flushers: dict[float, asyncio.Task] = {}  # a flush loop per period held
         self._views: dict[Feed, dict[Hashable, dict]] = {}  # what `deliver` gives each feed
         self._lock = asyncio.Lock()
+        self.freezer = Freezer(self.loop)
+
+    def opened(self, socket: Socket) -> None:
+        """A connection of this process opened (`closed`: ended). On Daphne, its objects are
+        kept out of the collector's full passes once it has settled (`apps/streaming/heap.py`);
+        elsewhere (tests' communicators) the process is not a server's, and nothing changes."""
+        if isinstance(socket.sink, DaphneSink):
+            self.freezer.opened()
+
+    def closed(self, socket: Socket) -> None:
+        if isinstance(socket.sink, DaphneSink):
+            self.freezer.closed()
 
     async def join(self, socket: Socket, feed: Feed, key: Hashable) -> None:
         """Add a socket to a feed under a subscription key; the group is joined (once per

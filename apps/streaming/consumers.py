@@ -106,6 +106,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
         self.gate = SocketFlow.attach(self.base_send)
         self.socket = Socket.attach(self.base_send, self.gate, self.framing)
         self.broadcaster = broadcaster()
+        self.broadcaster.opened(self.socket)
         ws_metrics.opened(self)
 
     async def connect(self) -> None:
@@ -139,6 +140,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
         if not hasattr(self, "socket"):
             return
         self.socket.close()
+        self.broadcaster.closed(self.socket)
         await self.broadcaster.leave(self.socket)
         dropped = self.socket.outbox.dropped
         if dropped:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ import pytest
 import requests
 
 from apps.ingest.tasks import tick
+from apps.ops.metrics import FOLD_EVERY
 from apps.ops.processes import free_port
 from apps.ops.tests.scrape import delta, scrape_client, scrape_url
 from apps.testing import BASE_DIR
@@ -121,6 +123,12 @@ def test_rest_requests_are_counted_by_route_template_method_and_status(
     assert delta(before, after, total, **posted[0]) == 1
     seconds = "marketflux_http_request_duration_seconds_count"
     assert delta(before, after, seconds, route=price, method="GET") == 5
+    buckets = "marketflux_http_request_duration_seconds_bucket"
+    assert delta(before, after, buckets, route=price, method="GET", le="+Inf") == 5
+    assert delta(before, after, buckets, route=price, method="GET", le="10.0") == 5
+    took = delta(before, after, "marketflux_http_request_duration_seconds_sum", route=price,
+                 method="GET")  # fmt: skip
+    assert 0 < took < 10 * 5
     # Nothing is labelled with a path itself: no ticker in any route.
     assert not [labels for labels in after.labelled(total) if "AAPL" in labels["route"]]
 
@@ -142,6 +150,7 @@ def test_one_scrape_sums_every_process_of_the_host(processes, tmp_path, monkeypa
 
     health = {"route": "/health", "method": "GET", "status": "200"}
     total = "marketflux_http_requests_total"
+    time.sleep(FOLD_EVERY + 0.5)  # the start-up probes' /health requests folded in
     before = scrape_url(web)
     session = requests.Session()
     for _ in range(20):
@@ -150,7 +159,14 @@ def test_one_scrape_sums_every_process_of_the_host(processes, tmp_path, monkeypa
         assert requests.get(f"{asgi}/health", timeout=10).ok  # a new connection each
     for _ in range(5):
         assert requests.get(f"{asgi}/health", timeout=10).ok
-    from_web, from_asgi = scrape_url(web), scrape_url(asgi)
+
+    # Each process folds its counts into the shared files once a second.
+    def all_counted():
+        scraped = scrape_url(web)
+        return scraped if delta(before, scraped, total, **health) >= 28 else None
+
+    from_web = wait_for(all_counted, timeout=10, what="28 /health requests counted")
+    from_asgi = scrape_url(asgi)
 
     # Both tiers' answers agree: the sum of every process, whoever is asked.
     assert delta(before, from_web, total, **health) == 28
