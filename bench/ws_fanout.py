@@ -11,8 +11,8 @@ TICK_INTERVAL), and Daphne (DEBUG=0) serving /ws/market: one process, or with
 --asgi-processes N as `make run` starts the ASGI tier, N processes sharing one listening
 socket (the clients' spread over them is reported).
 
-Fan-out, for 1,000 and then 5,000 concurrent clients (websockets 17, split over two client
-processes unless --client-procs says otherwise: one cannot read 5,000 sockets' frames), each
+Fan-out, for 1,000 and then 5,000 concurrent clients (bare asyncio protocols speaking RFC
+6455, `_Client`, split over two client processes unless --client-procs says otherwise), each
 subscribed to "*":
 
 * delivered tick messages/s and frames/s (every frame is a JSON array; ticks of one
@@ -73,6 +73,7 @@ import termios
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -135,11 +136,21 @@ class _Window:
         return known
 
 
-class _Client:
+class _Client(asyncio.Protocol):
+    """One /ws/market client on a bare asyncio protocol: the handshake, the subscribe, and
+    the server's frames parsed here (RFC 6455: unmasked server frames, pings answered).
+
+    Why not the `websockets` client: 5,000 of them in two processes spent most of their CPU
+    in the library's per-message machinery (a reader task, a queue, a frame object and a
+    wake-up per message), and the last socket of each batch was read hundreds of ms after
+    the first on this 2-core machine, by the clients' loops, not the server's. The receive
+    time is taken once per `data_received`, when the kernel's bytes reach the protocol.
+    """
+
     def __init__(self, index: int, window: _Window):
         self.index = index
         self.window = window
-        self.ws = None
+        self.transport: asyncio.Transport | None = None
         self.connected = False
         self.error: str | None = None
         self.close_code: int | None = None
@@ -154,38 +165,108 @@ class _Client:
         self._last_ts: dict[str, int] = {}
         self.after_window: set[str] = set()  # symbols with a tick from after the window
         self.done = False  # the connection ended
+        self._buffer = bytearray()
+        self._upgraded = False
+        self._subscribed: asyncio.Future | None = None
+        self._fragments: list[bytes] = []
 
     async def connect(self, url: str, gate: asyncio.Semaphore) -> None:
-        from websockets.asyncio.client import connect
-
+        parts = urlsplit(url)
+        loop = asyncio.get_running_loop()
         async with gate:
             for attempt in range(3):
+                self._subscribed = loop.create_future()
+                self._buffer.clear()
+                self._upgraded, self.done = False, False
                 try:
-                    self.ws = await connect(
-                        url, compression=None, proxy=None, open_timeout=30, close_timeout=2,
-                        max_size=2**22, user_agent_header="marketflux-bench",
-                    )  # fmt: skip
                     async with asyncio.timeout(30):
-                        await self.handshake()
+                        await loop.create_connection(lambda: self, parts.hostname, parts.port)
+                        key = base64.b64encode(os.urandom(16)).decode()
+                        self.transport.write(
+                            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                            f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                            f"User-Agent: marketflux-bench\r\n\r\n".encode()
+                        )  # fmt: skip
+                        await self._subscribed
                     self.connected, self.error = True, None
                     return
                 except Exception as exc:  # counted and reported
                     self.error = f"{type(exc).__name__}: {exc}"[:200]
-                    if self.ws is not None:
-                        self.ws.transport.abort()
-                        self.ws = None
+                    if self.transport is not None:
+                        self.transport.abort()
+                        self.transport = None
                     await asyncio.sleep(0.5 * (attempt + 1))
 
-    async def handshake(self) -> None:
-        """Subscribe to every symbol and wait for the answer (another door: its own)."""
-        await self.ws.send(SUBSCRIBE.decode())
-        while True:
-            frame = self._handle(await self.ws.recv())
-            if any(m.get("type") == "subscribed" for m in frame):
-                return
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
-    def _handle(self, raw: str | bytes) -> list[dict]:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.done = True
+        if self.close_code is None and self.connected:
+            self.close_code = 1006
+        if self._subscribed is not None and not self._subscribed.done():
+            self._subscribed.set_exception(ConnectionError("closed before subscribed"))
+
+    def data_received(self, data: bytes) -> None:
         now = time.time()
+        buffer = self._buffer
+        buffer += data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._subscribed.set_exception(ConnectionError(bytes(buffer[:80]).decode()))
+                self.transport.abort()
+                return
+            del buffer[: end + 4]
+            self._upgraded = True
+            self.transport.write(ws_frame(SUBSCRIBE))
+        at = 0
+        while len(buffer) - at >= 2:
+            opcode, length = buffer[at] & 0x0F, buffer[at + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if len(buffer) - at < 4:
+                    break
+                length, head = struct.unpack_from("!H", buffer, at + 2)[0], 4
+            elif length == 127:
+                if len(buffer) - at < 10:
+                    break
+                length, head = struct.unpack_from("!Q", buffer, at + 2)[0], 10
+            if len(buffer) - at < head + length:
+                break
+            payload = bytes(buffer[at + head : at + head + length])
+            fin = buffer[at] & 0x80
+            at += head + length
+            self._frame(opcode, fin, payload, now)
+        del buffer[:at]
+
+    def _frame(self, opcode: int, fin: int, payload: bytes, now: float) -> None:
+        if opcode in (0x0, 0x1):  # text, or a continuation of it
+            self._fragments.append(payload)
+            if fin:
+                text, self._fragments = b"".join(self._fragments), []
+                messages = self._handle(text, now)
+                if not self._subscribed.done() and any(
+                    m.get("type") == "subscribed" for m in messages
+                ):
+                    self._subscribed.set_result(None)
+        elif opcode == 0x9:  # ping
+            self.transport.write(ws_frame(payload, opcode=0xA))
+        elif opcode == 0x8:  # close
+            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            self.transport.write(ws_frame(payload[:2], opcode=0x8))
+            self.transport.close()
+
+    async def close(self) -> None:
+        """A clean close: the close frame, then the connection."""
+        if self.transport is not None and not self.done:
+            self.transport.write(ws_frame(struct.pack("!H", 1000), opcode=0x8))
+            self.transport.close()
+
+    def _handle(self, raw: bytes, now: float) -> list[dict]:
         window = self.window
         self.frames += 1
         in_window = window.t0 <= now < window.t1
@@ -219,19 +300,6 @@ class _Client:
                 self.other[kind] = self.other.get(kind, 0) + 1
         return messages
 
-    async def read_forever(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            async for raw in self.ws:
-                self._handle(raw)
-        except ConnectionClosed as exc:
-            self.close_code = exc.rcvd.code if exc.rcvd else 1006
-        except Exception as exc:  # counted and reported
-            self.error = f"{type(exc).__name__}: {exc}"[:200]
-        finally:
-            self.done = True
-
     @property
     def caught_up(self) -> bool:
         return self.done or self.after_window >= self.window.symbols
@@ -259,16 +327,9 @@ async def _client_main(pipe, url: str, count: int, first_index: int) -> None:
     window = _Window()
     clients = [_Client(first_index + i, window) for i in range(count)]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    readers: list[asyncio.Task] = []
-
-    async def start(client: _Client) -> None:
-        await client.connect(url, gate)
-        if client.connected:
-            readers.append(asyncio.create_task(client.read_forever()))
-
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            await asyncio.gather(*(start(c) for c in clients))
+            await asyncio.gather(*(c.connect(url, gate) for c in clients))
     errors: dict[str, int] = {}
     for c in clients:
         if not c.connected:
@@ -292,17 +353,12 @@ async def _client_main(pipe, url: str, count: int, first_index: int) -> None:
                 catch_up = time.time() - window.t1
                 break
             await asyncio.sleep(0.1)
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(20):
-            await asyncio.gather(
-                *(c.ws.close() for c in clients if c.ws is not None), return_exceptions=True
-            )
     for c in clients:
-        if c.ws is not None:
-            c.ws.transport.abort()
+        await c.close()
+    await asyncio.sleep(1.0)  # the close frames go out
+    for c in clients:
+        if c.transport is not None:
+            c.transport.abort()
     first = {f"{k[0]} {k[1]}": (v, window.last[k]) for k, v in window.first.items()}
     pipe.send(("results", [c.result() for c in clients], window.latencies, first, catch_up))
 
@@ -1000,7 +1056,7 @@ def main() -> None:
                 "tick_interval": TICK_INTERVAL,
                 "symbols": symbols,
                 "worker": "celery worker --pool solo, celery beat",
-                "client": f"websockets 17 asyncio, compression off, {args.client_procs} "
+                "client": f"bare asyncio WebSocket protocols (_Client), {args.client_procs} "
                 "client processes sharing the fan-out clients; raw sockets for slow readers",
                 "quick": args.quick,
             },
