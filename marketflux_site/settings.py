@@ -202,11 +202,15 @@ MARKETFLUX_WS_PORT = env_int("MARKETFLUX_WS_PORT", 0, minimum=0) or None
 MARKETFLUX_PUBLIC_READ = env_bool("MARKETFLUX_PUBLIC_READ", True)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token first: an anonymous call then gets 401 with WWW-Authenticate, not 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # Token first: an anonymous call then gets 401 with WWW-Authenticate, not 403. It
+        # reads API tokens and legacy DRF tokens not migrated yet (docs/security.md#api-tokens).
+        "apps.accounts.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.accounts.tokens.TokenScopes",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "apps.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

@@ -15,6 +15,7 @@ urlpatterns = [
     re_path(r"^stocks/(?P<symbol>[^/]+)$", dashboard_views.symbol),
     path("accounts/", include("django.contrib.auth.urls")),
     path("alerts/", include("apps.alerts.urls")),
+    path("account/", include("apps.accounts.urls")),
     re_path(r"^health/?$", ops_views.health, name="health"),
     re_path(r"^ready/?$", ops_views.ready, name="ready"),
     re_path(r"^metrics/?$", ops_views.metrics, name="metrics"),

@@ -29,6 +29,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.models import ApiToken
+from apps.accounts.tokens import TokenScopes
 from apps.alerts import conditions, selectors, services
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.api.query import CheckedQuery
@@ -266,7 +268,8 @@ class RuleViewSet(CheckedQuery, viewsets.ModelViewSet):
     """Your alert rules (`alerts/rules`): list them newest first, create, read, replace
     (PUT), change some fields (PATCH), delete. Another user's rule is a 404."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScopes]
+    token_write_scope = ApiToken.ALERTS_WRITE
     serializer_class = RuleSerializer
     lookup_url_kwarg = "id"
     lookup_value_regex = "[^/]+"  # "abc" is a 404 from the view, as any unknown id
@@ -359,7 +362,8 @@ class EventViewSet(CheckedQuery, viewsets.GenericViewSet):
     list them newest first, read one, acknowledge one or many. Another user's event is a 404
     (and is left alone by the bulk acknowledge)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScopes]
+    token_write_scope = ApiToken.ALERTS_WRITE
     serializer_class = EventSerializer
     lookup_url_kwarg = "id"
     lookup_value_regex = "[^/]+"  # "abc" is a 404 from the view, as any unknown id

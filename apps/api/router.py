@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.routers import APIRootView, DefaultRouter
 from rest_framework.schemas.inspectors import DefaultSchema
 
-from apps.api import alerts, views
+from apps.accounts.tokens import TokenScopes
+from apps.api import alerts, tokens, views
 from apps.api.permissions import MarketDataPermission
 from apps.api.query import CheckedQuery
 from apps.api.serializers import DetailSerializer
@@ -55,6 +56,7 @@ router.register("stocks", views.StockViewSet, basename="stock")
 router.register("market/overview", views.MarketOverviewViewSet, basename="market-overview")
 router.register("alerts/rules", alerts.RuleViewSet, basename="alert-rule")
 router.register("alerts/events", alerts.EventViewSet, basename="alert-event")
+router.register("tokens", tokens.TokenViewSet, basename="api-token")
 # One operation on the caller's own token (show, create, revoke), not a collection: an
 # APIView that urls.py routes, listed in the root all the same.
 router.list_also("auth/token", "auth-token")
@@ -71,9 +73,10 @@ _EXAMPLE_HOST = "https://marketflux.example"
 
 class ApiRoot(CheckedQuery, APIRootView):
     """The MarketFlux REST API (docs/contracts.md#rest-api): market data, your alerts and
-    your API token. OpenAPI document at /api/schema/, Swagger UI at /docs, ReDoc at /redoc."""
+    your API tokens. OpenAPI document at /api/schema/, Swagger UI at /docs, ReDoc at /redoc."""
 
-    permission_classes = [MarketDataPermission]  # as public as the market data it leads to
+    # As public as the market data it leads to.
+    permission_classes = [MarketDataPermission, TokenScopes]
     schema = DefaultSchema()  # DRF leaves its root out of the schema; this one is documented
 
     @extend_schema(

@@ -22,6 +22,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.models import ApiToken
+from apps.accounts.tokens import TokenScopes
 from apps.api import serializers as s
 from apps.api.filters import FilterBackend, SymbolFilter
 from apps.api.permissions import MarketDataPermission
@@ -113,7 +115,7 @@ class StockViewSet(CheckedQuery, mixins.ListModelMixin, viewsets.GenericViewSet)
     """The symbols (`stocks`) and, per symbol (any case), its latest price and indicators,
     its tick and indicator history and its OHLCV bars."""
 
-    permission_classes = [MarketDataPermission]
+    permission_classes = [MarketDataPermission, TokenScopes]
     serializer_class = s.StockSerializer
     filter_backends = [FilterBackend]
     filterset_class = SymbolFilter
@@ -332,7 +334,7 @@ class StockViewSet(CheckedQuery, mixins.ListModelMixin, viewsets.GenericViewSet)
 class MarketOverviewViewSet(CheckedQuery, viewsets.ViewSet):
     """The market at a glance (`market/overview`): one answer, not a list of rows."""
 
-    permission_classes = [MarketDataPermission]
+    permission_classes = [MarketDataPermission, TokenScopes]
 
     @extend_schema(
         operation_id="market_overview",
@@ -378,7 +380,8 @@ class OwnToken(CheckedQuery, APIView):
     GET shows it, POST creates a new one (replacing any old one), DELETE revokes it.
     """
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScopes]
+    token_read_scope = token_write_scope = ApiToken.ADMIN  # managing tokens is admin's
     serializer_class = s.TokenSerializer
 
     def _answer(self, token: Token | None, code: int = status.HTTP_200_OK) -> Response:

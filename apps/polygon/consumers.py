@@ -13,9 +13,9 @@ from __future__ import annotations
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 
 from apps.polygon import messages, selectors
+from apps.polygon.auth import stream_key_user
 from apps.polygon.feed import FRAMING, GATEWAY, SERVED, Topics
 from apps.streaming import close_codes
 from apps.streaming.broadcast import next_batch
@@ -27,13 +27,8 @@ def _dumps(payload: object) -> str:
     return orjson.dumps(payload).decode()
 
 
-@database_sync_to_async
-def _key_user(key: str):
-    """The active user whose API token is `key` (as `apps.polygon.auth` reads REST keys)."""
-    if len(key) > 40 or "\x00" in key:  # a token's key: 40 characters
-        return None
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token is not None and token.user.is_active else None
+# (user, refused) for a key, as `apps.polygon.auth` reads REST keys.
+_key_user = database_sync_to_async(stream_key_user)
 
 
 class StocksConsumer(FeedConsumer):
@@ -77,8 +72,8 @@ class StocksConsumer(FeedConsumer):
             if isinstance(params, str) and params.strip() and len(params) <= messages.MAX_KEY_CHARS
             else None
         )
-        user = await _key_user(key) if key is not None else None
-        if user is None and not settings.MARKETFLUX_PUBLIC_READ:
+        user, refused = await _key_user(key) if key is not None else (None, False)
+        if refused or (user is None and not settings.MARKETFLUX_PUBLIC_READ):
             # The client raises AuthError on this frame and does not reconnect.
             await self.socket.flush()  # what went before it (off Daphne, still in flight)
             await self.send(text_data=_dumps([messages.status("auth_failed",

@@ -1,4 +1,5 @@
-"""WebSocket authentication by DRF token: `?token=<key>`, for programs without a session."""
+"""WebSocket authentication by API token: `?token=<key>`, for programs without a session
+(docs/contracts.md#websocket, docs/security.md#api-tokens)."""
 
 from __future__ import annotations
 
@@ -8,30 +9,41 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
-from rest_framework.authtoken.models import Token
+
+from apps.accounts import tokens
+from apps.accounts.models import ApiToken
+
+# What a token needs to open a feed: every feed is market data, read (`admin` covers it).
+STREAM_SCOPE = ApiToken.READ
 
 
 @database_sync_to_async
-def _token_user(key: str):
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token and token.user.is_active else None
+def _stream_credentials(key: str) -> tuple[object, object] | None:
+    """The user and token a key opens feeds as; None for a key that may not (unknown,
+    revoked, expired, an inactive user, or a token without the `read` scope)."""
+    try:
+        user, token = tokens.key_credentials(key)
+    except tokens.TokenError:
+        return None
+    return (user, token) if tokens.allows(token, STREAM_SCOPE) else None
 
 
 class TokenAuthMiddleware(BaseMiddleware):
-    """Sets scope["user"] from `?token=`; a token that matches no one marks the scope, so
-    the consumer closes with 4401 instead of silently treating the client as anonymous."""
+    """Sets scope["user"] from `?token=`, and scope["api_token"] to its token (an `ApiToken`,
+    or the DRF `Token` of a legacy key) so a consumer can check its scopes. A key that may
+    not open a feed marks the scope, so the consumer closes with 4401 instead of silently
+    treating the client as anonymous."""
 
     async def __call__(self, scope, receive, send):
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        tokens = query.get("token")  # a blank ?token= is a bad token too, not anonymity
-        if tokens:
-            key = tokens[-1]
-            user = await _token_user(key) if len(key) <= 40 and "\x00" not in key else None
+        keys = query.get("token")  # a blank ?token= is a bad token too, not anonymity
+        if keys:
+            credentials = await _stream_credentials(keys[-1])
             scope = dict(scope)
-            if user is None:
+            if credentials is None:
                 scope["token_invalid"] = True
             else:
-                scope["user"] = user
+                scope["user"], scope["api_token"] = credentials
         return await super().__call__(scope, receive, send)
 
 

@@ -14,6 +14,7 @@ GROUPS = {
     "market/overview": "/api/v1/market/overview",
     "alerts/rules": "/api/v1/alerts/rules",
     "alerts/events": "/api/v1/alerts/events",
+    "tokens": "/api/v1/tokens",
     "auth/token": "/api/v1/auth/token",
 }
 
