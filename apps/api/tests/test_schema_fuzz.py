@@ -20,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
+from apps.accounts import tokens
 from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
 from apps.indicators.state import store
 from apps.ingest.pipeline import TickBatch, ingest
@@ -125,7 +126,8 @@ def near_the_data() -> st.SearchStrategy[dict]:
 
 
 def seed_alerts(user, other) -> dict[str, list[int]]:
-    """Rules and events of the fuzzing user (and one of someone else's, which must 404)."""
+    """Rules, events and API tokens of the fuzzing user (and one of someone else's each,
+    which must 404)."""
     rules = [
         AlertRule.objects.create(owner=user, symbol_id=symbol, condition="price_above",
                                  threshold=100.0)
@@ -141,9 +143,12 @@ def seed_alerts(user, other) -> dict[str, list[int]]:
         )
         for i, rule in enumerate([*rules, theirs])
     ]  # fmt: skip
+    mine = [tokens.api_token_create(user=user, name=f"t{i}", scopes=["read"])[0] for i in range(2)]
+    their_token, _ = tokens.api_token_create(user=other, name="theirs", scopes=["read"])
     return {
         "rules": [r.pk for r in rules] + [theirs.pk, 0],
         "events": [e.pk for e in events] + [0],
+        "tokens": [t.pk for t in mine] + [their_token.pk, 0],
     }
 
 
@@ -157,6 +162,8 @@ def ids_for(operation, ids: dict[str, list[int]]) -> list[int] | None:
     """The ids worth putting in `operation`'s path: real ones, another user's, a missing one."""
     if "id" not in operation.path_parameters:
         return None
+    if "/tokens/" in operation.path:
+        return ids["tokens"]
     return ids["events" if "/events/" in operation.path else "rules"]
 
 
@@ -226,6 +233,10 @@ def deliberate_cases(operation, ids: dict[str, list[int]]):
     for alert endpoints, each seeded id (the last rule left for DELETE) and valid bodies."""
     if operation.path.startswith("/api/v1/alerts"):
         yield from deliberate_alert_cases(operation, ids)
+        return
+    if "id" in operation.path_parameters:  # /api/v1/tokens/{id}/: each seeded id
+        for path_id in ids_for(operation, ids):
+            yield operation.Case(path_parameters={"id": path_id})
         return
     symbols = KNOWN_SYMBOLS if "symbol" in operation.path_parameters else [None]
     intervals = INTERVALS if "interval" in operation.query else [None]
