@@ -56,6 +56,11 @@ def beat_schedule(*, tick_interval: float, shards: int) -> dict:
         "task": "market.prune",
         "schedule": timedelta(hours=1),
     }
+    # Audit entries past MARKETFLUX_AUDIT_RETENTION_DAYS (apps/accounts/audit.py).
+    entries["accounts-audit-prune"] = {
+        "task": "accounts.audit_prune",
+        "schedule": timedelta(days=1),
+    }
     return entries
 
 

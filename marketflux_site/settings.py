@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "auditlog",  # the audit log (apps/accounts/audit.py)
     "apps.market",
     "apps.accounts",
     "apps.indicators",
@@ -76,6 +77,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Changes made by the request are audited with its door, user and address.
+    "apps.accounts.middleware.AuditDoorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.dashboard.middleware.SiteNotFoundPage",
@@ -298,6 +301,13 @@ MARKETFLUX_SOURCE_RECONNECT_MAX = env_float("MARKETFLUX_SOURCE_RECONNECT_MAX", 6
 MARKETFLUX_REQUIRE_TIMESCALE = env_bool("MARKETFLUX_REQUIRE_TIMESCALE", False)
 MARKETFLUX_TICK_RETENTION_DAYS = env_int("MARKETFLUX_TICK_RETENTION_DAYS", 7, minimum=1)
 MARKETFLUX_BAR_RETENTION_DAYS = env_int("MARKETFLUX_BAR_RETENTION_DAYS", 0, minimum=0)
+
+# The audit log (django-auditlog; apps/accounts/audit.py, docs/security.md#audit-log): entries
+# older than this many days are deleted daily; 0 keeps them all. Changes are stored as JSON
+# values (a number stays a number), and each entry's `cid` is the request's or batch's id.
+MARKETFLUX_AUDIT_RETENTION_DAYS = env_int("MARKETFLUX_AUDIT_RETENTION_DAYS", 365, minimum=0)
+AUDITLOG_STORE_JSON_CHANGES = True
+AUDITLOG_CID_GETTER = "apps.accounts.audit.correlation_id"
 
 # GET /metrics is for scrapers only (docs/operations.md#metrics): a client whose address is
 # in these networks (through NUM_PROXIES proxies, the address they saw), or one that sends

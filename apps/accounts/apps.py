@@ -7,3 +7,8 @@ class AccountsConfig(AppConfig):
     name = "apps.accounts"
     label = "accounts"
     verbose_name = "Accounts and access"
+
+    def ready(self) -> None:
+        from apps.accounts import audit
+
+        audit.install()  # the audited models, and the door of every change

@@ -1,8 +1,9 @@
-"""The alerts admin: every user's rules, their events, and the audit trail of rule changes.
+"""The alerts admin: every user's rules and their events.
 
 Saves, deletes and actions go through `apps.alerts.services`, so each rule change leaves an
-AlertRuleAudit (source "admin"); Django's admin log records them too (the normal views log
-by themselves, the actions log each rule they changed).
+entry in the audit log, door "admin" (read under "Audit log": apps/accounts/audit.py).
+Django's admin log records them too (the normal views log by themselves, the actions log
+each rule they changed).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from apps.alerts import conditions, services
-from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
+from apps.alerts.models import AlertEvent, AlertRule
 from apps.market.admin import SymbolAdmin
 from apps.market.models import Symbol
 
@@ -136,38 +137,6 @@ class AlertEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AlertEvent | None = None) -> bool:
         return request.user.is_superuser
-
-
-@admin.register(AlertRuleAudit)
-class AlertRuleAuditAdmin(admin.ModelAdmin):
-    """Read-only, for everyone: an audit trail that can be edited is not one."""
-
-    list_display = ["at", "rule_id", "action", "actor", "source", "changes"]
-    list_filter = ["action", "source", "at"]
-    list_select_related = ["actor"]
-    search_fields = ["actor__username"]
-    date_hierarchy = "at"
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
-        """Also find a rule's trail by its number (rule_id is kept after the rule is gone)."""
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip().lstrip("#")
-        if term.isdigit() and len(term) < 19:
-            found |= queryset.filter(rule_id=int(term))
-        return found, duplicates
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: AlertRuleAudit | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: AlertRuleAudit | None = None
-    ) -> bool:
-        return False
 
 
 class AlertRuleInline(admin.TabularInline):

@@ -1,4 +1,4 @@
-"""Alert rules, the events they fire, and the audit trail of rule changes.
+"""Alert rules and the events they fire (their changes are in the audit log: docs/security.md).
 
 Their tables: docs/architecture.md#tables.
 """
@@ -115,25 +115,3 @@ class AlertEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.ts.isoformat()} {self.message}"
-
-
-class AlertRuleAudit(models.Model):
-    """Who changed which rule, when, through what, and how (kept after the rule is gone)."""
-
-    CREATE, UPDATE, DELETE = "create", "update", "delete"
-    ACTIONS = [(CREATE, "created"), (UPDATE, "updated"), (DELETE, "deleted")]
-
-    rule_id = models.BigIntegerField(db_index=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    source = models.CharField(max_length=16, help_text="admin, api, web, pipeline or shell.")
-    action = models.CharField(max_length=8, choices=ACTIONS)
-    changes = models.JSONField(default=dict, help_text="Field -> [before, after].")
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-at", "-id"]
-
-    def __str__(self) -> str:
-        return f"rule #{self.rule_id} {self.action} by {self.actor or self.source}"

@@ -1,4 +1,8 @@
-"""Changing alert rules: every change goes through here, so each leaves an audit record.
+"""Changing alert rules: every change goes through here, so each is audited with its door.
+
+django-auditlog records each rule's create, update and delete itself (apps/accounts/audit.py
+registers AlertRule); these functions say who made the change and through which door, and
+make sure each changed rule is saved one by one, so each leaves its own entry.
 
 Also what else changes alerts outside the pipeline: test-firing a rule, acknowledging events.
 """
@@ -7,51 +11,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
 
+from auditlog.models import LogEntry
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts import audit
 from apps.alerts import conditions, delivery
-from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
+from apps.alerts.models import AlertEvent, AlertRule
 from apps.market import selectors as market_selectors
 from apps.market.models import Symbol
 
-_AUDITED = [
-    "owner_id", "symbol_id", "condition", "threshold", "window_seconds", "frequency",
-    "cooldown_seconds", "expires_at", "message", "active",
-]  # fmt: skip
 
-
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _values(rule: AlertRule) -> dict[str, Any]:
-    return {name: _jsonable(getattr(rule, name)) for name in _AUDITED}
-
-
-def rule_save(rule: AlertRule, *, actor, source: str) -> AlertRuleAudit | None:
-    """Validate and store a rule; record what changed (None when nothing did)."""
+def rule_save(rule: AlertRule, *, actor, source: str) -> LogEntry | None:
+    """Validate and store a rule; answer the audit entry of what changed (None when nothing
+    did). `source` is the door: admin, api, web, command, shell or pipeline."""
     rule.full_clean()
-    with transaction.atomic():
-        creating = rule._state.adding or rule.pk is None
-        before = {}
-        if not creating:
-            stored = AlertRule.objects.select_for_update().filter(pk=rule.pk).first()
-            before = _values(stored) if stored else {}
+    with transaction.atomic(), audit.door(source, actor=actor) as recorded:
+        if not (rule._state.adding or rule.pk is None):
+            # Lock the row: the "before" the audit reads is then the row this save replaces.
+            AlertRule.objects.select_for_update().filter(pk=rule.pk).first()
         rule.save()
-        after = _values(rule)
-        changes = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
-        if not creating and not changes:
-            return None
-        return AlertRuleAudit.objects.create(
-            rule_id=rule.pk,
-            actor=actor,
-            source=source,
-            action=AlertRuleAudit.CREATE if creating else AlertRuleAudit.UPDATE,
-            changes=changes,
-        )
+    entry = next((e for e in reversed(recorded) if str(e.object_pk) == str(rule.pk)), None)
+    # As stored (JSON lists, the object's key as text), not as auditlog built it.
+    return None if entry is None else LogEntry.objects.get(pk=entry.pk)
 
 
 def rules_set_active(
@@ -62,21 +45,18 @@ def rules_set_active(
     source: str,
     on_change: Callable[[AlertRule], None] | None = None,
 ) -> int:
-    """Enable or disable rules (admin actions); each rule that changed is audited.
+    """Enable or disable rules (admin actions, the alerts page); each rule that changed is
+    saved, and so audited, on its own.
 
     `on_change` is called with each rule that changed, inside the same transaction (the
     admin writes its log entry there, so the log names exactly the rules the audit does).
     """
     changed = 0
-    with transaction.atomic():
+    with transaction.atomic(), audit.door(source, actor=actor):
         for rule in rules.select_for_update():
             if rule.active != active:
                 rule.active = active
                 rule.save(update_fields=["active", "updated_at"])
-                AlertRuleAudit.objects.create(
-                    rule_id=rule.pk, actor=actor, source=source,
-                    action=AlertRuleAudit.UPDATE, changes={"active": [not active, active]},
-                )  # fmt: skip
                 changed += 1
                 if on_change is not None:
                     on_change(rule)
@@ -84,15 +64,8 @@ def rules_set_active(
 
 
 def rule_delete(rule: AlertRule, *, actor, source: str) -> None:
-    """Delete a rule (and its events); the audit record keeps what it was."""
-    with transaction.atomic():
-        AlertRuleAudit.objects.create(
-            rule_id=rule.pk,
-            actor=actor,
-            source=source,
-            action=AlertRuleAudit.DELETE,
-            changes={k: [v, None] for k, v in _values(rule).items()},
-        )
+    """Delete a rule (and its events); its audit entry keeps what it was."""
+    with transaction.atomic(), audit.door(source, actor=actor):
         rule.delete()
 
 

@@ -1,4 +1,4 @@
-"""The alerts admin as staff use it: every user's rules, actions, events, the audit trail."""
+"""The alerts admin as staff use it: every user's rules, actions, events, their audit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from auditlog.models import LogEntry as AuditEntry
 from channels.testing import WebsocketCommunicator
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth import get_user_model
@@ -17,7 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from apps.alerts.models import AlertEvent, AlertRule, AlertRuleAudit
+from apps.accounts.audit import entries_for
+from apps.alerts.models import AlertEvent, AlertRule
 from apps.ingest.pipeline import TickBatch, ingest
 from apps.testing.factories import AlertEventFactory, AlertRuleFactory, UserFactory
 from marketflux_site.asgi import application
@@ -26,7 +28,18 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("market", "fresh_st
 
 RULES = "/admin/alerts/alertrule/"
 EVENTS = "/admin/alerts/alertevent/"
-AUDITS = "/admin/alerts/alertruleaudit/"
+AUDITS = "/admin/auditlog/logentry/"
+CREATED, UPDATED, DELETED = (AuditEntry.Action.CREATE, AuditEntry.Action.UPDATE,
+                             AuditEntry.Action.DELETE)  # fmt: skip
+
+
+def rule_audits(**filters) -> list[AuditEntry]:
+    """The audit log's entries about alert rules (oldest first)."""
+    return list(entries_for("alerts.AlertRule").filter(**filters))
+
+
+def door(entry: AuditEntry) -> str:
+    return entry.additional_data["door"]
 
 
 @pytest.fixture
@@ -134,11 +147,11 @@ def test_add_is_audited_and_logged(admin_client, admin_user_, alice):
     assert response.status_code == 302, response.context and response.context["errors"]
     rule = AlertRule.objects.get()
     assert (rule.owner, rule.symbol_id, rule.threshold) == (alice, "MSFT", 200.0)
-    audit = AlertRuleAudit.objects.get()
-    assert (audit.rule_id, audit.action, audit.actor, audit.source) == (
-        rule.pk, "create", admin_user_, "admin"
+    (audit,) = rule_audits()
+    assert (audit.object_id, audit.action, audit.actor, door(audit)) == (
+        rule.pk, CREATED, admin_user_, "admin"
     )  # fmt: skip
-    assert audit.changes["owner_id"] == [None, alice.pk]
+    assert audit.changes["owner"] == [None, alice.pk]
     assert len(logs_of(rule, ADDITION)) == 1
 
 
@@ -146,8 +159,8 @@ def test_change_is_audited_with_what_changed_and_logged(admin_client, admin_user
     rule = AlertRuleFactory(owner=alice)
     response = admin_client.post(f"{RULES}{rule.pk}/change/", form_data(rule, threshold="250"))
     assert response.status_code == 302
-    audit = AlertRuleAudit.objects.get()
-    assert (audit.action, audit.actor, audit.source) == ("update", admin_user_, "admin")
+    (audit,) = rule_audits(action=UPDATED)
+    assert (audit.actor, door(audit)) == (admin_user_, "admin")
     assert audit.changes == {"threshold": [200.0, 250.0]}
     (entry,) = logs_of(rule, CHANGE)
     assert "Threshold" in entry.get_change_message()
@@ -170,7 +183,7 @@ def test_invalid_rules_are_refused_with_the_field_named(admin_client, alice):
     assert "an RSI level is between 0 and 100" in response.content.decode()
     assert response.context["adminform"].form.errors.keys() == {"threshold"}
     assert not AlertRule.objects.exists()
-    assert not AlertRuleAudit.objects.exists()
+    assert not rule_audits()
 
 
 def test_delete_is_audited_and_logged(admin_client, admin_user_, alice):
@@ -179,10 +192,8 @@ def test_delete_is_audited_and_logged(admin_client, admin_user_, alice):
     response = admin_client.post(f"{RULES}{pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not AlertRule.objects.exists()
-    audit = AlertRuleAudit.objects.get()
-    assert (audit.rule_id, audit.action, audit.actor, audit.source) == (
-        pk, "delete", admin_user_, "admin"
-    )  # fmt: skip
+    (audit,) = rule_audits(action=DELETED)
+    assert (audit.object_id, audit.actor, door(audit)) == (pk, admin_user_, "admin")
     assert audit.changes["threshold"] == [200.0, None]
     assert LogEntry.objects.filter(object_id=str(pk), action_flag=DELETION).count() == 1
 
@@ -200,8 +211,8 @@ def test_delete_selected_audits_each_rule(admin_client, alice, bob):
     )  # fmt: skip
     assert response.status_code == 302
     assert list(AlertRule.objects.all()) == [rules[2]]
-    audited = set(AlertRuleAudit.objects.filter(action="delete").values_list("rule_id", flat=True))
-    assert audited == {rules[0].pk, rules[1].pk}
+    audited = [a.object_id for a in rule_audits(action=DELETED)]
+    assert sorted(audited) == sorted([rules[0].pk, rules[1].pk])
     logged = set(LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True))
     assert logged == {str(rules[0].pk), str(rules[1].pk)}
 
@@ -226,9 +237,9 @@ def test_enable_and_disable_audit_and_log_each_changed_rule(
     assert response.status_code == 200
     assert "2 rule(s)" in response.content.decode()
     assert set(AlertRule.objects.filter(active=active)) == {*changes, already}
-    audits = AlertRuleAudit.objects.all()
-    assert {a.rule_id for a in audits} == {r.pk for r in changes}
-    assert {(a.actor, a.source, a.action) for a in audits} == {(admin_user_, "admin", "update")}
+    audits = rule_audits(action=UPDATED)
+    assert sorted(a.object_id for a in audits) == sorted(r.pk for r in changes)
+    assert {(a.actor, door(a)) for a in audits} == {(admin_user_, "admin")}
     assert all(a.changes == {"active": [not active, active]} for a in audits)
     for rule in changes:
         assert len(logs_of(rule, CHANGE)) == 1
@@ -256,7 +267,7 @@ def test_test_fire_creates_a_marked_event_at_the_latest_price(admin_client, alic
     assert rule.last_fired_at is None  # a test does not count as a firing
     (entry,) = logs_of(rule, CHANGE)
     assert f"event #{event.pk}" in entry.get_change_message()
-    assert not AlertRuleAudit.objects.exists()  # the rule itself did not change
+    assert not rule_audits(action=UPDATED)  # the rule itself did not change
 
 
 def test_test_fire_of_an_all_symbols_rule_uses_a_priced_symbol(admin_client, alice):
@@ -353,23 +364,22 @@ def test_only_superusers_delete_events(client, admin_client, staff, alice):
     assert not AlertEvent.objects.exists()
 
 
-# The audit trail: read-only for everyone.
+# The audit log: read-only for everyone.
 
 
-def test_audit_admin_lists_and_never_edits(admin_client, alice):
+def test_audit_admin_lists_a_rules_entries_and_never_edits(admin_client, alice):
     admin_client.post(f"{RULES}add/", form_data(owner=alice.pk))
-    audit = AlertRuleAudit.objects.get()
-    response = admin_client.get(AUDITS)
+    (audit,) = rule_audits()
+    rules_only = {"resource_type": audit.content_type_id}
+    response = admin_client.get(AUDITS, rules_only)
     assert response.status_code == 200
     assert list(response.context["cl"].result_list) == [audit]
-    assert list(admin_client.get(AUDITS, {"q": str(audit.rule_id)}).context["cl"].result_list) == [
-        audit
-    ]
-    assert list(admin_client.get(AUDITS, {"q": "nobody"}).context["cl"].result_list) == []
+    nobody = admin_client.get(AUDITS, {**rules_only, "q": "nobody"})
+    assert list(nobody.context["cl"].result_list) == []
     assert admin_client.get(f"{AUDITS}add/").status_code == 403
-    assert admin_client.post(f"{AUDITS}{audit.pk}/change/", {"source": "x"}).status_code == 403
+    assert admin_client.post(f"{AUDITS}{audit.pk}/change/", {"action": "2"}).status_code == 403
     assert admin_client.post(f"{AUDITS}{audit.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert AlertRuleAudit.objects.get().source == "admin"
+    assert AuditEntry.objects.get(pk=audit.pk).action == CREATED
 
 
 # The symbols admin: how many active rules watch each symbol, and the rules inline.
@@ -451,10 +461,10 @@ def test_symbol_page_shows_and_saves_its_rules_through_the_audit(
     mine.refresh_from_db()
     assert mine.threshold == 220.0
     assert list(AlertRule.objects.filter(symbol="AAPL")) == [mine]
-    audits = {a.action: a for a in AlertRuleAudit.objects.all()}
-    assert set(audits) == {"update", "delete"}
-    assert audits["update"].changes == {"threshold": [210.0, 220.0]}
-    assert {a.source for a in audits.values()} == {"admin"}
+    audits = {a.action: a for a in rule_audits(action__in=[UPDATED, DELETED])}
+    assert set(audits) == {UPDATED, DELETED}
+    assert audits[UPDATED].changes == {"threshold": [210.0, 220.0]}
+    assert {door(a) for a in audits.values()} == {"admin"}
     assert {a.actor for a in audits.values()} == {admin_user_}
     assert len(logs_of(mine, CHANGE)) == 1
 
@@ -464,8 +474,8 @@ def test_deleting_a_symbol_audits_its_rules(admin_client, alice):
     response = admin_client.post("/admin/market/symbol/TSLA/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not AlertRule.objects.exists()
-    audit = AlertRuleAudit.objects.get()
-    assert (audit.rule_id, audit.action) == (rule.pk, "delete")
+    (audit,) = rule_audits(action=DELETED)
+    assert (audit.object_id, door(audit)) == (rule.pk, "admin")
 
 
 def test_anonymous_users_are_sent_to_the_login(client):
