@@ -111,6 +111,7 @@ def test_a_symbol_changed_in_the_admin(admin_site, superuser):
     assert (entry.content_type.model, entry.object_pk, entry.action) == ("symbol", "AAPL", UPDATE)
     assert who(entry) == (superuser, "admin", CLIENT_IP)
     assert entry.changes == {"volatility": [0.25, 0.3]}
+    assert entry.cid == response["X-Request-ID"]  # the request's log lines carry it too
 
 
 def test_a_user_changed_in_the_admin_and_their_password(admin_site, superuser):
