@@ -46,7 +46,17 @@ def symbols_seed(*, tickers: list[str] | None = None) -> tuple[int, int]:
 
 
 def symbols_set_active(*, tickers: list[str], active: bool) -> int:
-    return Symbol.objects.filter(ticker__in=tickers).exclude(active=active).update(active=active)
+    """Activate or deactivate symbols; returns how many changed. Saved one by one, not by
+    one UPDATE, so each change is in the audit log (docs/security.md#audit-log)."""
+    changed = 0
+    with transaction.atomic():
+        for symbol in (
+            Symbol.objects.select_for_update().filter(ticker__in=tickers).exclude(active=active)
+        ):
+            symbol.active = active
+            symbol.save(update_fields=["active", "updated_at"])
+            changed += 1
+    return changed
 
 
 def ticks_prune() -> int:

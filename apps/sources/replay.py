@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from django.db import transaction
 from django.utils import timezone
 
 from apps.ingest.pipeline import TickBatch, ingest
@@ -37,9 +38,13 @@ _NEXT = {  # the admin's actions: to which state a run may go, from which
 def control(*, ids: list[int], state: str) -> int:
     """Pause, resume or stop runs; a run that ended stays as it ended. Returns how many
     changed."""
-    return Replay.objects.filter(id__in=ids, state__in=_NEXT[state]).update(
-        state=state, updated_at=timezone.now()
-    )
+    changed = 0
+    with transaction.atomic():  # one save per run, not one UPDATE: each is audited
+        for run in Replay.objects.select_for_update().filter(id__in=ids, state__in=_NEXT[state]):
+            run.state = state
+            run.save(update_fields=["state", "updated_at"])
+            changed += 1
+    return changed
 
 
 @dataclass

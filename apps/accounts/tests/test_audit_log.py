@@ -114,6 +114,19 @@ def test_a_symbol_changed_in_the_admin(admin_site, superuser):
     assert entry.cid == response["X-Request-ID"]  # the request's log lines carry it too
 
 
+def test_symbols_deactivated_by_the_admin_action_each_leave_an_entry(admin_site, superuser):
+    with recorded() as entries:
+        response = admin_site.post(
+            "/admin/market/symbol/",
+            {"action": "deactivate", "_selected_action": ["AAPL", "MSFT"]},
+        )
+    assert response.status_code == 302
+    assert sorted((e.object_pk, e.action) for e in entries) == [("AAPL", UPDATE), ("MSFT", UPDATE)]
+    for entry in entries:
+        assert who(entry) == (superuser, "admin", CLIENT_IP)
+        assert entry.changes["active"] == [True, False]
+
+
 def test_a_user_changed_in_the_admin_and_their_password(admin_site, superuser):
     joined = timezone.now().replace(microsecond=0)  # what the form's time shows, to the second
     dora = get_user_model().objects.create_user(
