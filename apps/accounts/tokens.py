@@ -246,7 +246,13 @@ def api_token_create(
 def api_tokens_revoke(tokens: QuerySet[ApiToken]) -> int:
     """Revoke every token of `tokens` not revoked yet; how many were. Revoked tokens stay
     listed (with when), so their owner sees what stopped working and why."""
-    return tokens.filter(revoked__isnull=True).update(revoked=timezone.now())
+    now, revoked = timezone.now(), 0
+    with transaction.atomic():  # a save per token, not one UPDATE: each is audited
+        for token in tokens.select_for_update().filter(revoked__isnull=True):
+            token.revoked = now
+            token.save(update_fields=["revoked"])
+            revoked += 1
+    return revoked
 
 
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
@@ -254,6 +260,31 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     api_tokens_revoke(ApiToken.objects.filter(pk=token.pk))
     token.refresh_from_db(fields=["revoked"])
     return token
+
+
+DEFAULT_NAME = "default"  # the token of `/api/v1/auth/token`, one per user
+
+
+def default_token(user: AbstractBaseUser) -> ApiToken | None:
+    """The user's token of `/api/v1/auth/token`, if any."""
+    return ApiToken.objects.filter(user=user, name=DEFAULT_NAME).first()
+
+
+def default_token_replace(user: AbstractBaseUser) -> tuple[ApiToken, str]:
+    """A new `default` token (scope `admin`, as the DRF token it succeeds could do all the
+    user may) in place of the old one and of any DRF token the user still has; its key."""
+    with transaction.atomic():
+        default_token_delete(user)
+        return api_token_create(user=user, name=DEFAULT_NAME, scopes=[ApiToken.ADMIN])
+
+
+def default_token_delete(user: AbstractBaseUser) -> None:
+    """Delete the user's `default` token and DRF token (a row each, so each is audited)."""
+    from rest_framework.authtoken.models import Token
+
+    for token in ApiToken.objects.filter(user=user, name=DEFAULT_NAME):
+        token.delete()
+    Token.objects.filter(user=user).delete()
 
 
 def legacy_tokens_migrate() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -14,7 +13,6 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import mixins, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -22,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts import tokens
 from apps.accounts.models import ApiToken
 from apps.accounts.tokens import TokenScopes
 from apps.api import serializers as s
@@ -368,35 +367,34 @@ class MarketOverviewViewSet(CheckedQuery, viewsets.ViewSet):
 
 
 _TOKEN_EXAMPLE = OpenApiExample(
-    "A token",
-    value={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b", "created": _TS},
+    "A new token",
+    value={"token": "mfx_4Jx0a8cQfB2m9XkqVZ7d1TnYwP3sLhR6uE5gKoNiAcM", "created": _TS},
     response_only=True,
+)
+_TOKEN_SHOWN = OpenApiExample(
+    "A token made earlier", value={"token": None, "created": _TS}, response_only=True
 )
 
 
 class OwnToken(CheckedQuery, APIView):
-    """Your API token, for programs: `Authorization: Token <key>` or `?token=` on WebSockets.
-
-    GET shows it, POST creates a new one (replacing any old one), DELETE revokes it.
+    """Your default API token, for programs: `Authorization: Token <key>` or `?token=` on
+    WebSockets. POST creates it (replacing any old one) and answers its key, once: only a
+    digest of it is stored, so GET tells when it was made, not the key. DELETE revokes it.
+    Named tokens with narrower scopes: `/api/v1/tokens/`.
     """
 
     permission_classes = [IsAuthenticated, TokenScopes]
     token_read_scope = token_write_scope = ApiToken.ADMIN  # managing tokens is admin's
     serializer_class = s.TokenSerializer
 
-    def _answer(self, token: Token | None, code: int = status.HTTP_200_OK) -> Response:
-        return Response(
-            {"token": token.key if token else None, "created": token.created if token else None},
-            status=code,
-        )
-
     @extend_schema(
         operation_id="auth_token_show",
         responses={200: s.TokenSerializer, 401: s.DetailSerializer},
-        examples=[_TOKEN_EXAMPLE],
+        examples=[_TOKEN_SHOWN],
     )
     def get(self, request: Request) -> Response:
-        return self._answer(Token.objects.filter(user=request.user).first())
+        token = tokens.default_token(request.user)
+        return Response({"token": None, "created": token.created if token else None})
 
     @extend_schema(
         operation_id="auth_token_create",
@@ -405,12 +403,14 @@ class OwnToken(CheckedQuery, APIView):
         examples=[_TOKEN_EXAMPLE],
     )
     def post(self, request: Request) -> Response:
-        with transaction.atomic():
-            Token.objects.filter(user=request.user).delete()
-            token = Token.objects.create(user=request.user)
-        return self._answer(token, status.HTTP_201_CREATED)
+        token, key = tokens.default_token_replace(request.user)
+        return Response(
+            {"token": key, "created": token.created},
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
 
     @extend_schema(operation_id="auth_token_revoke", responses={204: None, 401: s.DetailSerializer})
     def delete(self, request: Request) -> Response:
-        Token.objects.filter(user=request.user).delete()
+        tokens.default_token_delete(request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

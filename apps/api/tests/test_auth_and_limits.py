@@ -8,7 +8,10 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
+
+from apps.accounts.models import ApiToken
 
 API = "/api/v1"
 MARKET_PATHS = [
@@ -86,11 +89,16 @@ def test_a_user_creates_rotates_and_revokes_their_token(client, market, login_on
     first = created.json()["token"]
     assert first
     assert created.json()["created"].endswith("Z")
-    assert client.get(f"{TOKEN}/").json()["token"] == first  # the trailing slash works too
+    assert created["Cache-Control"] == "no-store"
+    # The key is shown once: the database holds its digest only, GET tells when it was made.
+    shown = {"token": None, "created": created.json()["created"]}
+    assert client.get(f"{TOKEN}/").json() == shown  # the trailing slash works too
+    assert not Token.objects.exists()
+    assert first not in ApiToken.objects.get(user=alice).digest
 
     client.logout()
     assert status_of(client, f"{API}/stocks", **with_token(first)) == 200
-    assert client.get(TOKEN, headers=with_token(first)).json()["token"] == first
+    assert client.get(TOKEN, headers=with_token(first)).json() == shown
 
     # Rotating (here with the token itself, as a program would) replaces the key.
     rotated = client.post(TOKEN, headers=with_token(first))
@@ -119,7 +127,7 @@ def test_a_user_only_ever_sees_their_own_token(client, redis_client, alice, bob)
     assert bobs != alices
     client.delete(TOKEN)  # revokes Bob's, never Alice's
     client.logout()
-    assert client.get(TOKEN, headers=with_token(alices)).json()["token"] == alices
+    assert client.get(TOKEN, headers=with_token(alices)).json()["created"] is not None
     assert status_of(client, TOKEN, **with_token(bobs)) == 401
 
 

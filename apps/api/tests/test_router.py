@@ -74,5 +74,5 @@ def test_the_token_page_shows_code_not_markdown_backticks(signed_in):
     html = signed_in.get("/api/v1/auth/token", HTTP_ACCEPT="text/html").content.decode()
     assert "<code>Authorization: Token &lt;key&gt;</code>" in html
     description = html.split('<div class="pull-left">', 1)[1].split("</div>", 1)[0]
-    assert "Your API token" in description
+    assert "Your default API token" in description
     assert "`" not in description
