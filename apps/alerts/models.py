@@ -93,9 +93,16 @@ class AlertRule(models.Model):
 class AlertEvent(models.Model):
     """A rule fired on a tick. Unique per rule, symbol and tick, so a replay adds nothing."""
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    # No index of their own: the unique (rule, symbol, ts) and the (owner, -ts) index lead
+    # with them. Each index is written per event, and an event storm writes a thousand.
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_events"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="alert_events",
+        db_index=False,
     )
     symbol = models.CharField(max_length=16)
     ts = models.DateTimeField(help_text="The tick that fired the rule.")
