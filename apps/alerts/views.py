@@ -7,11 +7,11 @@ each button is a POST form that redirects back here (POST, redirect, GET).
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.accounts import roles
 from apps.alerts import selectors, services
 from apps.alerts.conditions import ALL_SYMBOLS, CONDITIONS
 from apps.alerts.forms import RuleForm, condition_fields
@@ -20,6 +20,9 @@ from apps.market.display import price_text
 
 SOURCE = "web"
 RECENT_EVENTS = 100
+# Every view here is a user's own rules: analysts and up. An anonymous visitor is sent to
+# the login page, a signed-in user whose role keeps no rules gets a 403 (docs/security.md).
+own_alerts = roles.page_requires(roles.OWN_ALERTS)
 
 
 def rule_text(rule: AlertRule) -> str:
@@ -35,7 +38,7 @@ def rule_text(rule: AlertRule) -> str:
     return f"#{rule.pk} {rule.symbol_id or ALL_SYMBOLS} {spec.label}{level}"
 
 
-@login_required
+@own_alerts
 def index(request: HttpRequest) -> HttpResponse:
     """GET: the page. POST: create a rule from the form (errors shown beside their fields)."""
     form = RuleForm(request.POST or None)
@@ -62,7 +65,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@own_alerts
 def rule_active(request: HttpRequest, pk: int) -> HttpResponse:
     """Enable (active=true) or disable (active=false) one of your rules."""
     rules = selectors.user_rules(request.user).filter(pk=pk)
@@ -77,7 +80,7 @@ def rule_active(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@own_alerts
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(selectors.user_rules(request.user), pk=pk)
     services.rule_delete(rule, actor=request.user, source=SOURCE)
@@ -86,7 +89,7 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@own_alerts
 def event_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(AlertEvent, owner=request.user, pk=pk)
     services.event_acknowledge(event)

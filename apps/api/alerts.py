@@ -25,7 +25,6 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -33,6 +32,7 @@ from apps.accounts.models import ApiToken
 from apps.accounts.tokens import TokenScopes
 from apps.alerts import conditions, selectors, services
 from apps.alerts.models import AlertEvent, AlertRule
+from apps.api.permissions import OwnAlertsPermission
 from apps.api.query import CheckedQuery
 from apps.api.serializers import EARLIEST, LATEST, DetailSerializer
 from apps.api.views import validated
@@ -43,7 +43,10 @@ _TS = "2026-12-02T15:04:05.500000Z"
 
 # Answers
 
-_UNAUTHORIZED = {401: OpenApiResponse(DetailSerializer, description="No login or token.")}
+_UNAUTHORIZED = {
+    401: OpenApiResponse(DetailSerializer, description="No login or token."),
+    403: OpenApiResponse(DetailSerializer, description="Your role keeps no alert rules."),
+}
 _THROTTLED = {429: OpenApiResponse(DetailSerializer, description="Throttled: see Retry-After.")}
 _NOT_FOUND = {404: OpenApiResponse(DetailSerializer, description="No such rule or event of yours.")}
 
@@ -268,7 +271,8 @@ class RuleViewSet(CheckedQuery, viewsets.ModelViewSet):
     """Your alert rules (`alerts/rules`): list them newest first, create, read, replace
     (PUT), change some fields (PATCH), delete. Another user's rule is a 404."""
 
-    permission_classes = [IsAuthenticated, TokenScopes]
+    # Roles here; a token's scopes are checked by apps.accounts.tokens.TokenScopes.
+    permission_classes = [OwnAlertsPermission, TokenScopes]
     token_write_scope = ApiToken.ALERTS_WRITE
     serializer_class = RuleSerializer
     lookup_url_kwarg = "id"
@@ -362,7 +366,8 @@ class EventViewSet(CheckedQuery, viewsets.GenericViewSet):
     list them newest first, read one, acknowledge one or many. Another user's event is a 404
     (and is left alone by the bulk acknowledge)."""
 
-    permission_classes = [IsAuthenticated, TokenScopes]
+    # Roles here; a token's scopes are checked by apps.accounts.tokens.TokenScopes.
+    permission_classes = [OwnAlertsPermission, TokenScopes]
     token_write_scope = ApiToken.ALERTS_WRITE
     serializer_class = EventSerializer
     lookup_url_kwarg = "id"

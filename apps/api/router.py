@@ -75,7 +75,8 @@ class ApiRoot(CheckedQuery, APIRootView):
     """The MarketFlux REST API (docs/contracts.md#rest-api): market data, your alerts and
     your API tokens. OpenAPI document at /api/schema/, Swagger UI at /docs, ReDoc at /redoc."""
 
-    # As public as the market data it leads to.
+    # As public as the market data it leads to. Roles here; a token's scopes are checked
+    # by apps.accounts.tokens.TokenScopes.
     permission_classes = [MarketDataPermission, TokenScopes]
     schema = DefaultSchema()  # DRF leaves its root out of the schema; this one is documented
 
@@ -85,6 +86,10 @@ class ApiRoot(CheckedQuery, APIRootView):
             200: RootSerializer,
             401: OpenApiResponse(
                 DetailSerializer, description="MARKETFLUX_PUBLIC_READ=0 and no login."
+            ),
+            403: OpenApiResponse(
+                DetailSerializer,
+                description="MARKETFLUX_PUBLIC_READ=0 and your role reads no market.",
             ),
             429: OpenApiResponse(DetailSerializer, description="Throttled: see Retry-After."),
         },

@@ -15,7 +15,6 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,7 +24,7 @@ from apps.accounts.models import ApiToken
 from apps.accounts.tokens import TokenScopes
 from apps.api import serializers as s
 from apps.api.filters import FilterBackend, SymbolFilter
-from apps.api.permissions import MarketDataPermission
+from apps.api.permissions import MarketDataPermission, OwnTokensPermission
 from apps.api.query import CheckedQuery
 from apps.indicators.selectors import recent_snapshots
 from apps.market import messages, selectors
@@ -40,6 +39,9 @@ _INDICATORS_EXAMPLE = {
 # Answers every market data endpoint may give besides its 200.
 _ERRORS = {
     401: OpenApiResponse(s.DetailSerializer, description="MARKETFLUX_PUBLIC_READ=0 and no login."),
+    403: OpenApiResponse(
+        s.DetailSerializer, description="MARKETFLUX_PUBLIC_READ=0 and your role reads no market."
+    ),
     429: OpenApiResponse(s.DetailSerializer, description="Throttled: see Retry-After."),
 }
 _NOT_FOUND = {404: OpenApiResponse(s.DetailSerializer, description="Unknown symbol.")}
@@ -114,6 +116,7 @@ class StockViewSet(CheckedQuery, mixins.ListModelMixin, viewsets.GenericViewSet)
     """The symbols (`stocks`) and, per symbol (any case), its latest price and indicators,
     its tick and indicator history and its OHLCV bars."""
 
+    # Roles here; a token's scopes are checked by apps.accounts.tokens.TokenScopes.
     permission_classes = [MarketDataPermission, TokenScopes]
     serializer_class = s.StockSerializer
     filter_backends = [FilterBackend]
@@ -333,6 +336,7 @@ class StockViewSet(CheckedQuery, mixins.ListModelMixin, viewsets.GenericViewSet)
 class MarketOverviewViewSet(CheckedQuery, viewsets.ViewSet):
     """The market at a glance (`market/overview`): one answer, not a list of rows."""
 
+    # Roles here; a token's scopes are checked by apps.accounts.tokens.TokenScopes.
     permission_classes = [MarketDataPermission, TokenScopes]
 
     @extend_schema(
@@ -383,13 +387,14 @@ class OwnToken(CheckedQuery, APIView):
     Named tokens with narrower scopes: `/api/v1/tokens/`.
     """
 
-    permission_classes = [IsAuthenticated, TokenScopes]
+    # Roles here; a token's scopes are checked by apps.accounts.tokens.TokenScopes.
+    permission_classes = [OwnTokensPermission, TokenScopes]
     token_read_scope = token_write_scope = ApiToken.ADMIN  # managing tokens is admin's
     serializer_class = s.TokenSerializer
 
     @extend_schema(
         operation_id="auth_token_show",
-        responses={200: s.TokenSerializer, 401: s.DetailSerializer},
+        responses={200: s.TokenSerializer, 401: s.DetailSerializer, 403: s.DetailSerializer},
         examples=[_TOKEN_SHOWN],
     )
     def get(self, request: Request) -> Response:
@@ -399,7 +404,7 @@ class OwnToken(CheckedQuery, APIView):
     @extend_schema(
         operation_id="auth_token_create",
         request=None,
-        responses={201: s.TokenSerializer, 401: s.DetailSerializer},
+        responses={201: s.TokenSerializer, 401: s.DetailSerializer, 403: s.DetailSerializer},
         examples=[_TOKEN_EXAMPLE],
     )
     def post(self, request: Request) -> Response:
@@ -410,7 +415,10 @@ class OwnToken(CheckedQuery, APIView):
             headers={"Cache-Control": "no-store"},
         )
 
-    @extend_schema(operation_id="auth_token_revoke", responses={204: None, 401: s.DetailSerializer})
+    @extend_schema(
+        operation_id="auth_token_revoke",
+        responses={204: None, 401: s.DetailSerializer, 403: s.DetailSerializer},
+    )
     def delete(self, request: Request) -> Response:
         tokens.default_token_delete(request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import (
     Http404,
     HttpRequest,
@@ -17,10 +21,17 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from apps.accounts import roles
 from apps.dashboard import ops as ops_selectors
 from apps.dashboard import selectors
 
+# Market pages: with MARKETFLUX_PUBLIC_READ=0 an anonymous visitor is sent to the login
+# page (a redirect with an empty body: nothing of the market), a signed-in user whose role
+# reads no market gets a 403 (docs/security.md#roles).
+market_page = roles.page_requires(roles.READ_MARKET)
 
+
+@market_page
 def home(request: HttpRequest) -> HttpResponse:
     """The market overview, painted with live values from the hot state."""
     return render(request, "dashboard/home.html", selectors.overview_page())
@@ -28,7 +39,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def sparklines(request: HttpRequest) -> HttpResponse:
     """The market page's sparklines of the rows scrolled into view: `?symbols=A,B` (up to
-    MAX_SPARKLINE_SYMBOLS) answers `{"minutes", "sparklines": {symbol: {start, closes}}}`."""
+    MAX_SPARKLINE_SYMBOLS) answers `{"minutes", "sparklines": {symbol: {start, closes}}}`.
+    A script's JSON, so a refusal is a JSON 401 or 403 like the API's, not the login page."""
+    if not roles.may(request.user, roles.READ_MARKET):
+        if request.user.is_authenticated:
+            return JsonResponse({"detail": "Your role does not allow market data."}, status=403)
+        return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
     found = selectors.page_sparklines(request.GET.get("symbols", ""))
     if found is None:
         limit = selectors.MAX_SPARKLINE_SYMBOLS
@@ -36,6 +52,7 @@ def sparklines(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"minutes": selectors.SPARKLINE_MINUTES, "sparklines": found})
 
 
+@market_page
 def symbol(request: HttpRequest, symbol: str) -> HttpResponse:
     """One symbol: chart, studies and the live panel; 404 for anything not a symbol."""
     ticker = selectors.canonical_ticker(symbol)
@@ -58,6 +75,7 @@ def symbol(request: HttpRequest, symbol: str) -> HttpResponse:
     return render(request, "dashboard/symbol.html", page)
 
 
+@market_page
 def search(request: HttpRequest) -> HttpResponse:
     """The header search without JavaScript: `/stocks/?q=aapl` goes to `/stocks/AAPL/`, and
     so does a name only one symbol matches (`?q=apple`); several matches are listed."""
@@ -78,12 +96,28 @@ def favicon(request: HttpRequest) -> HttpResponse:
     return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
+def status_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The status page's door, as the admin's: whoever is not staff goes to the admin's
+    login page (which tells a signed-in user they are not authorised there); staff whose
+    role does not allow the page get a 403 (the login page would send them straight back)."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if roles.may(request.user, roles.VIEW_STATUS):
+            return view(request, *args, **kwargs)
+        if request.user.is_active and request.user.is_staff:
+            raise PermissionDenied("Your role does not allow the status page.")
+        return redirect_to_login(request.get_full_path(), "admin:login")
+
+    return guarded
+
+
 @never_cache
 @require_GET
-@staff_member_required  # as the admin: anyone else goes to its login page
+@status_page
 def ops(request: HttpRequest) -> HttpResponse:
     """The operators' status page (docs/operations.md#the-status-page): ingest, stages,
-    sockets, sources and errors, for those who run no Grafana; staff only."""
+    sockets, sources and errors, for those who run no Grafana; operators and admins."""
     status = ops_selectors.ops_status()
     stages = [
         {"name": name, **ms} for name, ms in (status["ingest"] or {}).get("stages_ms", {}).items()
@@ -94,8 +128,8 @@ def ops(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def ops_status(request: HttpRequest) -> JsonResponse:
-    """The status page's numbers, polled by static/js/ops.js; 403 for anyone but staff
-    (a script polling it wants an answer, not the login page)."""
-    if not (request.user.is_active and request.user.is_staff):
-        return JsonResponse({"detail": "staff only"}, status=403)
+    """The status page's numbers, polled by static/js/ops.js; 403 for anyone whose role does
+    not allow the status page (a script polling it wants an answer, not the login page)."""
+    if not roles.may(request.user, roles.VIEW_STATUS):
+        return JsonResponse({"detail": "operators only"}, status=403)
     return JsonResponse(ops_selectors.ops_status())

@@ -14,12 +14,13 @@ import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from apps.accounts import roles
 from apps.polygon import messages, selectors
 from apps.polygon.auth import stream_key_user
 from apps.polygon.feed import FRAMING, GATEWAY, SERVED, Topics
 from apps.streaming import close_codes
 from apps.streaming.broadcast import next_batch
-from apps.streaming.consumers import FeedConsumer
+from apps.streaming.consumers import FeedConsumer, may
 from apps.streaming.messages import BadMessage, is_ticker, read_message, shown
 
 
@@ -74,18 +75,24 @@ class StocksConsumer(FeedConsumer):
         )
         user, refused = await _key_user(key) if key is not None else (None, False)
         if refused or (user is None and not settings.MARKETFLUX_PUBLIC_READ):
-            # The client raises AuthError on this frame and does not reconnect.
-            await self.socket.flush()  # what went before it (off Daphne, still in flight)
-            await self.send(text_data=_dumps([messages.status("auth_failed",
-                                                            "authentication failed")]))  # fmt: skip
-            await self.close(code=close_codes.UNAUTHORIZED)
-            return []
+            return await self._refuse("authentication failed", close_codes.UNAUTHORIZED)
+        if user is not None and not (await may(user, roles.READ_MARKET))[roles.READ_MARKET]:
+            # Public read off, and the key's owner has no role that reads the market.
+            return await self._refuse("not authorized", close_codes.FORBIDDEN)
         if key is None:  # public read: any key, but a key
             return [messages.status("error", '"params" must be your API key, a string of at '
                                   f"most {messages.MAX_KEY_CHARS} characters")]  # fmt: skip
         self.authenticated = True
         await self.broadcaster.join(self.socket, GATEWAY, self.topics.key())
         return [messages.status("auth_success", "authenticated")]
+
+    async def _refuse(self, text: str, code: int) -> list[dict]:
+        """`auth_failed`, then the close: the client raises AuthError on this frame and does
+        not reconnect."""
+        await self.socket.flush()  # what went before it (off Daphne, still in flight)
+        await self.send(text_data=_dumps([messages.status("auth_failed", text)]))
+        await self.close(code=code)
+        return []
 
     async def _change(self, action: str, topics: list[str]) -> list[dict]:
         parsed = []

@@ -91,6 +91,7 @@ def symbol_row(raw: str) -> Symbol:
 
 _ERRORS = {
     401: s.ErrorSerializer,
+    403: s.ErrorSerializer,  # MARKETFLUX_PUBLIC_READ=0 and the key's owner reads no market
     404: s.ErrorSerializer,
     429: s.ErrorSerializer,
 }

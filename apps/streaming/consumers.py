@@ -21,8 +21,8 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
+from apps.accounts import roles
 from apps.market import keys, selectors
 from apps.market.messages import history_tick, overview_message
 from apps.market.models import TICKER_PATTERN, Symbol
@@ -88,6 +88,27 @@ def _known_tickers() -> set[str]:
     return set(Symbol.objects.values_list("ticker", flat=True))
 
 
+@database_sync_to_async
+def _signed_in_may(user, actions: tuple[str, ...]) -> dict[str, bool]:
+    return {action: roles.may(user, action) for action in actions}
+
+
+async def may(user, *actions: str) -> dict[str, bool]:
+    """What `user` may do of `actions` (docs/security.md#roles). Anonymous clients are
+    answered without a database hop (they need no query), so the public feed's many
+    sockets cost no thread each; a signed-in user's permissions are read in a thread."""
+    if user is None or not user.is_authenticated:
+        return {action: roles.may(user, action) for action in actions}
+    return await _signed_in_may(user, actions)
+
+
+def refusal(user) -> int:
+    """The close code for a client refused market data: 4401 when it has not signed in
+    (or its token was bad), 4403 when it has but its role does not allow reading."""
+    signed_in = user is not None and user.is_authenticated
+    return close_codes.FORBIDDEN if signed_in else close_codes.UNAUTHORIZED
+
+
 class FeedConsumer(AsyncWebsocketConsumer):
     """Authentication, the socket's place in the broadcaster and the flood limits, shared by
     both feeds (and the gateway's `/stocks`).
@@ -116,8 +137,9 @@ class FeedConsumer(AsyncWebsocketConsumer):
             await self.close(code=close_codes.UNAUTHORIZED)
             return
         user = self.scope.get("user")
-        if not settings.MARKETFLUX_PUBLIC_READ and not (user and user.is_authenticated):
-            await self.close(code=close_codes.UNAUTHORIZED)
+        self.allowed = await may(user, roles.READ_MARKET, roles.OWN_ALERTS)
+        if not self.allowed[roles.READ_MARKET]:
+            await self.close(code=refusal(user))
             return
         # What the client sends before it has been answered waits in the kernel, not here.
         self.gate.reading(False)
@@ -213,9 +235,8 @@ class MarketConsumer(FeedConsumer):
         self.symbols: set[str] = set()
         self.every = 0.0  # the conflation period; 0: every tick
         await self.broadcaster.join(self.socket, MARKET, NOTHING)
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            await self.broadcaster.join(self.socket, ALERTS, user.pk)
+        if self.allowed[roles.OWN_ALERTS]:  # a signed-in user whose role keeps alert rules
+            await self.broadcaster.join(self.socket, ALERTS, self.scope["user"].pk)
         self.socket.start(latest=await _overview())
         return True
 

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from apps.accounts import roles
 from apps.accounts.audit import entries_for
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.ingest.pipeline import TickBatch, ingest
@@ -494,6 +495,8 @@ async def test_test_fire_is_pushed_live_to_the_owner(market, redis_client):
     def set_up() -> tuple[str, str, AlertRule, Client]:
         feed_prices({"AAPL": 201.25})  # before the rules exist: nothing fires for real
         alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+        for user in (alice, bob):  # the role whose sockets get alerts (docs/security.md)
+            roles.user_role_set(user=user, role=roles.ANALYST)
         rule = AlertRuleFactory(owner=alice, symbol_id="AAPL", message="{symbol} at {price}")
         staff = Client()
         staff.force_login(get_user_model().objects.create_superuser("root"))

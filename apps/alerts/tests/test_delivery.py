@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 from rest_framework.authtoken.models import Token
 
+from apps.accounts import roles
 from apps.alerts import conditions as c
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.ingest.pipeline import TickBatch, ingest
@@ -28,6 +29,7 @@ def user_with_rule(name: str, level: float) -> tuple[str, AlertRule]:
         owner__username=name, condition=c.CROSSES_ABOVE, threshold=level,
         frequency=c.EVERY_TIME, message="{symbol} crossed {value}",
     )  # fmt: skip
+    roles.user_role_set(user=rule.owner, role=roles.ANALYST)  # the role that keeps rules
     return Token.objects.create(user=rule.owner).key, rule
 
 

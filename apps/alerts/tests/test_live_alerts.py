@@ -12,6 +12,7 @@ import requests
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
+from apps.accounts import roles
 from apps.testing.factories import UserFactory
 from apps.testing.waiting import wait_for
 
@@ -22,6 +23,8 @@ TICK_INTERVAL = 0.5
 
 def test_a_rule_made_over_rest_alerts_its_owner_live(market, redis_client, processes):
     owner, other = UserFactory(username="ada"), UserFactory(username="bob")
+    for user in (owner, other):  # the role that keeps alert rules (docs/security.md#roles)
+        roles.user_role_set(user=user, role=roles.ANALYST)
     headers = {"Authorization": f"Token {Token.objects.create(user=owner).key}"}
     other_token = Token.objects.create(user=other).key
     processes.celery_worker(TICK_INTERVAL=str(TICK_INTERVAL))

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 
+from apps.accounts import roles
+
 pytestmark = pytest.mark.django_db
 
 GROUPS = {
@@ -22,7 +24,8 @@ GROUPS = {
 @pytest.fixture
 def signed_in(client, market, redis_client):
     """A signed-in client: per-user groups (alerts, token) answer only such a caller."""
-    client.force_login(get_user_model().objects.create_user("alice"))
+    alice = get_user_model().objects.create_user("alice")
+    client.force_login(roles.user_role_set(user=alice, role=roles.ANALYST))
     return client
 
 

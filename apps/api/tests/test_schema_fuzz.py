@@ -21,7 +21,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from apps.accounts import tokens
+from apps.accounts import roles, tokens
 from apps.accounts.audit import entries_for
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.indicators.state import store
@@ -179,7 +179,10 @@ def has_query_parameters(operation) -> bool:
 
 def test_the_live_schema_survives_fuzzing(market, redis_client, processes):
     seed_market()
-    user = get_user_model().objects.create_user("fuzzer")
+    # An analyst: the role that keeps alert rules (docs/security.md#roles).
+    user = roles.user_role_set(
+        user=get_user_model().objects.create_user("fuzzer"), role=roles.ANALYST
+    )
     token = Token.objects.create(user=user)
     url = processes.daphne(
         MARKETFLUX_THROTTLE_ANON="1000000/min", MARKETFLUX_THROTTLE_USER="1000000/min"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.sync.client import connect
 
+from apps.accounts import roles
 from apps.testing.browser import (
     PASSWORD,
     VIEWPORTS,
@@ -44,7 +45,8 @@ def stack(market, redis_client, processes, tmp_path) -> str:
 # and Django refuses ORM calls from a thread that has one.
 @pytest.fixture
 def operator(db):
-    return UserFactory(username="operator", password=PASSWORD, is_staff=True)
+    user = UserFactory(username="operator", password=PASSWORD)
+    return roles.user_role_set(user=user, role=roles.OPERATOR)  # the status page's role
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from django.test import Client
 
+from apps.accounts import roles
 from apps.ingest.services import market_tick
 from apps.market import keys
 from apps.testing.factories import UserFactory
@@ -20,7 +21,8 @@ SYMBOLS = 5  # the default market
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(username="operator", is_staff=True)
+    # The operator role: staff, and the status page (docs/security.md#roles).
+    return roles.user_role_set(user=UserFactory(username="operator"), role=roles.OPERATOR)
 
 
 def signed_in(user) -> Client:
