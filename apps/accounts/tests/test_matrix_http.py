@@ -377,3 +377,19 @@ def test_an_analyst_cannot_enter_the_admin(market_data):
     # The admin's login page says so rather than letting them in.
     page = client.get(response["Location"]).content.decode()
     assert "not authorized to access this page" in page
+
+
+def test_staff_without_the_status_role_get_a_403_not_a_loop_through_the_admin_login(
+    market_data,
+):
+    """The admin's login page sends staff straight back to `next`: /ops/ answers staff whose
+    role lacks `view_status` with a 403 instead of sending them there."""
+    staff = make_user(roles.VIEWER, "staff-viewer")
+    staff.is_staff = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    assert client.get("/ops/").status_code == 403
+    assert client.get("/ops/status.json").status_code == 403
+    assert client.get("/admin/").status_code == 200  # in, but shown no model
+    assert client.get("/admin/market/symbol/").status_code == 403
