@@ -54,17 +54,21 @@ def fresh_state(redis_client) -> Iterator[None]:
 
 @pytest.fixture
 def alice(db):
-    """A signed-up user; her rules are hers alone (`bob` is the other one)."""
+    """A signed-up user with the analyst role, who keeps alert rules and API tokens; her
+    rules are hers alone (`bob` is the other one). A user in no role only reads
+    (docs/security.md#roles)."""
+    from apps.accounts import roles
     from apps.testing.factories import UserFactory
 
-    return UserFactory(username="alice")
+    return roles.user_role_set(user=UserFactory(username="alice"), role=roles.ANALYST)
 
 
 @pytest.fixture
 def bob(db):
+    from apps.accounts import roles
     from apps.testing.factories import UserFactory
 
-    return UserFactory(username="bob")
+    return roles.user_role_set(user=UserFactory(username="bob"), role=roles.ANALYST)
 
 
 @pytest.fixture(scope="module")

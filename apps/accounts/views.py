@@ -9,18 +9,17 @@ and never again. So that answer is not cached (`never_cache`), like every answer
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from apps.accounts import tokens
+from apps.accounts import roles, tokens
 from apps.accounts.forms import NewTokenForm
 
 
 @never_cache
-@login_required
+@roles.page_requires(roles.OWN_TOKENS)
 def token_list(request: HttpRequest) -> HttpResponse:
     """GET: the page. POST: create a token from the form and show its key, this once."""
     form = NewTokenForm(request.POST or None, user=request.user)
@@ -48,7 +47,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_POST
-@login_required
+@roles.page_requires(roles.OWN_TOKENS)
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """Revoke one of your tokens; another user's is a 404."""
     token = get_object_or_404(tokens.user_tokens(request.user), pk=pk)

@@ -20,12 +20,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts import tokens
 from apps.accounts.models import ApiToken
+from apps.api.permissions import OwnTokensPermission
 from apps.api.query import CheckedQuery
 from apps.api.serializers import DetailSerializer
 
@@ -120,7 +120,13 @@ _UNAUTHORIZED = {
         DetailSerializer, description="No login, or a bad, revoked or expired key."
     )
 }
-_FORBIDDEN = {403: OpenApiResponse(DetailSerializer, description="A token without `admin` scope.")}
+_FORBIDDEN = {
+    403: OpenApiResponse(
+        DetailSerializer,
+        description="A role that keeps no tokens (`analyst` and up do), or a token without "
+        "`admin` scope.",
+    )
+}
 _THROTTLED = {429: OpenApiResponse(DetailSerializer, description="Throttled: see Retry-After.")}
 _NOT_FOUND = {404: OpenApiResponse(DetailSerializer, description="No such token of yours.")}
 _BAD_TOKEN = {
@@ -208,7 +214,8 @@ class TokenViewSet(
     answer holds its key, shown this once), read one, revoke one (DELETE). Another user's
     token is a 404. Send the key as `Authorization: Bearer <key>`."""
 
-    permission_classes = [IsAuthenticated, tokens.TokenScopes]
+    # Roles here; a token's scopes are checked by apps.accounts.tokens.TokenScopes.
+    permission_classes = [OwnTokensPermission, tokens.TokenScopes]
     token_read_scope = token_write_scope = ApiToken.ADMIN
     serializer_class = ApiTokenSerializer
     lookup_url_kwarg = "id"

@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.accounts import roles
+from apps.accounts.models import ApiToken
 from apps.accounts.tests.conftest import (
     ANONYMOUS,
     LAST_AAPL_PRICE,
@@ -33,6 +34,7 @@ from apps.accounts.tests.conftest import (
     allowed,
     make_user,
 )
+from apps.accounts.tokens import api_token_create
 from apps.alerts.models import AlertEvent, AlertRule
 from apps.market.display import price_text
 
@@ -74,6 +76,10 @@ REST: dict[tuple[str, str], Rest] = {
     ("GET", "/api/v1/auth/token/"): Rest(T, 200),
     ("POST", "/api/v1/auth/token/"): Rest(T, 201),
     ("DELETE", "/api/v1/auth/token/"): Rest(T, 204),
+    ("GET", "/api/v1/tokens/"): Rest(T, 200),
+    ("POST", "/api/v1/tokens/"): Rest(T, 201, {"name": "matrix", "scopes": ["read"]}),
+    ("GET", "/api/v1/tokens/{id}/"): Rest(T, 200),
+    ("DELETE", "/api/v1/tokens/{id}/"): Rest(T, 204),
     # The gateway (docs/polygon.md): market data, by API key.
     ("GET", "/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{from}/{to}"): Rest(R, 200),
     ("GET", "/v2/aggs/ticker/{symbol}/prev"): Rest(R, 200),
@@ -120,7 +126,7 @@ def own_objects(user) -> dict[str, int]:
     """A rule and an event of `user` (a rule left from an earlier role counts as theirs too),
     and a second rule for the DELETE."""
     if user is None:
-        return {"rule": 1, "doomed": 2, "event": 1}
+        return {"rule": 1, "doomed": 2, "event": 1, "token": 1}
     rules = AlertRule.objects
     rule = rules.create(owner=user, symbol_id="AAPL", condition="price_above", threshold=1e3)
     doomed = rules.create(owner=user, symbol_id="AAPL", condition="price_below", threshold=1.0)
@@ -128,13 +134,19 @@ def own_objects(user) -> dict[str, int]:
         rule=rule, owner=user, symbol="AAPL", ts=NOW, condition="price_above", price=1001.0,
         value=1001.0,
     )  # fmt: skip
-    return {"rule": rule.pk, "doomed": doomed.pk, "event": event.pk}
+    token, _ = api_token_create(user=user, name="own", scopes=[ApiToken.READ])
+    return {"rule": rule.pk, "doomed": doomed.pk, "event": event.pk, "token": token.pk}
 
 
 def concrete(method: str, path: str, ids: dict[str, int]) -> str:
     day = NOW.date().isoformat()
     if "{id}" in path:
-        kind = "event" if "/events/" in path else "doomed" if method == "DELETE" else "rule"
+        kind = (
+            "event" if "/events/" in path
+            else "token" if "/tokens/" in path
+            else "doomed" if method == "DELETE"
+            else "rule"
+        )  # fmt: skip
         path = path.replace("{id}", str(ids[kind]))
     values = {"symbol": "AAPL", "date": day, "multiplier": "1", "timespan": "minute",
               "from": "2020-01-01", "to": "2199-01-01"}  # fmt: skip
@@ -196,6 +208,8 @@ PAGES: dict[str, Page] = {
     "alerts/events/<int:pk>/acknowledge": Page(
         "/alerts/events/{event}/acknowledge", A, 302, method="POST"
     ),
+    "account/tokens/": Page("/account/tokens/", T, 200),
+    "account/tokens/<int:pk>/revoke": Page("/account/tokens/{token}/revoke", T, 302, method="POST"),
     "ops/": Page("/ops/", roles.VIEW_STATUS, 200, ADMIN_LOGIN),
     "ops/status.json": Page("/ops/status.json", roles.VIEW_STATUS, 200, JSON403),
     "^api/v1$": Page("/api/v1", R, 200, API),
