@@ -17,6 +17,7 @@ from django.db import connection  # noqa: E402
 from apps.market import timescale  # noqa: E402
 from apps.polygon.routing import websocket_urlpatterns as polygon_urlpatterns  # noqa: E402
 from apps.streaming.auth import TokenAuthMiddleware, allowed_hosts_origin_validator  # noqa: E402
+from apps.streaming.limits import ConnectionLimitMiddleware  # noqa: E402
 from apps.streaming.routing import websocket_urlpatterns  # noqa: E402
 
 timescale.require_if_configured(connection)  # a Timescale deployment never starts without it
@@ -25,12 +26,16 @@ connection.close()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # At most MARKETFLUX_WS_MAX_PER_IP sockets per client address in this process,
+        # checked first, before anything costs a query (apps/streaming/limits.py).
         # A browser's Origin must be one of ALLOWED_HOSTS; programs that send none pass.
         # Session cookies identify browsers, ?token= programs. The gateway's /stocks goes
         # first: the streaming routes end with a catch-all.
-        "websocket": allowed_hosts_origin_validator(
-            AuthMiddlewareStack(
-                TokenAuthMiddleware(URLRouter([*polygon_urlpatterns, *websocket_urlpatterns]))
+        "websocket": ConnectionLimitMiddleware(
+            allowed_hosts_origin_validator(
+                AuthMiddlewareStack(
+                    TokenAuthMiddleware(URLRouter([*polygon_urlpatterns, *websocket_urlpatterns]))
+                )
             )
         ),
     }

@@ -5,11 +5,15 @@ See env.py, and docs/operations.md#settings for the list.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from csp import constants as csp_source
 from django.core.exceptions import ImproperlyConfigured
 
 from marketflux_site.env import env_bool, env_float, env_int, env_list, env_str
@@ -62,6 +66,8 @@ INSTALLED_APPS = [
     "apps.polygon",
     "apps.sources",
     "apps.ops",
+    "axes",  # login protection: lockout after repeated failures (below)
+    "csp",  # the Content-Security-Policy header (below)
 ]
 
 MIDDLEWARE = [
@@ -81,7 +87,11 @@ MIDDLEWARE = [
     "apps.accounts.middleware.AuditDoorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Outside SiteNotFoundPage, so the 404 page it renders gets the policy and its nonce.
+    "csp.middleware.CSPMiddleware",
     "apps.dashboard.middleware.SiteNotFoundPage",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 # DEBUG shows the site's own 404 page (apps/dashboard/middleware.py) unless this is set.
 MARKETFLUX_DEBUG_404 = env_bool("MARKETFLUX_DEBUG_404", False)
@@ -147,6 +157,51 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
+# Login protection (django-axes; docs/security.md#login-protection). Every password login
+# (the site's /accounts/login/, the admin's, the browsable API's) goes through
+# django.contrib.auth's authenticate(), which axes watches: after MARKETFLUX_LOGIN_FAILURES
+# failures of one username from one address, that pair is locked out for
+# MARKETFLUX_LOCKOUT_MINUTES after its last attempt (0: until an admin unlocks it), even
+# with the right password. Unlock: the admin's Axes > Access attempts (delete the row), or
+# `manage.py axes_reset_username <name>`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before checking
+    "django.contrib.auth.backends.ModelBackend",
+]
+MARKETFLUX_LOGIN_FAILURES = env_int("MARKETFLUX_LOGIN_FAILURES", 5, minimum=1)
+MARKETFLUX_LOCKOUT_MINUTES = env_int("MARKETFLUX_LOCKOUT_MINUTES", 15, minimum=0)
+AXES_FAILURE_LIMIT = MARKETFLUX_LOGIN_FAILURES
+AXES_COOLOFF_TIME = (
+    timedelta(minutes=MARKETFLUX_LOCKOUT_MINUTES) if MARKETFLUX_LOCKOUT_MINUTES else None
+)
+# Per username and address together: one user mistyping cannot lock everyone behind the
+# same NAT out, and a guesser cannot lock a user out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a good login forgets the earlier failures of that pair
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"  # answered with 429 Too Many Requests
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # the admin lists and unlocks
+# No "AXES: BEGIN" line from every process and command; failures and lockouts are still
+# logged (WARNING, axes.handlers), naming the username and address.
+AXES_VERBOSE = False
+
+
+def _login_client_ip(request) -> str | None:
+    """The client's address as the API throttle and /metrics see it (NUM_PROXIES trusted
+    proxies in front: the address the outermost of them recorded, else the peer's), so a
+    client cannot pick the address it is locked out under by sending X-Forwarded-For."""
+    from django.conf import settings as live_settings
+
+    from apps.ops.metrics import client_address
+
+    address = client_address(request.META, live_settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:  # a proxy that wrote something else: the peer, which is a real address
+        return request.META.get("REMOTE_ADDR") or None
+
+
+AXES_CLIENT_IP_CALLABLE = _login_client_ip
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 # One way to write a time across the site and the admin (marketflux_site/formats/en).
@@ -199,6 +254,86 @@ CHANNEL_LAYERS = {
 # The port the pages open their WebSockets on, when it is not their own: `make run` without
 # nginx serves them on a second port (docs/operations.md#serving). Empty: the page's origin.
 MARKETFLUX_WS_PORT = env_int("MARKETFLUX_WS_PORT", 0, minimum=0) or None
+# WebSockets one client address may hold open at once in one ASGI process; the next is
+# accepted and closed with 4429 (apps/streaming/limits.py says why per process). A browser
+# needs one or two a tab; this leaves room for offices behind one NAT address. 0: no limit.
+MARKETFLUX_WS_MAX_PER_IP = env_int("MARKETFLUX_WS_MAX_PER_IP", 100, minimum=0)
+
+
+# The Content-Security-Policy (django-csp; docs/security.md#headers-and-the-content-security-
+# policy). Scripts only from this site, or inline with the request's nonce (the one inline
+# script the pages keep: base.html's import map). No plugins, no <base> pointing elsewhere,
+# no framing, forms post here only. Styles: our stylesheets, plus <style> elements bearing
+# the nonce (ReDoc's, which it creates with the nonce it is given). Style attributes in
+# markup are refused (but for DRF's few, below); styles a script sets through the DOM
+# (element.style, as the charts and the table do) are CSSOM, which CSP does not govern, so
+# the libraries' run-time styling works.
+# The pages' WebSockets go to their own origin, which 'self' covers for ws: and wss:;
+# without a proxy (`make run` without nginx) they go to MARKETFLUX_WS_PORT of the same host,
+# so that port is allowed on each of ALLOWED_HOSTS (the only hosts Django serves pages for;
+# an IPv6 literal cannot be written in a policy, so [::1] pages get 'self' only).
+def _csp_ws_sources(hosts: list[str], port: int | None) -> list[str]:
+    sources = []
+    for host in hosts if port else []:
+        if host.startswith("["):
+            continue
+        # ALLOWED_HOSTS' ".example.com" (the domain and its subdomains) in CSP's words.
+        names = [host[1:], f"*{host}"] if host.startswith(".") else [host]
+        sources += [f"{scheme}://{name}:{port}" for name in names for scheme in ("ws", "wss")]
+    return sources
+
+
+# The browsable API's pages are DRF's templates, which set a few style attributes in markup
+# (its login box's width, the format menu's float). Rather than allowing every style
+# attribute ('unsafe-inline'), these exact values are allowed by their hashes
+# ('unsafe-hashes'): an injected style attribute still is not. A DRF upgrade that changes
+# one shows as a violation (apps/dashboard/tests/test_headers.py checks these pages).
+_DRF_STYLE_ATTRIBUTES = [
+    "float: right; margin-right: 10px",  # rest_framework/base.html: the format menu, filters
+    "float: right",  # filters/ordering.html
+    "width: 350px",  # filters/search.html
+    "margin-top: 30px",  # login_base.html, the login box ...
+    "width: 320px; margin-left: auto; margin-right: auto",
+    "margin: 0 0 20px;",
+    "border: none",
+    "border-bottom: 1px solid #e5e5e5",  # horizontal/fieldset.html (nested forms)
+    "border-bottom: 0",
+    # Not DRF's: the alert-rule inline on the admin's Symbol page (apps/alerts/admin.py)
+    # sizes two fields so. static/css/admin.css sizes them the same; once the inline stops
+    # setting these attributes, drop these two lines.
+    "width: 6em",
+    "max-width: 13em",
+]
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+_CSP_DIRECTIVES = {
+    "default-src": [csp_source.SELF],
+    "script-src": [csp_source.SELF, csp_source.NONCE],
+    "style-src": [csp_source.SELF, csp_source.NONCE],
+    "style-src-attr": ["'unsafe-hashes'", *map(_csp_hash, _DRF_STYLE_ATTRIBUTES)],
+    "img-src": [csp_source.SELF, "data:"],  # Swagger UI's and ReDoc's icons are data: URLs
+    "font-src": [csp_source.SELF, "data:"],
+    "connect-src": [csp_source.SELF, *_csp_ws_sources(ALLOWED_HOSTS, MARKETFLUX_WS_PORT)],
+    "object-src": [csp_source.NONE],
+    "base-uri": [csp_source.SELF],
+    "form-action": [csp_source.SELF],
+    "frame-ancestors": [csp_source.NONE],
+}
+# Where browsers POST what the policy blocked (a collector of yours); empty: nowhere.
+MARKETFLUX_CSP_REPORT_URI = env_str("MARKETFLUX_CSP_REPORT_URI", "")
+if MARKETFLUX_CSP_REPORT_URI:
+    _CSP_DIRECTIVES["report-uri"] = [MARKETFLUX_CSP_REPORT_URI]
+# 1: the same policy as Content-Security-Policy-Report-Only, for a rollout: browsers report
+# what it would block and block nothing.
+MARKETFLUX_CSP_REPORT_ONLY = env_bool("MARKETFLUX_CSP_REPORT_ONLY", False)
+if MARKETFLUX_CSP_REPORT_ONLY:
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": _CSP_DIRECTIVES}
+else:
+    CONTENT_SECURITY_POLICY = {"DIRECTIVES": _CSP_DIRECTIVES}
 
 # The API (apps/api). Market data is public unless MARKETFLUX_PUBLIC_READ=0; anything
 # per-user always needs a login.

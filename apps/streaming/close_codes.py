@@ -5,3 +5,7 @@ FORBIDDEN = 4403  # signed in, but the user's role does not read market data (do
 UNKNOWN_SYMBOL = 4404
 UNKNOWN_PATH = 4404  # no feed at that path: the same "not found" as an unknown symbol
 FLOODING = 4429  # more than 20 messages in a second, or 40 answers left unread
+# MARKETFLUX_WS_MAX_PER_IP sockets already open from the client's address (in this process):
+# the handshake is accepted and closed at once (apps/streaming/limits.py). The same number
+# as flooding, HTTP's 429: too many, back off and retry.
+TOO_MANY_CONNECTIONS = 4429

@@ -37,8 +37,10 @@ function palette() {
 function chartOptions(p) {
   return {
     autoSize: true,
+    // No logo: the library adds it with a <style> element, which the content security
+    // policy refuses; the page credits TradingView in words instead (symbol.html).
     layout: { background: { type: "solid", color: p.bg }, textColor: p.fg,
-      panes: { separatorColor: p.grid } },
+      panes: { separatorColor: p.grid }, attributionLogo: false },
     grid: { vertLines: { color: p.grid }, horzLines: { color: p.grid } },
     timeScale: { timeVisible: true, secondsVisible: false, borderColor: p.grid },
     rightPriceScale: { borderColor: p.grid },
@@ -137,8 +139,10 @@ const legends = ["price", "rsi", "macd"].map((pane) => {
 });
 let hovered = null; // the crosshair's bar index, null for the latest
 const esc = (text) => String(text).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
-const item = (color, label, text) =>
-  `<span class="legend-item"><i style="background:${esc(color)}"></i>${esc(label)} <b>${esc(text)}</b></span>`;
+// A swatch takes its colour from the stylesheet (symbol.css, the study's own variable):
+// a style attribute in markup is refused by the content security policy.
+const item = (study, label, text) =>
+  `<span class="legend-item"><i data-swatch="${study}"></i>${esc(label)} <b>${esc(text)}</b></span>`;
 const short = (label, need) =>
   `<span class="legend-note">${esc(label)} needs ${need} bars; this chart has ${candles.length}.</span>`;
 
@@ -152,22 +156,22 @@ function showLegend() {
     price = ["O", "H", "L", "C"].map((k, j) =>
       `<span class="legend-item">${k} <b>${p([c.open, c.high, c.low, c.close][j])}</b></span>`).join("")
       + `<span class="legend-item">Vol <b>${fmt.volume(c.volume)}</b></span>`;
-    if (on("sma")) price += item(colors.sma, "SMA 20", p(values.sma[i]));
-    if (on("ema")) price += item(colors.ema, "EMA 20", p(values.ema[i]));
+    if (on("sma")) price += item("sma", "SMA 20", p(values.sma[i]));
+    if (on("ema")) price += item("ema", "EMA 20", p(values.ema[i]));
     if (on("bb")) {
-      price += item(colors.bb, "BB 20/2",
+      price += item("bb", "BB 20/2",
         `${p(values.bb.upper[i])} / ${p(values.bb.middle[i])} / ${p(values.bb.lower[i])}`);
     }
   }
   legends[0].innerHTML = price;
   const rsiKnown = values.rsi?.some((v) => v !== null);
-  legends[1].innerHTML = rsiKnown ? item(colors.rsi, "RSI 14", fmt.number(values.rsi[i], 2))
+  legends[1].innerHTML = rsiKnown ? item("rsi", "RSI 14", fmt.number(values.rsi[i], 2))
     : short("RSI 14", 15);
   const macdKnown = values.m?.macd.some((v) => v !== null);
   legends[2].innerHTML = macdKnown
-    ? item(colors.macd, "MACD 12/26/9", fmt.number(values.m.macd[i], 4))
-      + item(colors.signal, "Signal", fmt.number(values.m.signal[i], 4))
-      + item(colors.muted, "Hist", fmt.number(values.m.hist[i], 4))
+    ? item("macd", "MACD 12/26/9", fmt.number(values.m.macd[i], 4))
+      + item("signal", "Signal", fmt.number(values.m.signal[i], 4))
+      + item("muted", "Hist", fmt.number(values.m.hist[i], 4))
     : short("MACD 12/26/9", 34);
 }
 

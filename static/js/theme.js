@@ -1,5 +1,6 @@
-// Dark by default, light on request, remembered in localStorage. The <head> of base.html
-// applies the saved choice before the first paint; this module wires the toggle.
+// Dark by default, light on request, remembered in localStorage. theme-init.js, in the
+// <head> of base.html, applies the saved choice before the first paint; this module wires
+// the toggle.
 
 const KEY = "mf-theme";
 

@@ -451,7 +451,10 @@ def test_the_theme_is_applied_before_the_first_paint_and_can_be_toggled(client, 
     head = html.split("</head>")[0]
     assert '<html lang="en" data-theme="dark">' in html  # dark by default
     # The saved theme is read in <head>, before the stylesheet: no flash of the wrong one.
-    assert head.index('localStorage.getItem("mf-theme")') < head.index("marketflux.css")
+    # A classic script of its own (no inline script under the content security policy).
+    assert '<script src="/static/js/theme-init.js"></script>' in head
+    assert head.index("js/theme-init.js") < head.index("marketflux.css")
+    assert 'localStorage.getItem("mf-theme")' in (BASE_DIR / "static/js/theme-init.js").read_text()
     # The button says what pressing it does; the stylesheet shows the half for the theme.
     button = re.search(
         r'<button type="button" class="theme-toggle" data-theme-toggle>(.*?)</button>', html
