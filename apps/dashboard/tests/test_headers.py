@@ -210,3 +210,18 @@ def test_without_a_proxy_the_websocket_port_of_each_allowed_host_is_allowed():
         "ws://*.example.com:8766",
         "wss://*.example.com:8766",
     ]
+
+
+def test_the_browsable_apis_log_out_is_a_form_not_an_inline_handler(staff):
+    html = staff.get("/api/v1/stocks/", HTTP_ACCEPT="text/html").content.decode()
+    form = re.search(
+        r'<form method="post" action="(/api-auth/logout/\?next=/api/v1/stocks/)"[^>]*>\s*'
+        r'<input type="hidden" name="csrfmiddlewaretoken" value="[^"]+">\s*'
+        r'<button type="submit" class="btn btn-link" data-logout>Log out</button>',
+        html,
+    )
+    assert form, "the user menu logs out with a form's button"
+    answer = staff.post(form.group(1))
+    assert answer.status_code == 302
+    assert answer["Location"] == "/api/v1/stocks/"
+    assert 'data-signed-in="false"' in staff.get("/").content.decode()
