@@ -182,3 +182,24 @@ def test_an_injected_inline_script_is_refused_and_reported(stack, browser):
     # The page goes on working: the live feed still moves the prices.
     page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
     assert watch.errors == []
+
+
+def test_without_a_proxy_the_pages_open_their_websockets_on_the_second_port(
+    market, redis_client, processes, browser
+):
+    """`make run` without nginx: the pages are served on one port and open their sockets on
+    MARKETFLUX_WS_PORT, which the policy allows for each of ALLOWED_HOSTS."""
+    sockets = processes.daphne("sockets")
+    ws_port = sockets.rsplit(":", 1)[1]
+    site = processes.daphne("pages", MARKETFLUX_WS_PORT=ws_port)
+    context = browser.new_context(viewport=VIEWPORTS["1280"])
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = context.new_page()
+    watch = PageWatch(page, site=site, expected=(f"ws://127.0.0.1:{ws_port}/",))
+    opened: list[str] = []
+    page.on("websocket", lambda ws: opened.append(ws.url))
+    page.goto(f"{site}/")
+    page.wait_for_selector('[data-field="connection"][data-state="live"]', timeout=WAIT_MS)
+    assert opened == [f"ws://127.0.0.1:{ws_port}/ws/market"]
+    assert violations(page) == []
+    assert watch.errors == []
