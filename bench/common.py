@@ -313,6 +313,8 @@ def stack_env(**extra: str) -> dict[str, str]:
     env.setdefault("DJANGO_SETTINGS_MODULE", "marketflux_site.settings")
     env["LOG_LEVEL"] = "WARNING"
     env["PYTHONUNBUFFERED"] = "1"
+    # Thousands of benchmark clients come from one address, loopback: no per-address cap.
+    env.setdefault("MARKETFLUX_WS_MAX_PER_IP", "0")
     env.update(extra)
     return env
 

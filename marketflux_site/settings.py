@@ -298,11 +298,6 @@ _DRF_STYLE_ATTRIBUTES = [
     "border: none",
     "border-bottom: 1px solid #e5e5e5",  # horizontal/fieldset.html (nested forms)
     "border-bottom: 0",
-    # Not DRF's: the alert-rule inline on the admin's Symbol page (apps/alerts/admin.py)
-    # sizes two fields so. static/css/admin.css sizes them the same; once the inline stops
-    # setting these attributes, drop these two lines.
-    "width: 6em",
-    "max-width: 13em",
 ]
 
 

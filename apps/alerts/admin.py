@@ -152,15 +152,7 @@ class AlertRuleInline(admin.TabularInline):
     fields = ["owner", "condition", "threshold", "window_seconds", "active", "last_fired_at"]
     readonly_fields = ["last_fired_at"]
 
-    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name in ("threshold", "window_seconds"):
-            field.widget.attrs["style"] = "width: 6em"  # numbers, not the admin's 20em
-        elif db_field.name == "condition":
-            # As wide as most labels; the longest ("SMA crossed above EMA ...") show in full
-            # in the open list and on the rule's page.
-            field.widget.attrs["style"] = "max-width: 13em"
-        return field
+    # The fields' widths are in static/css/admin.css (a style attribute breaks the CSP).
 
     autocomplete_fields = ["owner"]
     show_change_link = True
