@@ -10,7 +10,6 @@ send the request: the cookie, no token.
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.alerts.models import AlertRule
@@ -21,10 +20,11 @@ RULE = {"symbol": "AAPL", "condition": "price_above", "threshold": 1, "frequency
 
 
 @pytest.fixture
-def browser(market) -> Client:
-    """Alice's signed-in browser, checked for CSRF as Django checks real ones."""
+def browser(market, alice) -> Client:
+    """Alice's signed-in browser (an analyst: she keeps alert rules), checked for CSRF as
+    Django checks real ones."""
     client = Client(enforce_csrf_checks=True)
-    client.force_login(User.objects.create_user("alice"))
+    client.force_login(alice)
     return client
 
 
