@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Outside SiteNotFoundPage, so the 404 page it renders gets the policy and its nonce.
-    "csp.middleware.CSPMiddleware",
+    "apps.dashboard.middleware.PageCSPMiddleware",
     "apps.dashboard.middleware.SiteNotFoundPage",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -260,9 +260,10 @@ MARKETFLUX_WS_PORT = env_int("MARKETFLUX_WS_PORT", 0, minimum=0) or None
 MARKETFLUX_WS_MAX_PER_IP = env_int("MARKETFLUX_WS_MAX_PER_IP", 100, minimum=0)
 
 
-# The Content-Security-Policy (django-csp; docs/security.md#headers-and-the-content-security-
-# policy). Scripts only from this site, or inline with the request's nonce (the one inline
-# script the pages keep: base.html's import map). No plugins, no <base> pointing elsewhere,
+# The Content-Security-Policy (django-csp, on HTML answers: PageCSPMiddleware;
+# docs/security.md#headers-and-the-content-security-policy). Scripts only from this site,
+# or inline with the request's nonce (the one inline script the pages keep: base.html's
+# import map). No plugins, no <base> pointing elsewhere,
 # no framing, forms post here only. Styles: our stylesheets, plus <style> elements bearing
 # the nonce (ReDoc's, which it creates with the nonce it is given). Style attributes in
 # markup are refused (but for DRF's few, below); styles a script sets through the DOM

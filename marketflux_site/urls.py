@@ -55,10 +55,10 @@ urlpatterns = [
     # once, at /api/v1/.
     re_path(r"^api/v1$", api_router.get_api_root_view(schema=None)),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    # The API docs under the content security policy (docs/security.md#headers-and-the-
-    # content-security-policy): Swagger UI's start-up script from a URL of its own
-    # (/docs?script=), not inline; ReDoc started by a file and given the request's nonce
-    # (and REDOC_POLICY, above).
+    # The API docs under the content security policy
+    # (docs/security.md#headers-and-the-content-security-policy): Swagger UI's start-up
+    # script from a URL of its own (/docs?script=), not inline; ReDoc started by a file and
+    # given the request's nonce (and REDOC_POLICY, above).
     re_path(
         r"^docs/?$",
         SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api/swagger_ui.html"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.defaults import page_not_found
@@ -28,3 +29,19 @@ class SiteNotFoundPage:
         ):
             return page_not_found(request, Http404())
         return response
+
+
+class PageCSPMiddleware(CSPMiddleware):
+    """django-csp's Content-Security-Policy on HTML answers only
+    (docs/security.md#headers-and-the-content-security-policy).
+
+    A policy governs a document and what it loads; a JSON or CSV answer runs nothing (every
+    answer carries `X-Content-Type-Options: nosniff`, so no browser takes one for a page).
+    The stock middleware builds the policy string for every answer, the API's too, and the
+    lean path (apps/api/lean.py), which answers before it, would differ from the full path
+    by that header."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not response.get("Content-Type", "").startswith("text/html"):
+            return response
+        return super().process_response(request, response)

@@ -16,6 +16,7 @@ def django_on_timescale(django_db_blocker) -> Iterator[PgliteTimescaleHandle]:
     Django's default connection at it directly instead of pytest-django's test database;
     it is pointed back afterwards.
     """
+    from django.contrib.contenttypes.models import ContentType
     from django.core.management import call_command
     from django.db import connection
 
@@ -29,6 +30,9 @@ def django_on_timescale(django_db_blocker) -> Iterator[PgliteTimescaleHandle]:
             PASSWORD=server.password, OPTIONS={"sslmode": "disable"}, CONN_MAX_AGE=0,
         )  # fmt: skip
         connection._marketflux_timescale = None
+        # Content types are cached by id per connection alias, and this alias now holds
+        # another database: the audit log would cite the test database's ids.
+        ContentType.objects.clear_cache()
         try:
             call_command("migrate", verbosity=0)
             symbols_seed()
@@ -38,3 +42,4 @@ def django_on_timescale(django_db_blocker) -> Iterator[PgliteTimescaleHandle]:
             connection.settings_dict.clear()
             connection.settings_dict.update(saved)
             connection._marketflux_timescale = None
+            ContentType.objects.clear_cache()
