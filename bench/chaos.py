@@ -188,7 +188,6 @@ def main() -> None:
         end = time.time()
         outcome = run.finish()
         samples, events = run.samples, run.events
-        run.keep_logs = False
     checks = outcome["checks"]
     unexplained = per_kill(kills, checks, outcome["readers"], end)
     not_allowed = sum(len(k["missing_slots"]) for k in kills if not k["missing_slots_allowed"])

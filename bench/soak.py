@@ -38,6 +38,7 @@ from bench.support.load import (
     LoadRun,
     charts,
     invariants,
+    micros_text,
     trend_rows,
     trends,
 )
@@ -64,7 +65,6 @@ def main() -> None:
             time.sleep(min(2.0, max(0.0, deadline - time.time())))
         outcome = run.finish()
         samples = run.samples
-        run.keep_logs = False
     window = min(10.0, minutes / 3.0)
     summary = trends(samples, window)
     print(f"\nsoak, {minutes:g} minutes from {started}; load average at the start "
@@ -80,6 +80,11 @@ def main() -> None:
     checks = outcome["checks"]
     rows = invariants(checks, allowed_missing_slots=0)
     print_table("end invariants (against the Tick table)", ["invariant", "count", ""], rows)
+    if checks["missing_slots"]:
+        shown = ", ".join(micros_text(m) for m in checks["missing_slots"][:20])
+        expired = samples[-1].get("ticks_expired") if samples else None
+        print(f"missing slots (UTC): {shown}; tick runs dropped as too late "
+              f"(mf:stats:ticks_expired): {expired}")  # fmt: skip
     rest = outcome["rest"] or {}
     errors: dict[str, int] = {}
     for s in samples:
@@ -100,7 +105,8 @@ def main() -> None:
         "summary_window_minutes": window,
         "summary": summary,
         "invariants": [{"invariant": r[0], "count": r[1], "status": r[2]} for r in rows],
-        "checks": {**checks, "missing_slots": len(checks["missing_slots"])},
+        "checks": {**checks, "missing_slots": len(checks["missing_slots"]),
+                   "missing_slot_times": [micros_text(m) for m in checks["missing_slots"][:500]]},
         "rest": {**rest, "errors_by_endpoint": errors},
         "restarts": outcome["restarts"],
         "log_errors": outcome["log_errors"],

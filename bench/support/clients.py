@@ -260,6 +260,7 @@ async def _rest_main(pipe, host: str, port: int, rate: float, endpoints: list,
     conns = [HttpConnection(host, port) for _ in range(REST_POOL)]
     for conn in conns:
         pool.put_nowait(conn)
+    pages = max(1, len(symbols) // 50)  # the stocks list's pages at page_size=50
     period = _RestPeriod()
     totals: Counter[str] = Counter()
     stop = False
@@ -312,7 +313,7 @@ async def _rest_main(pipe, host: str, port: int, rate: float, endpoints: list,
         i += 1
         name = rng.choices(names, weights)[0]
         _, template, _, auth = endpoints[names.index(name)]
-        path = template.format(symbol=rng.choice(symbols), page=rng.randint(1, 10))
+        path = template.format(symbol=rng.choice(symbols), page=rng.randint(1, pages))
         period.sent += 1
         task = asyncio.create_task(fire(name, path, auth, scheduled))
         tasks.add(task)
