@@ -533,12 +533,14 @@ class LoadRun:
 
         out = {}
         for name, procs in self._trees().items():
-            total = 0
+            total, read = 0, False
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_full_info().pss if name == "postgres" else (
                         p.memory_info().rss)  # fmt: skip
-            out[name] = total / 2**20
+                    read = True
+            if read:  # a process on its way out is left out, not drawn as 0 MB
+                out[name] = total / 2**20
         return out
 
     def _drain_reports(self) -> tuple[list[dict], list[dict]]:
