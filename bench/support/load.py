@@ -973,9 +973,9 @@ def charts(name: str, samples: list[dict], events: list[dict]) -> list[Path]:
                 ax.plot(x, y, label=label, linewidth=1.2)
         for e in events:
             ax.axvline(e["t"] / 60.0, color="grey", linestyle=":", linewidth=0.8)
-            ax.annotate(e.get("target", e["kind"]), (e["t"] / 60.0, 1.0),
+            ax.annotate(e.get("target", e["kind"]), (e["t"] / 60.0, 0.02),
                         xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
-                        va="top", ha="right", color="dimgrey")  # fmt: skip
+                        va="bottom", ha="right", color="dimgrey")  # fmt: skip
         ax.set_xlabel("minutes")
         ax.set_title(f"{name}: {group}")
         ax.grid(True, alpha=0.3)
