@@ -685,7 +685,9 @@ class LoadRun:
             from django.db import connections
 
             connections.close_all()
-        if self.keep_logs:
+        if self.keep_logs:  # the logs explain a run's figures; the servers' data would not
+            for data in ("pg", "redis"):
+                shutil.rmtree(self.root / data, ignore_errors=True)
             print(f"process logs kept in {self.log_dir}", file=sys.stderr)
         else:
             shutil.rmtree(self.root, ignore_errors=True)
