@@ -533,13 +533,19 @@ def test(pytest_args: list[str]) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+LONG_BENCHES = frozenset({"soak", "chaos"})  # bench/soak.py, bench/chaos.py
+
+
 def bench(names: list[str]) -> int:
-    """`make bench`: every benchmark under bench/ (or those named) against real services."""
+    """`make bench`: every benchmark under bench/ (or those named) against real services.
+    The soak (an hour) and the chaos run (10 minutes, killing servers) run only when named."""
     scripts = sorted(
         p for p in (BASE_DIR / "bench").glob("*.py") if p.stem not in {"common", "__init__"}
     )
     if names:
         scripts = [p for p in scripts if p.stem in names]
+    else:
+        scripts = [p for p in scripts if p.stem not in LONG_BENCHES]
     VAR_DIR.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=VAR_DIR))
     failed = 0
