@@ -165,8 +165,7 @@ def main() -> None:
     minutes = args.minutes
     if args.quick:
         minutes = min(minutes, 3.0)
-        config = LoadConfig(symbols=50, market_clients=20, stock_clients=4, rest_rate=20.0,
-                            alert_rules=200)  # fmt: skip
+        config = LoadConfig.quick()
     rng = random.Random(args.seed)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     machine_before = machine_info()

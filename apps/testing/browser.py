@@ -93,3 +93,24 @@ def screenshot(page, name: str, *, full_page: bool = True) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def ticking_site(processes) -> str:
+    """Worker, beat and Daphne ticking every 0.5 s (`processes`: the test's `Processes`);
+    the site's URL once every symbol has a price, for a browser to open."""
+    import requests
+
+    from apps.testing.waiting import wait_for
+
+    processes.celery_worker(TICK_INTERVAL="0.5")
+    processes.celery_beat(TICK_INTERVAL="0.5")
+    url = processes.daphne()
+    wait_for(
+        lambda: all(
+            s["price"] is not None
+            for s in requests.get(f"{url}/api/v1/market/overview", timeout=5).json()["symbols"]
+        ),
+        timeout=60,
+        what="a first price for every symbol",
+    )
+    return url

@@ -80,6 +80,12 @@ class LoadConfig:
     reader_processes: int = 2
     sample_every: float = SAMPLE_EVERY
 
+    @classmethod
+    def quick(cls) -> LoadConfig:
+        """The `--quick` runs' load: a check that everything works, not a measure."""
+        return cls(symbols=50, market_clients=20, stock_clients=4, rest_rate=20.0,
+                   alert_rules=200)  # fmt: skip
+
     def describe(self) -> dict:
         return {
             "symbols": self.symbols,

@@ -29,6 +29,7 @@ from apps.testing.browser import (
     PageWatch,
     browser_test_marks,
     chromium,
+    ticking_site,
 )
 from apps.testing.waiting import wait_for
 
@@ -41,18 +42,7 @@ TICKERS = ["AAPL", "AMZN", "GOOGL", "MSFT", "TSLA"]
 def stack(market, redis_client, processes) -> str:
     """A day of AAPL history, then worker, beat and Daphne; the site's URL once it ticks."""
     call_command("backfill", days=1, symbols="AAPL", stdout=StringIO())
-    processes.celery_worker(TICK_INTERVAL="0.5")
-    processes.celery_beat(TICK_INTERVAL="0.5")
-    url = processes.daphne()
-    wait_for(
-        lambda: all(
-            s["price"] is not None
-            for s in requests.get(f"{url}/api/v1/market/overview", timeout=5).json()["symbols"]
-        ),
-        timeout=60,
-        what="a first price for every symbol",
-    )
-    return url
+    return ticking_site(processes)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from apps.testing.browser import (
@@ -24,8 +23,8 @@ from apps.testing.browser import (
     chromium,
     log_in,
     screenshot,
+    ticking_site,
 )
-from apps.testing.waiting import wait_for
 
 pytestmark = browser_test_marks()
 
@@ -77,18 +76,7 @@ PAGES = [
 def stack(market, redis_client, processes, django_user_model) -> str:
     """Worker, beat and Daphne; a superuser; the site's URL once every symbol has a price."""
     django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
-    processes.celery_worker(TICK_INTERVAL="0.5")
-    processes.celery_beat(TICK_INTERVAL="0.5")
-    url = processes.daphne()
-    wait_for(
-        lambda: all(
-            s["price"] is not None
-            for s in requests.get(f"{url}/api/v1/market/overview", timeout=5).json()["symbols"]
-        ),
-        timeout=60,
-        what="a first price for every symbol",
-    )
-    return url
+    return ticking_site(processes)
 
 
 @pytest.fixture
