@@ -297,8 +297,10 @@ def seed(config: LoadConfig) -> tuple[list[str], str]:
     """Symbols (the five defaults, then QAAA, QAAB, ...), the rules and their owner's token."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
+    from apps.accounts import roles
+    from apps.accounts.models import ApiToken
+    from apps.accounts.tokens import api_token_create
     from apps.alerts import conditions as c
     from apps.alerts.models import AlertRule
     from apps.market.models import Symbol
@@ -309,8 +311,10 @@ def seed(config: LoadConfig) -> tuple[list[str], str]:
     symbols = [t["ticker"] for t in tickers(config.symbols)]
     symbols_seed(tickers=symbols)
     prices = dict(Symbol.objects.values_list("ticker", "start_price"))
-    owner = get_user_model().objects.create_user("soak")
-    token = Token.objects.create(user=owner).key
+    # An analyst (keeps alert rules) whose token reads them (docs/security.md).
+    owner = roles.user_role_set(user=get_user_model().objects.create_user("soak"),
+                                role=roles.ANALYST)  # fmt: skip
+    _, token = api_token_create(user=owner, name="soak", scopes=[ApiToken.READ])
     rng = random.Random(21)
     codes = list(c.CONDITIONS)
     rules = []
