@@ -47,8 +47,9 @@ from bench.common import BASE_DIR, RESULTS_DIR, _child_setup, percentile, raise_
 TICK_INTERVAL = 0.5
 SAMPLE_EVERY = 10.0  # s between samples
 REPORT_EVERY = 5.0  # s between the client processes' reports
-# After a part comes back a slot may still be lost (docs/operations.md#outages-of-redis-and-
-# postgresql): a tick task that waited out the outage is dropped once 20 intervals late.
+# After a part comes back a slot may still be lost
+# (docs/operations.md#outages-of-redis-and-postgresql): a tick task that waited out the
+# outage is dropped once 20 intervals late.
 SETTLE_S = 20 * TICK_INTERVAL + 5.0
 THROTTLE = "1000000/min"  # the load comes from one address; the API's throttle is not measured
 
