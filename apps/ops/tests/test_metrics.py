@@ -150,8 +150,16 @@ def test_one_scrape_sums_every_process_of_the_host(processes, tmp_path, monkeypa
 
     health = {"route": "/health", "method": "GET", "status": "200"}
     total = "marketflux_http_requests_total"
-    time.sleep(FOLD_EVERY + 0.5)  # the start-up probes' /health requests folded in
-    before = scrape_url(web)
+
+    def settled():
+        """A scrape once the start-up probes' /health requests are all folded in: the
+        count no longer moves over a fold period."""
+        first = scrape_url(web)
+        time.sleep(FOLD_EVERY + 0.2)
+        second = scrape_url(web)
+        return second if second.value(total, **health) == first.value(total, **health) else None
+
+    before = wait_for(settled, timeout=30, what="the start-up requests counted")
     session = requests.Session()
     for _ in range(20):
         assert session.get(f"{web}/health", timeout=10).ok
